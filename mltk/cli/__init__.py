@@ -1,0 +1,59 @@
+"""The ``mltk`` command: one Typer app wiring one module per command group.
+
+Nothing heavy is imported here or in the command modules at import time, so ``mltk --help``
+stays fast; each command imports its core (and the core its libraries) when it runs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mltk import __version__
+from mltk._output import Output
+from mltk.cli import datasets, demo
+from mltk.cli._common import env_flag
+
+app = typer.Typer(
+    name="mltk",
+    help="Machine-learning utilities for product images and marketplace data.\n\n"
+    "Results go to stdout (--format table|json|ndjson|csv); logs and progress to stderr.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mltk {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug messages too.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks (also MLTK_DEBUG=1).")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True,
+                           help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Machine-learning utilities for product images and marketplace data."""
+    ctx.obj = Output(verbosity=-1 if quiet else (1 if verbose else 0),
+                     debug=debug or env_flag("MLTK_DEBUG"))
+
+
+datasets.register(app)
+demo.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="mltk")

@@ -1,0 +1,117 @@
+"""Pieces shared by every command module: option types, the output object, the error boundary.
+
+Every command is registered through :func:`command`, which wraps it in the one error boundary:
+an exception from the core becomes the single line ``Error: ...`` on stderr and exit code 1
+(with the traceback when ``--debug`` or ``MLTK_DEBUG=1``). Usage errors stay Typer's: exit 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from mltk._output import Format, Output
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+FormatOption = Annotated[
+    Format,
+    typer.Option("--format", "-f", envvar="MLTK_FORMAT", case_sensitive=False,
+                 help="Result format on stdout (env MLTK_FORMAT)."),
+]
+SeedOption = Annotated[
+    int | None, typer.Option("--seed", help="Random seed: the same seed gives the same result.")
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="YAML file of settings (below command-line options and "
+                 "MLTK_* environment variables, above the defaults in configs/)."),
+]
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def get_output(ctx: typer.Context | None = None) -> Output:
+    """The Output of the current invocation (set up by the root callback)."""
+    obj = ctx.find_root().obj if ctx is not None else None
+    if isinstance(obj, Output):
+        return obj
+    return Output(debug=env_flag("MLTK_DEBUG"))
+
+
+def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """Register ``func`` on ``app`` behind the error boundary; use instead of ``app.command``."""
+
+    def decorator(func: F) -> F:
+        # Typer passes the context by keyword to the parameter annotated typer.Context.
+        ctx_param = next((p.name for p in inspect.signature(func).parameters.values()
+                          if p.annotation in (typer.Context, "typer.Context")), None)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kw: Any) -> Any:
+            out = get_output(kw.get(ctx_param) if ctx_param else None)
+            try:
+                with out.capture_logs():
+                    return func(*args, **kw)
+            except (typer.Exit, typer.Abort, typer.TyperException):
+                raise
+            except KeyboardInterrupt:
+                out.error("interrupted")
+                raise typer.Exit(130) from None
+            except BrokenPipeError:
+                # The reader of stdout went away (e.g. `| head`): not an error of ours.
+                _silence_stdout()
+                raise typer.Exit(0) from None
+            except Exception as exc:  # the one boundary: everything else is a runtime error
+                if out.debug_mode:
+                    traceback.print_exc(file=sys.stderr)
+                out.error(describe(exc))
+                raise typer.Exit(1) from None
+
+        app.command(name, **kwargs)(wrapper)
+        return func
+
+    return decorator
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an exception: its message, prefixed by its type unless it is ours."""
+    from mltk.errors import MltkError
+
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, MltkError):
+        return text
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return f"{type(exc).__name__}: {text}"
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def parse_floats(text: str, n: int, name: str) -> tuple[float, ...]:
+    """Parse ``"a,b,c,d"`` into ``n`` floats or raise a usage error naming the option."""
+    try:
+        values = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"expected {n} comma-separated numbers, got {text!r}",
+                                 param_hint=name) from None
+    if len(values) != n:
+        raise typer.BadParameter(f"expected {n} comma-separated numbers, got {text!r}",
+                                 param_hint=name)
+    return values
