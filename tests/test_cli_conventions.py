@@ -142,3 +142,12 @@ def test_quiet_silences_info(cli, tmp_path):
     assert result.exit_code == 0
     assert result.stderr == ""
     assert json.loads(result.stdout)[0]["n"] == 2
+
+
+def test_quiet_and_verbose_also_after_the_subcommand(cli, tmp_path):
+    result = cli("datasets", "make", "labelled-images", "--out", tmp_path, "--n", "2", "-q",
+                 "-f", "json")
+    assert result.exit_code == 0 and result.stderr == ""
+    result = cli("datasets", "make", "labelled-images", "--out", tmp_path / "b", "--n", "2",
+                 "--verbose", "-f", "json")
+    assert result.exit_code == 0 and "wrote 2 samples" in result.stderr

@@ -12,7 +12,7 @@ import typer
 
 from mltk import __version__
 from mltk._output import Output
-from mltk.cli import datasets, demo
+from mltk.cli import colors, datasets, demo
 from mltk.cli._common import env_flag
 
 app = typer.Typer(
@@ -50,6 +50,7 @@ def root(
                      debug=debug or env_flag("MLTK_DEBUG"))
 
 
+colors.register(app)
 datasets.register(app)
 demo.register(app)
 

@@ -49,17 +49,35 @@ def get_output(ctx: typer.Context | None = None) -> Output:
     return Output(debug=env_flag("MLTK_DEBUG"))
 
 
+_QUIET = inspect.Parameter(
+    "mltk_quiet", inspect.Parameter.KEYWORD_ONLY, default=False,
+    annotation=Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")])
+_VERBOSE = inspect.Parameter(
+    "mltk_verbose", inspect.Parameter.KEYWORD_ONLY, default=False,
+    annotation=Annotated[bool, typer.Option("--verbose", "-v", help="Debug messages too.")])
+
+
 def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
-    """Register ``func`` on ``app`` behind the error boundary; use instead of ``app.command``."""
+    """Register ``func`` on ``app`` behind the error boundary; use instead of ``app.command``.
+
+    Every command also gets ``-q/--quiet`` and ``-v/--verbose`` (as the root command has), so
+    they work after the subcommand too.
+    """
 
     def decorator(func: F) -> F:
+        sig = inspect.signature(func, eval_str=True)
         # Typer passes the context by keyword to the parameter annotated typer.Context.
-        ctx_param = next((p.name for p in inspect.signature(func).parameters.values()
-                          if p.annotation in (typer.Context, "typer.Context")), None)
+        ctx_param = next((p.name for p in sig.parameters.values()
+                          if p.annotation is typer.Context), None)
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kw: Any) -> Any:
+            quiet, verbose = kw.pop(_QUIET.name, False), kw.pop(_VERBOSE.name, False)
             out = get_output(kw.get(ctx_param) if ctx_param else None)
+            if quiet:
+                out.verbosity = -1
+            elif verbose:
+                out.verbosity = 1
             try:
                 with out.capture_logs():
                     return func(*args, **kw)
@@ -78,6 +96,9 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callabl
                 out.error(describe(exc))
                 raise typer.Exit(1) from None
 
+        params = [*sig.parameters.values(), _QUIET, _VERBOSE]
+        wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
         app.command(name, **kwargs)(wrapper)
         return func
 

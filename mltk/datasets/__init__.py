@@ -50,6 +50,10 @@ GENERATORS: dict[str, Generator] = {
         "labelled-images",
         "scikit-learn's handwritten digits (real data) as RGB JPEGs, one folder per class",
         500, "mltk.datasets.images", "make_labelled_images"),
+    "product-images": Generator(
+        "product-images",
+        "synthetic product photos of known main (and second) colours, with truth.csv",
+        200, "mltk.datasets.products", "make_product_images"),
 }
 
 

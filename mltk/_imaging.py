@@ -1,0 +1,208 @@
+"""Reading image files for every capability: format sniffing, truncation checks, header sizes,
+and decoding to 8-bit RGB (grayscale, CMYK, 16-bit and alpha images included).
+
+JPEGs can be decoded at 1/2, 1/4 or 1/8 resolution straight from the DCT (OpenCV's
+``IMREAD_REDUCED_COLOR_*``), chosen from the header size so that the decoded image is still at
+least as large as the caller needs: much faster than decoding everything and resizing.
+Failures raise :class:`~mltk.errors.InputError` with a reason a person can act on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+from mltk.errors import InputError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+
+_MAGIC = (
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+)
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The image format from the file's first bytes, or None if it is not one we read."""
+    for magic, fmt in _MAGIC:
+        if data.startswith(magic):
+            return fmt
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def read_image_bytes(path: str | os.PathLike[str]) -> tuple[bytes, str]:
+    """Read a file and check that it is a complete image; returns (bytes, format)."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError("file not found") from None
+    except IsADirectoryError:
+        raise InputError("is a directory") from None
+    except OSError as exc:
+        raise InputError(f"cannot read file ({exc.strerror or exc})") from None
+    return data, check_image_bytes(data)
+
+
+def check_image_bytes(data: bytes) -> str:
+    """Format of ``data``; raises InputError for empty, non-image and truncated data."""
+    if not data:
+        raise InputError("empty file (0 bytes)")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise InputError("not an image (unrecognised format)")
+    if fmt == "jpeg" and data.rstrip(b"\x00\r\n ")[-2:] != b"\xff\xd9":
+        raise InputError("truncated JPEG (no end-of-image marker)")
+    if fmt == "png" and b"IEND" not in data[-12:]:
+        raise InputError("truncated PNG (no IEND chunk)")
+    return fmt
+
+
+@dataclasses.dataclass(frozen=True)
+class HeaderInfo:
+    width: int
+    height: int
+    mode: str  # PIL's mode: "RGB", "L", "CMYK", "RGBA", "I;16", ...
+
+
+_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def jpeg_size(data: bytes) -> tuple[int, int, int] | None:
+    """(width, height, components) from a JPEG's start-of-frame marker, or None.
+
+    Walks the marker segments by their lengths: a few microseconds, no decoding.
+    """
+    i, n = 2, len(data)
+    while i + 9 < n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        length = (data[i + 2] << 8) | data[i + 3]
+        if marker in _SOF:
+            height = (data[i + 5] << 8) | data[i + 6]
+            width = (data[i + 7] << 8) | data[i + 8]
+            return width, height, data[i + 9]
+        i += 2 + length
+    return None
+
+
+def header_info(data: bytes) -> HeaderInfo:
+    """Width, height and colour mode from the header alone (no pixel decoding)."""
+    if data[:2] == b"\xff\xd8":
+        size = jpeg_size(data)
+        if size and size[0] and size[1]:
+            mode = {1: "L", 3: "RGB", 4: "CMYK"}.get(size[2], "RGB")
+            return HeaderInfo(size[0], size[1], mode)
+    from PIL import Image, UnidentifiedImageError
+
+    # Only the header is read here, and callers enforce their own pixel limits (max_pixels),
+    # so PIL's decompression-bomb guard would only add a spurious warning.
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return HeaderInfo(int(im.width), int(im.height), str(im.mode))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"unreadable image header ({exc})") from None
+
+
+def jpeg_reduction(width: int, height: int, min_side: int | None) -> int:
+    """Largest of 8, 4, 2 (else 1) that keeps both sides >= ``min_side`` after decoding."""
+    if not min_side:
+        return 1
+    for factor in (8, 4, 2):
+        if width // factor >= min_side and height // factor >= min_side:
+            return factor
+    return 1
+
+
+@dataclasses.dataclass
+class DecodedImage:
+    rgb: Any  # uint8 array (H, W, 3)
+    alpha: Any | None  # uint8 array (H, W) or None
+    width: int  # size of the stored image (before any reduced decoding)
+    height: int
+    format: str
+    reduction: int = 1
+
+
+def decode_image(data: bytes, fmt: str | None = None, *, min_side: int | None = None,
+                 max_pixels: int | None = None, keep_alpha: bool = True) -> DecodedImage:
+    """Decode image bytes to 8-bit RGB (and alpha).
+
+    ``min_side``: a JPEG may be decoded at reduced resolution as long as both sides stay at
+    least this large. ``max_pixels``: refuse images whose decoded size would be larger.
+    """
+    import cv2
+    import numpy as np
+
+    fmt = fmt or check_image_bytes(data)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if fmt == "jpeg":
+        head = header_info(data)
+        factor = jpeg_reduction(head.width, head.height, min_side)
+        _check_pixels(head.width // factor, head.height // factor, max_pixels, head)
+        flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
+                4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
+        bgr = cv2.imdecode(buf, flag)
+        if bgr is None:
+            raise InputError("cannot decode JPEG (corrupt data)")
+        return DecodedImage(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None, head.width,
+                            head.height, fmt, factor)
+    if max_pixels:
+        head = header_info(data)
+        _check_pixels(head.width, head.height, max_pixels, head)
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise InputError(f"cannot decode {fmt.upper()} (corrupt or unsupported data)")
+    height, width = img.shape[:2]
+    img = _to_uint8(img)
+    alpha = None
+    if img.ndim == 2:
+        rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    elif img.shape[2] == 1:
+        rgb = cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2RGB)
+    elif img.shape[2] == 2:  # grey + alpha
+        rgb = cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2RGB)
+        alpha = img[:, :, 1]
+    elif img.shape[2] == 3:
+        rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    else:
+        rgb = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2RGB)
+        alpha = img[:, :, 3]
+    if alpha is not None and not keep_alpha:
+        alpha = None
+    return DecodedImage(np.ascontiguousarray(rgb), alpha, width, height, fmt)
+
+
+def _to_uint8(img: Any) -> Any:
+    import numpy as np
+
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        return (img >> 8).astype(np.uint8)
+    if img.dtype.kind == "f":
+        return (np.clip(np.nan_to_num(img), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    info = np.iinfo(img.dtype)
+    scaled = (img.astype(np.float64) - info.min) / (info.max - info.min) * 255.0
+    return (scaled + 0.5).astype(np.uint8)
+
+
+def _check_pixels(width: int, height: int, max_pixels: int | None, head: HeaderInfo) -> None:
+    if max_pixels and width * height > max_pixels:
+        raise InputError(f"image is {head.width}x{head.height}: more than the max_pixels limit "
+                         f"of {max_pixels:,} pixels to decode")

@@ -1,0 +1,250 @@
+"""Dominant colours at folder scale: paths in, one record per image out, in input order.
+
+Each image is decoded (JPEGs at reduced resolution when the working size allows), resized to the
+working size, cropped to the product box, clustered and named. Work is spread over ``jobs``
+processes with OpenCV limited to one thread each; every image is seeded the same way, so the
+output does not depend on ``jobs``. A file that cannot be used gives a record with an ``error``
+and the run goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mltk._imaging import IMAGE_EXTENSIONS, decode_image, read_image_bytes
+from mltk.colors.core import DEFAULT_ACHROMATIC, ColorExtractor, ColorNamer, named_colors
+from mltk.colors.palette import Palette, default_palette, load_palette, palette_mapping_from_yaml
+from mltk.errors import ConfigError, InputError, MltkError
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ColorSettings:
+    k: int = 5
+    top: int = 4
+    size: int = 150
+    crop: tuple[float, float, float, float] = (0.2, 0.2, 0.8, 0.8)
+    distance: str = "ciede2000"
+    seed: int = 0
+    max_iter: int = 20
+    max_pixels: int = 250_000_000
+    min_alpha: int = 128
+    min_share: float = 0.05
+    reduced_decode: bool = True
+    achromatic: Mapping[str, Any] = dataclasses.field(
+        default_factory=lambda: dict(DEFAULT_ACHROMATIC))
+    palette: Palette | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.k, int) or self.k < 1:
+            raise ConfigError(f"k must be a positive integer, got {self.k!r}")
+        if not isinstance(self.top, int) or self.top < 1:
+            raise ConfigError(f"top must be a positive integer, got {self.top!r}")
+        if not isinstance(self.size, int) or self.size < 8:
+            raise ConfigError(f"size must be an integer of at least 8, got {self.size!r}")
+        crop = tuple(float(v) for v in self.crop)
+        if len(crop) != 4 or not (0 <= crop[0] < crop[2] <= 1 and 0 <= crop[1] < crop[3] <= 1):
+            raise ConfigError(f"crop must be x0,y0,x1,y1 fractions with 0 <= x0 < x1 <= 1 and "
+                              f"0 <= y0 < y1 <= 1, got {list(self.crop)}")
+        object.__setattr__(self, "crop", crop)
+        if not 0 <= self.min_share < 1:
+            raise ConfigError(f"min_share must be in [0, 1), got {self.min_share!r}")
+        if self.distance not in ("ciede2000", "cie76"):
+            raise ConfigError(f"distance must be ciede2000 or cie76, got {self.distance!r}")
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], palette_file: str | os.PathLike | None = None,
+                    ) -> ColorSettings:
+        """Settings from a resolved config dict (see configs/colors.yaml)."""
+        if palette_file is not None:
+            palette = load_palette(palette_file)
+        elif isinstance(cfg.get("palette"), Mapping):
+            palette = Palette.from_mapping(palette_mapping_from_yaml(cfg, "config"),
+                                           source="config")
+        else:
+            palette = default_palette()
+        fields = {f.name for f in dataclasses.fields(cls)} - {"palette"}
+        kwargs = {k: v for k, v in cfg.items() if k in fields and v is not None}
+        if "achromatic" in kwargs:
+            kwargs["achromatic"] = {**DEFAULT_ACHROMATIC, **kwargs["achromatic"]}
+        return cls(palette=palette, **kwargs)
+
+
+def iter_image_paths(paths: Iterable[str | os.PathLike], recursive: bool = False,
+                     ) -> Iterator[Path]:
+    """Files as given; folders expanded to their image files (sorted; ``recursive`` walks).
+
+    A path that does not exist raises InputError naming it.
+    """
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            walker = path.rglob("*") if recursive else path.iterdir()
+            yield from sorted(f for f in walker
+                              if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+        elif path.exists():
+            yield path
+        else:
+            raise InputError(f"{path}: no such file or directory")
+
+
+def load_working_image(path: str | os.PathLike, settings: ColorSettings) -> tuple[Any, Any, int,
+                                                                                   int]:
+    """The product crop at working size: (rgb, opaque-mask or None, width, height)."""
+    import cv2
+
+    data, fmt = read_image_bytes(path)
+    x0, y0, x1, y1 = settings.crop
+    # The smallest decode that still covers the working size.
+    img = decode_image(data, fmt, min_side=settings.size if settings.reduced_decode else None,
+                       max_pixels=settings.max_pixels)
+    h, w = img.rgb.shape[:2]
+    cx0, cx1 = _span(x0, x1, w)
+    cy0, cy1 = _span(y0, y1, h)
+    out_w = max(1, round(settings.size * (x1 - x0)))
+    out_h = max(1, round(settings.size * (y1 - y0)))
+    region = img.rgb[cy0:cy1, cx0:cx1]
+    interp = cv2.INTER_AREA if region.shape[0] >= out_h and region.shape[1] >= out_w \
+        else cv2.INTER_LINEAR
+    mask = None
+    if img.alpha is None:
+        rgb = cv2.resize(region, (out_w, out_h), interpolation=interp)
+    else:
+        # Premultiplied resize: colours of transparent pixels must not bleed into the product.
+        import numpy as np
+
+        a = img.alpha[cy0:cy1, cx0:cx1].astype(np.float32) / 255.0
+        num = cv2.resize(region.astype(np.float32) * a[..., None], (out_w, out_h),
+                         interpolation=interp)
+        den = cv2.resize(a, (out_w, out_h), interpolation=interp)
+        mask = den * 255.0 >= settings.min_alpha
+        if not mask.any():
+            raise InputError("no opaque pixels in the crop (the image is transparent there)")
+        rgb = np.clip(num / np.maximum(den, 1e-6)[..., None] + 0.5, 0, 255).astype(np.uint8)
+    return rgb, mask, img.width, img.height
+
+
+def _span(f0: float, f1: float, n: int) -> tuple[int, int]:
+    a = min(n - 1, int(round(f0 * n)))
+    return a, max(a + 1, min(n, int(round(f1 * n))))
+
+
+def analyze_image(path: str | os.PathLike, settings: ColorSettings,
+                  namer: ColorNamer | None = None) -> dict[str, Any]:
+    """One image's record: path, width, height, colors (top names), other_share, error."""
+    namer = namer or ColorNamer(settings.palette, settings.distance, settings.achromatic)
+    record: dict[str, Any] = {"path": os.fspath(path), "width": None, "height": None,
+                              "colors": [], "other_share": None, "error": None}
+    try:
+        rgb, mask, width, height = load_working_image(path, settings)
+        record["width"], record["height"] = width, height
+        ext = ColorExtractor(settings.k, settings.seed, settings.max_iter).fit(rgb, mask)
+        named = named_colors(ext, namer)
+    except InputError as exc:
+        record["error"] = str(exc)
+        return record
+    top = [c for c in named if c["share"] >= settings.min_share][: settings.top] or named[:1]
+    for c in top:
+        c["share"] = round(c["share"], 6)
+    record["colors"] = top
+    record["other_share"] = round(max(0.0, 1.0 - sum(c["share"] for c in top)), 6)
+    return record
+
+
+# -- parallel execution -------------------------------------------------------------------------
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(settings: ColorSettings) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+    _silence_opencv()
+    _worker["settings"] = settings
+    _worker["namer"] = ColorNamer(settings.palette, settings.distance, settings.achromatic)
+
+
+def _work(path: str) -> dict[str, Any]:
+    return analyze_image(path, _worker["settings"], _worker["namer"])
+
+
+def _silence_opencv() -> None:
+    import cv2
+
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except AttributeError:  # pragma: no cover - older OpenCV builds
+        pass
+
+
+def _process_context() -> Any:
+    """Fork when this process has not loaded OpenCV (the CLI: cheapest start); otherwise a
+    fork server, because forking a process whose OpenCV thread pool has run can deadlock the
+    child."""
+    import multiprocessing as mp
+    import sys
+
+    methods = mp.get_all_start_methods()
+    if "fork" in methods and "cv2" not in sys.modules:
+        return mp.get_context("fork")
+    if "forkserver" in methods:
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["mltk.colors.pipeline", "cv2", "skimage.color"])
+        return ctx
+    return mp.get_context("spawn")
+
+
+def analyze_paths(paths: Sequence[str | os.PathLike], settings: ColorSettings,
+                  jobs: int | None = None) -> Iterator[dict[str, Any]]:
+    """Records for ``paths`` in input order, computed by ``jobs`` processes (default: all cores).
+
+    Records are yielded as soon as they and all before them are done, so output can stream.
+    """
+    jobs = jobs or os.cpu_count() or 1
+    if jobs < 1:
+        raise MltkError(f"jobs must be at least 1, got {jobs}")
+    items = [os.fspath(p) for p in paths]
+    if jobs == 1 or len(items) <= 1:
+        import cv2
+
+        previous = cv2.getNumThreads()
+        _init_worker(settings)
+        try:
+            for item in items:
+                yield _work(item)
+        finally:
+            cv2.setNumThreads(previous)
+        return
+    ctx = _process_context()
+    chunk = max(1, min(16, len(items) // (jobs * 8)))
+    with ctx.Pool(min(jobs, len(items)), initializer=_init_worker, initargs=(settings,)) as pool:
+        yield from pool.imap(_work, items, chunksize=chunk)
+
+
+def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Folder roll-up: names ranked by the number of images in which they are a top colour,
+    then by total pixel share; plus image and failure counts."""
+    images = failed = 0
+    count: dict[str, int] = {}
+    share: dict[str, float] = {}
+    for rec in records:
+        if rec.get("error"):
+            failed += 1
+            continue
+        images += 1
+        for c in rec["colors"]:
+            count[c["name"]] = count.get(c["name"], 0) + 1
+            share[c["name"]] = share.get(c["name"], 0.0) + c["share"]
+    order = sorted(count, key=lambda n: (-count[n], -share[n], n))
+    by_share = {n: i + 1 for i, n in enumerate(sorted(share, key=lambda n: (-share[n], n)))}
+    rows = [{"rank": i + 1, "name": n, "images": count[n],
+             "image_fraction": round(count[n] / images, 4) if images else 0.0,
+             "pixel_share": round(share[n] / images, 4) if images else 0.0,
+             "rank_by_share": by_share[n]} for i, n in enumerate(order)]
+    return {"images": images, "failed": failed, "colors": rows}
