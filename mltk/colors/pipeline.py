@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mltk._imaging import IMAGE_EXTENSIONS, decode_image, read_image_bytes
+from mltk._parallel import process_context
 from mltk.colors.core import DEFAULT_ACHROMATIC, ColorExtractor, ColorNamer, named_colors
 from mltk.colors.palette import Palette, default_palette, load_palette, palette_mapping_from_yaml
 from mltk.errors import ConfigError, InputError, MltkError
@@ -183,23 +184,6 @@ def _silence_opencv() -> None:
         pass
 
 
-def _process_context() -> Any:
-    """Fork when this process has not loaded OpenCV (the CLI: cheapest start); otherwise a
-    fork server, because forking a process whose OpenCV thread pool has run can deadlock the
-    child."""
-    import multiprocessing as mp
-    import sys
-
-    methods = mp.get_all_start_methods()
-    if "fork" in methods and "cv2" not in sys.modules:
-        return mp.get_context("fork")
-    if "forkserver" in methods:
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["mltk.colors.pipeline", "cv2", "skimage.color"])
-        return ctx
-    return mp.get_context("spawn")
-
-
 def analyze_paths(paths: Sequence[str | os.PathLike], settings: ColorSettings,
                   jobs: int | None = None) -> Iterator[dict[str, Any]]:
     """Records for ``paths`` in input order, computed by ``jobs`` processes (default: all cores).
@@ -221,7 +205,7 @@ def analyze_paths(paths: Sequence[str | os.PathLike], settings: ColorSettings,
         finally:
             cv2.setNumThreads(previous)
         return
-    ctx = _process_context()
+    ctx = process_context(["mltk.colors.pipeline", "skimage.color"])
     chunk = max(1, min(16, len(items) // (jobs * 8)))
     with ctx.Pool(min(jobs, len(items)), initializer=_init_worker, initargs=(settings,)) as pool:
         yield from pool.imap(_work, items, chunksize=chunk)
