@@ -12,7 +12,7 @@ import typer
 
 from mltk import __version__
 from mltk._output import Output
-from mltk.cli import colors, datasets, demo, tfrecord
+from mltk.cli import colors, datasets, demo, tfrecord, xgb
 from mltk.cli._common import env_flag
 
 app = typer.Typer(
@@ -54,6 +54,7 @@ colors.register(app)
 datasets.register(app)
 demo.register(app)
 tfrecord.register(app)
+xgb.register(app)
 
 
 def main() -> None:

@@ -54,6 +54,10 @@ GENERATORS: dict[str, Generator] = {
         "product-images",
         "synthetic product photos of known main (and second) colours, with truth.csv",
         200, "mltk.datasets.products", "make_product_images"),
+    "purchases": Generator(
+        "purchases",
+        "users who buy once vs again: ~10 features with known effects, truth.json",
+        5000, "mltk.datasets.purchases", "make_purchases"),
 }
 
 

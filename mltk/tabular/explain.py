@@ -1,0 +1,205 @@
+"""What separates the two groups: group profile, metrics with an MCC threshold sweep, feature
+importances (XGBoost's own, SHAP, permutation) with a consensus, and a standardized logistic
+regression with correlations and variance inflation factors."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+log = logging.getLogger(__name__)
+IMPORTANCE_TYPES = ("weight", "gain", "total_gain", "cover", "total_cover")
+CONSENSUS = ("gain", "total_gain", "mean_abs_shap", "permutation_auc_drop")
+
+
+def group_profile(X: Any, y: Any, categories: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """Per feature: mean, median, std per class and the standardized mean difference
+    (positive minus negative over the pooled SD), sorted by |SMD|. Categorical levels appear as
+    ``col=level`` with their share in each class."""
+    import numpy as np
+
+    rows = []
+    cols = {}
+    for col in X.columns:
+        if col in categories:
+            for level in categories[col]:
+                cols[f"{col}={level}"] = (X[col] == level).astype(float).to_numpy()
+        else:
+            cols[col] = X[col].to_numpy(dtype=float)
+    for name, v in cols.items():
+        pos, neg = v[y == 1], v[y == 0]
+        pos, neg = pos[~np.isnan(pos)], neg[~np.isnan(neg)]
+        stats = {}
+        for tag, arr in (("positive", pos), ("negative", neg)):
+            stats[f"mean_{tag}"] = float(arr.mean()) if len(arr) else None
+            stats[f"median_{tag}"] = float(np.median(arr)) if len(arr) else None
+            stats[f"std_{tag}"] = float(arr.std(ddof=1)) if len(arr) > 1 else None
+        pooled = np.sqrt(((len(pos) - 1) * (stats["std_positive"] or 0) ** 2
+                          + (len(neg) - 1) * (stats["std_negative"] or 0) ** 2)
+                         / max(1, len(pos) + len(neg) - 2))
+        smd = ((stats["mean_positive"] - stats["mean_negative"]) / pooled
+               if pooled > 0 and stats["mean_positive"] is not None
+               and stats["mean_negative"] is not None else 0.0)
+        rows.append({"feature": name, **stats, "smd": float(smd)})
+    rows.sort(key=lambda r: -abs(r["smd"]))
+    return rows
+
+
+def threshold_metrics(y: Any, p: Any, steps: int = 199) -> dict[str, Any]:
+    """ROC AUC, PR AUC, log loss; MCC over ``steps`` thresholds; F1/precision/recall/confusion
+    at the best one (computed with scikit-learn)."""
+    import numpy as np
+    from sklearn import metrics as skm
+
+    thresholds = np.linspace(0.005, 0.995, max(100, steps))
+    pred = p[None, :] >= thresholds[:, None]
+    pos = y.astype(bool)[None, :]
+    tp = (pred & pos).sum(1).astype(float)
+    fp = (pred & ~pos).sum(1).astype(float)
+    fn = (~pred & pos).sum(1).astype(float)
+    tn = (~pred & ~pos).sum(1).astype(float)
+    denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    mcc = np.where(denom > 0, (tp * tn - fp * fn) / np.where(denom > 0, denom, 1), 0.0)
+    best = int(np.argmax(mcc))
+    t = float(thresholds[best])
+    label = (p >= t).astype(int)
+    cm = skm.confusion_matrix(y, label, labels=[0, 1])
+    return {
+        "roc_auc": float(skm.roc_auc_score(y, p)),
+        "pr_auc": float(skm.average_precision_score(y, p)),
+        "log_loss": float(skm.log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])),
+        "best_threshold": t,
+        "best_mcc": float(skm.matthews_corrcoef(y, label)),
+        "f1": float(skm.f1_score(y, label, zero_division=0)),
+        "precision": float(skm.precision_score(y, label, zero_division=0)),
+        "recall": float(skm.recall_score(y, label, zero_division=0)),
+        "accuracy": float(skm.accuracy_score(y, label)),
+        "confusion_matrix": {"tn": int(cm[0, 0]), "fp": int(cm[0, 1]), "fn": int(cm[1, 0]),
+                             "tp": int(cm[1, 1])},
+        "sweep": {"thresholds": thresholds.round(4).tolist(), "mcc": mcc.round(6).tolist()},
+    }
+
+
+class _BoosterModel:
+    """The minimal estimator interface scikit-learn's permutation_importance needs."""
+
+    def __init__(self, booster: Any, enable_categorical: bool) -> None:
+        self.booster = booster
+        self.enable_categorical = enable_categorical
+
+    def fit(self, X: Any, y: Any) -> _BoosterModel:  # pragma: no cover - never refitted
+        return self
+
+    def predict_proba(self, X: Any) -> Any:
+        import numpy as np
+        import xgboost as xgb
+
+        p = self.booster.predict(xgb.DMatrix(X, enable_categorical=self.enable_categorical))
+        return np.stack([1 - p, p], 1)
+
+
+def importances(booster: Any, X: Any, y: Any, features: Sequence[str], enable_categorical: bool,
+                repeats: int, seed: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every feature (zero ones too) with each measure, a consensus rank, and the Spearman rank
+    correlation between the measures. Checks that SHAP contributions add up to the margin."""
+    import numpy as np
+    import pandas as pd
+    import xgboost as xgb
+    from sklearn.inspection import permutation_importance
+    from sklearn.metrics import roc_auc_score
+
+    table = pd.DataFrame(index=list(features))
+    for kind in IMPORTANCE_TYPES:
+        score = booster.get_score(importance_type=kind)
+        table[kind] = [float(score.get(f, 0.0)) for f in features]
+    dm = xgb.DMatrix(X, enable_categorical=enable_categorical)
+    contribs = booster.predict(dm, pred_contribs=True)
+    margin = booster.predict(dm, output_margin=True)
+    shap_gap = float(np.abs(contribs.sum(1) - margin).max())
+    if shap_gap > 1e-3:
+        raise RuntimeError(f"SHAP contributions do not add up to the margin (gap {shap_gap})")
+    table["mean_abs_shap"] = np.abs(contribs[:, :-1]).mean(0)
+    model = _BoosterModel(booster, enable_categorical)
+    perm = permutation_importance(
+        model, X, y, n_repeats=repeats, random_state=seed,
+        scoring=lambda est, Xp, yp: roc_auc_score(yp, est.predict_proba(Xp)[:, 1]))
+    table["permutation_auc_drop"] = perm.importances_mean
+    table["permutation_std"] = perm.importances_std
+    measures = [*IMPORTANCE_TYPES, "mean_abs_shap", "permutation_auc_drop"]
+    ranks = table[measures].rank(ascending=False, method="average")
+    # The consensus averages the measures of contribution; split counts (weight) and cover
+    # favour continuous features with many split points, so they are reported, not voted.
+    table["consensus_rank"] = ranks[list(CONSENSUS)].mean(axis=1).rank(method="min").astype(int)
+    corr = ranks.corr(method="spearman").round(4)
+    table = table.sort_values(["consensus_rank", "mean_abs_shap"], ascending=[True, False])
+    rows = [{"feature": f, "consensus_rank": int(r["consensus_rank"]),
+             **{m: float(r[m]) for m in measures}, "permutation_std": float(r["permutation_std"])}
+            for f, r in table.iterrows()]
+    extra = {"rank_correlation": {a: {b: float(corr.loc[a, b]) for b in measures}
+                                  for a in measures},
+             "shap_additivity_max_gap": shap_gap, "shap_values": contribs[:, :-1]}
+    return rows, extra
+
+
+def regression_analysis(X: Any, y: Any, categories: dict[str, list[str]]) -> dict[str, Any]:
+    """Standardized logistic regression (statsmodels), correlation matrix and VIFs.
+
+    Missing values are filled with the column median; categoricals are one-hot encoded with the
+    first level as the reference; every column is standardized so coefficients compare.
+    """
+    import numpy as np
+    import pandas as pd
+    import statsmodels.api as sm
+    from statsmodels.stats.outliers_influence import variance_inflation_factor
+
+    parts = [X.drop(columns=list(categories)).astype(float)]
+    for col, cats in categories.items():
+        for level in cats[1:]:
+            parts.append(pd.Series((X[col] == level).astype(float).to_numpy(),
+                                   index=X.index, name=f"{col}={level}"))
+    Z = pd.concat(parts, axis=1)
+    Z = Z.fillna(Z.median())
+    Z = Z.loc[:, Z.std() > 0]
+    Z = (Z - Z.mean()) / Z.std()
+    design = sm.add_constant(Z, has_constant="add")
+    coefs: list[dict[str, Any]] = []
+    note = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence is checked below instead
+            fit = sm.Logit(np.asarray(y, float), design).fit(disp=0, maxiter=200)
+        if not fit.mle_retvals.get("converged", True) or not np.all(np.isfinite(fit.bse)):
+            raise ValueError("the maximum-likelihood fit did not converge (the groups are "
+                             "(almost) perfectly separable)")
+        for name in Z.columns:
+            coefs.append({"feature": name, "coef": float(fit.params[name]),
+                          "std_err": float(fit.bse[name]), "z": float(fit.tvalues[name]),
+                          "p_value": float(fit.pvalues[name]),
+                          "odds_ratio_per_sd": float(np.exp(fit.params[name]))})
+        pseudo_r2 = float(fit.prsquared)
+    except (np.linalg.LinAlgError, ValueError) as exc:
+        note = (f"logistic regression: {exc}; coefficients are from an L1-regularized fit "
+                "instead, without standard errors or p-values")
+        log.warning(note)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = sm.Logit(np.asarray(y, float), design).fit_regularized(disp=0, alpha=1.0)
+        coefs = [{"feature": n, "coef": float(fit.params[n]), "std_err": None, "z": None,
+                  "p_value": None, "odds_ratio_per_sd": float(np.exp(fit.params[n]))}
+                 for n in Z.columns]
+        pseudo_r2 = None
+    coefs.sort(key=lambda r: -abs(r["coef"]))
+    vif = []
+    for i, name in enumerate(Z.columns):
+        try:
+            value = float(variance_inflation_factor(design.to_numpy(), i + 1))
+        except (np.linalg.LinAlgError, ZeroDivisionError):
+            value = float("inf")
+        vif.append({"feature": name, "vif": value, "collinear": bool(value > 5)})
+    vif.sort(key=lambda r: -r["vif"])
+    corr = Z.corr().round(4)
+    return {"coefficients": coefs, "pseudo_r2": pseudo_r2, "vif": vif, "note": note,
+            "correlation": {a: {b: float(corr.loc[a, b]) for b in corr.columns}
+                            for a in corr.columns}}

@@ -1,0 +1,176 @@
+"""mltk xgb-analyze / xgb-predict on real (breast cancer) and generated (purchases) data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mltk import _config
+from mltk.errors import InputError
+from mltk.tabular import analyze, predict, prepare
+
+FAST = {"max_evals": 3, "max_rounds": 80, "folds": 3, "permutation_repeats": 2}
+
+
+def settings(**kw):
+    return _config.resolve("xgb", {**FAST, **kw})
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer(as_frame=True)
+    df = data.frame.copy()
+    df["diagnosis"] = np.where(df.pop("target") == 1, "benign", "malignant")
+    return df
+
+
+@pytest.fixture(scope="module")
+def cancer_run(cancer, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cancer")
+    report = analyze(cancer, "diagnosis", settings(), out)  # DART, the default
+    return out, report
+
+
+def test_breast_cancer_auc_and_artefacts(cancer_run):
+    out, report = cancer_run
+    assert report["regression"]["coefficients"]  # separable data: a regularized fit, noted
+    assert report["metrics"]["roc_auc"] >= 0.97
+    assert report["data"]["positive"] == "malignant"  # the minority class by default
+    assert report["tuning"]["params"]["booster"] == "dart"
+    for name in ("report.md", "report.json", "model.ubj", "config.yaml", "trials.csv",
+                 "test_predictions.csv", "roc.png", "mcc.png", "importance.png",
+                 "shap_summary.png", "correlation.png"):
+        assert (out / name).stat().st_size > 0, name
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 3
+    assert trials["learning_rate"].nunique() == 3  # the space really varies
+    assert {"cv_auc_mean", "cv_auc_std", "rounds", "seconds", "rate_drop", "skip_drop"} <= set(
+        trials.columns)
+    assert len(report["metrics"]["sweep"]["thresholds"]) >= 100
+    assert len(report["importance"]) == 30  # every feature listed, zero ones too
+
+
+def test_mcc_matches_sklearn_and_model_reproduces(cancer_run, cancer):
+    import xgboost as xgb
+    from sklearn.metrics import matthews_corrcoef
+
+    out, report = cancer_run
+    pred = pd.read_csv(out / "test_predictions.csv")
+    t = report["metrics"]["best_threshold"]
+    assert report["metrics"]["best_mcc"] == pytest.approx(
+        matthews_corrcoef(pred["y_true"], (pred["probability"] >= t).astype(int)), abs=1e-9)
+    booster = xgb.Booster(model_file=str(out / "model.ubj"))
+    assert booster.num_boosted_rounds() == report["tuning"]["rounds"]  # refit, not sliced
+    rows = cancer.iloc[pred["row"]]
+    again = predict(out, rows)
+    np.testing.assert_allclose(again["probability"], pred["probability"], rtol=0, atol=1e-6)
+    assert set(again["label"]) <= {"benign", "malignant"}
+    assert report["shap_additivity_max_gap"] < 1e-3
+
+
+def test_shap_contributions_add_up(cancer_run, cancer):
+    import xgboost as xgb
+
+    out, _ = cancer_run
+    booster = xgb.Booster(model_file=str(out / "model.ubj"))
+    X = cancer.drop(columns=["diagnosis"]).iloc[:50]
+    dm = xgb.DMatrix(X)
+    contribs = booster.predict(dm, pred_contribs=True)
+    np.testing.assert_allclose(contribs.sum(1), booster.predict(dm, output_margin=True),
+                               atol=1e-4)
+
+
+def test_purchases_informative_rank_above_noise(tmp_path, cli):
+    from mltk.datasets import make
+
+    info = make("purchases", tmp_path / "data", n=4000, seed=1)
+    truth = json.loads(info.truth.read_text())
+    result = cli("xgb-analyze", info.files["data"], "--target", "group", "--id-cols", "user_id",
+                 "--out", tmp_path / "out", "--booster", "gbtree", "--max-evals", "4",
+                 "--folds", "3", "-f", "json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    rank = {r["feature"]: r["rank"] for r in rows}
+    worst_informative = max(rank[f] for f in truth["informative"])
+    best_noise = min(rank[f] for f in truth["noise"])
+    assert worst_informative < best_noise, rank
+    assert list(rows[0]) == ["rank", "feature", "gain", "mean_abs_shap", "permutation_auc_drop",
+                             "smd"]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    collinear = {v["feature"] for v in report["regression"]["vif"] if v["collinear"]}
+    assert set(truth["collinear"]) <= collinear
+    coefs = {c["feature"]: c for c in report["regression"]["coefficients"]}
+    assert coefs["coupon_first_order"]["coef"] > 0 and coefs["coupon_first_order"][
+        "p_value"] < 0.001
+    assert "test ROC AUC" in result.stderr
+    cfg = _config.load_yaml(tmp_path / "out" / "config.yaml")
+    assert cfg["booster"] == "gbtree" and cfg["positive"] == "one_time"
+    scored = cli("xgb-predict", tmp_path / "out", info.files["data"], "-f", "csv")
+    lines = scored.stdout.splitlines()
+    assert lines[0] == "user_id,probability,label" and len(lines) == 4001
+
+
+def test_onehot_and_stdin(tmp_path, cli):
+    from mltk.datasets.purchases import generate
+
+    df = generate(1200, seed=2)
+    result = cli("xgb-analyze", "-", "--target", "group", "--id-cols", "user_id", "--out",
+                 tmp_path / "o", "--booster", "gbtree", "--categorical", "onehot",
+                 "--max-evals", "2", "--folds", "3", "-f", "ndjson",
+                 input=df.to_csv(index=False))
+    assert result.exit_code == 0, result.output
+    features = {json.loads(line)["feature"] for line in result.stdout.splitlines()}
+    assert "main_category=home" in features
+    assert len(predict(tmp_path / "o", df.head(5))) == 5
+
+
+def test_dropped_columns_warned(tmp_path, cli):
+    from mltk.datasets.purchases import generate
+
+    df = generate(600, seed=3)
+    df["constant"] = 7
+    df["empty"] = np.nan
+    path = tmp_path / "d.csv"
+    df.to_csv(path, index=False)
+    result = cli("xgb-analyze", path, "--target", "group", "--out", tmp_path / "o",
+                 "--booster", "gbtree", "--max-evals", "1", "--folds", "3", "--id-cols",
+                 "user_id", "-f", "json")
+    assert result.exit_code == 0, result.output
+    assert "dropping column 'constant': constant" in result.stderr
+    assert "dropping column 'empty': all values missing" in result.stderr
+
+
+@pytest.mark.parametrize("frame, target, message", [
+    (pd.DataFrame({"a": [], "y": []}), "y", "no rows"),
+    (pd.DataFrame({"a": [1, 2, 3], "y": [1, 1, 1]}), "y", "single class"),
+    (pd.DataFrame({"a": [1, 2, 3], "y": [0, 1, 0]}), "label", "target column 'label' not found"),
+    (pd.DataFrame({"a": [1, 2, 3], "y": ["a", "b", "c"]}), "y", "3 distinct values"),
+])
+def test_bad_targets(frame, target, message):
+    with pytest.raises(InputError, match=message):
+        prepare(frame, target)
+
+
+def test_bad_input_cli(tmp_path, cli):
+    path = tmp_path / "three.csv"
+    pd.DataFrame({"x": range(9), "g": ["a", "b", "c"] * 3}).to_csv(path, index=False)
+    result = cli("xgb-analyze", path, "--target", "g", "--out", tmp_path / "o")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == ("Error: target 'g' has 3 distinct values ('a', 'b', 'c'); "
+                                     "it must be binary")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    result = cli("xgb-analyze", empty, "--target", "g")
+    assert result.exit_code == 1 and "the file is empty" in result.stderr
+    assert cli("xgb-analyze", tmp_path / "nope.csv", "--target", "g").exit_code == 1
+    two = tmp_path / "two.csv"
+    pd.DataFrame({"x": range(20), "g": ["a", "b"] * 10}).to_csv(two, index=False)
+    result = cli("xgb-analyze", two, "--target", "g", "--positive", "zzz")
+    assert result.exit_code == 1 and "not a value" in result.stderr
+    result = cli("xgb-predict", tmp_path, path)
+    assert result.exit_code == 1 and "not an xgb-analyze output folder" in result.stderr
