@@ -6,13 +6,14 @@ stays fast; each command imports its core (and the core its libraries) when it r
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
 from mltk import __version__
 from mltk._output import Output
-from mltk.cli import colors, datasets, demo, tfrecord, xgb
+from mltk.cli import colors, datasets, demo, recommend, tfrecord, xgb
 from mltk.cli._common import env_flag
 
 app = typer.Typer(
@@ -53,10 +54,18 @@ def root(
 colors.register(app)
 datasets.register(app)
 demo.register(app)
+recommend.register(app)
 tfrecord.register(app)
 xgb.register(app)
 
 
 def main() -> None:
     """Console-script entry point."""
+    import os
+
+    # TensorFlow's C++ start-up chatter is not a message for mltk's users (-v shows it).
+    if "-v" in sys.argv or "--verbose" in sys.argv:
+        os.environ.setdefault("MLTK_TF_CHATTER", "1")
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     app(prog_name="mltk")

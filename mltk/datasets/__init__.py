@@ -58,6 +58,10 @@ GENERATORS: dict[str, Generator] = {
         "purchases",
         "users who buy once vs again: ~10 features with known effects, truth.json",
         5000, "mltk.datasets.purchases", "make_purchases"),
+    "marketplace": Generator(
+        "marketplace",
+        "items, users and transactions following planted category groups, truth.json",
+        3000, "mltk.datasets.marketplace", "make_marketplace"),
 }
 
 

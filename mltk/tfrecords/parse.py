@@ -30,8 +30,9 @@ def parse_fn(layout: str = "standard", image_size: int | None = None) -> Any:
 
     For the raw layout ``image_size`` (the fixed side) is required.
     """
-    import tensorflow as tf
+    from mltk._quiet import import_quietly
 
+    tf = import_quietly("tensorflow")
     if layout == "standard":
         spec = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
                 "image/class/label": tf.io.FixedLenFeature([], tf.int64)}

@@ -1,0 +1,201 @@
+"""``mltk recommend rules|fit|query|evaluate``: similar items without ratings."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mltk._output import Format
+from mltk.cli._common import ConfigOption, FormatOption, SeedOption, command, get_output
+
+recommend_app = typer.Typer(help="Similar-item recommendation: rules, meta-categories, "
+                            "filters, RankNet.", no_args_is_help=True)
+Transactions = Annotated[Path, typer.Option("--transactions", "-t",
+                                            help="CSV/Parquet: user_id, item_id[, timestamp].")]
+Items = Annotated[Path, typer.Option("--items", "-i", help="CSV/Parquet of the catalogue.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(recommend_app, name="recommend")
+
+
+def _settings(config: Path | None, seed: int | None, rules: dict[str, Any] | None = None
+              ) -> dict[str, Any]:
+    from mltk import _config
+
+    cfg = _config.resolve("recommend", {"seed": seed}, config)
+    if rules:
+        cfg["rules"] = {**cfg["rules"], **{k: v for k, v in rules.items() if v is not None}}
+    return cfg
+
+
+@command(recommend_app, "rules")
+def rules(
+    ctx: typer.Context,
+    transactions: Transactions,
+    items: Items,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for rules.csv and "
+                                      "meta_categories.csv.")] = Path("recommend-rules"),
+    min_support: Annotated[float | None, typer.Option("--min-support")] = None,
+    min_confidence: Annotated[float | None, typer.Option("--min-confidence")] = None,
+    min_lift: Annotated[float | None, typer.Option("--min-lift")] = None,
+    algorithm: Annotated[str | None, typer.Option("--algorithm", help="apriori or fpgrowth.")
+                         ] = None,
+    max_len: Annotated[int | None, typer.Option("--max-len")] = None,
+    seed: SeedOption = None,
+    config: ConfigOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Association rules over per-user category baskets, and meta-categories from them.
+
+    Example: mltk recommend rules -t transactions.csv -i items.csv --min-lift 2 --out rules/
+    """
+    from mltk import _config
+    from mltk.recommend import run_rules, write_rules
+    from mltk.recommend.data import load_items, load_transactions
+
+    cfg = _settings(config, seed, {"min_support": min_support, "min_confidence": min_confidence,
+                                   "min_lift": min_lift, "algorithm": algorithm,
+                                   "max_len": max_len})
+    item_df = load_items(items, cfg)
+    found, meta, summary = run_rules(load_transactions(transactions, item_df, cfg), item_df, cfg)
+    write_rules(out, found, meta)
+    _config.save(out / "config.yaml", cfg)
+    get_output(ctx).emit([summary], fmt)
+    get_output(ctx).info(f"wrote {out / 'rules.csv'} and {out / 'meta_categories.csv'}")
+
+
+@command(recommend_app, "fit")
+def fit(
+    ctx: typer.Context,
+    transactions: Transactions,
+    items: Items,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder.")] = Path(
+        "recommend-model"),
+    users: Annotated[Path | None, typer.Option("--users", "-u", help="CSV/Parquet of user "
+                                               "features (user_id + numeric columns).")] = None,
+    meta: Annotated[Path | None, typer.Option(
+        "--meta-categories", help="meta_categories.csv from `rules` (else rules run first).")
+    ] = None,
+    seed: SeedOption = None,
+    config: ConfigOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Train the meta-category classifier and the RankNet; build the candidate index.
+
+    Example: mltk recommend fit -t transactions.csv -i items.csv -u users.csv --out model/
+    """
+    from mltk.recommend import fit as fit_model
+
+    cfg = _settings(config, seed)
+    report = fit_model(items, transactions, out, cfg, users_path=users, meta_path=meta)
+    rows = [{"part": part, "metric": k, "value": v} for part, d in report.items()
+            for k, v in d.items()]
+    get_output(ctx).emit(rows, fmt)
+    get_output(ctx).info(f"model written to {out}")
+
+
+@command(recommend_app, "query")
+def query(
+    ctx: typer.Context,
+    model: Annotated[Path, typer.Argument(help="Model folder from `fit`.")],
+    item: Annotated[str | None, typer.Option("--item", help="Query item id.")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="User id (uses user features).")
+                    ] = None,
+    queries: Annotated[Path | None, typer.Option(
+        "--queries", help="CSV or NDJSON with item_id[,user_id] per row ('-' for stdin).")
+    ] = None,
+    k: Annotated[int | None, typer.Option("-k", help="Results per query (10).")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Survivors per filter and the "
+                                          "scores of each result.")] = False,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Similar items: top meta-categories -> candidates -> filters -> RankNet order.
+
+    Example: mltk recommend query model/ --item 1234 -k 10 --explain
+    """
+    from mltk.recommend import Recommender
+
+    out = get_output(ctx)
+    rec = Recommender(model)
+    if (item is None) == (queries is None):
+        raise typer.BadParameter("give --item ID or --queries FILE", param_hint="--item")
+    if item is not None:
+        result = rec.query(_id(item), k, _id(user) if user is not None else None, explain)
+        if result.note:
+            out.warn(result.note)
+        if explain and result.explain:
+            out.info("filters: " + json.dumps(result.explain["filters"]))
+        if fmt in (Format.json, Format.ndjson) and explain:
+            out.emit([{"item_id": result.item_id, "recommendations": result.items,
+                       "note": result.note, "explain": result.explain}], fmt)
+        else:
+            out.emit(result.items, fmt)
+        return
+    failed = 0
+
+    def stream():
+        nonlocal failed
+        for row in rec.batch(_read_queries(queries), k, explain):
+            if row["error"]:
+                failed += 1
+                out.warn(f"row {row['row']}: {row['error']}")
+            yield row
+
+    out.emit(stream(), fmt)
+    if failed:
+        out.info(f"{failed} queries failed")
+
+
+def _id(value: str) -> Any:
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+def _read_queries(path: Path) -> list[dict[str, Any]]:
+    import io
+
+    import pandas as pd
+
+    from mltk.errors import InputError
+
+    text = sys.stdin.read() if str(path) == "-" else Path(path).read_text(encoding="utf-8")
+    stripped = text.lstrip()
+    if stripped.startswith("{"):
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"{path}: line {n}: invalid JSON ({exc.msg})") from None
+        return rows
+    df = pd.read_csv(io.StringIO(text))
+    if "item_id" not in df.columns:
+        raise InputError(f"{path}: expected an item_id column")
+    return [{k: (None if pd.isna(v) else int(v) if isinstance(v, float) and v.is_integer()
+                 else v) for k, v in r.items()} for r in df.to_dict("records")]
+
+
+@command(recommend_app, "evaluate")
+def evaluate(
+    ctx: typer.Context,
+    model: Annotated[Path, typer.Argument(help="Model folder from `fit`.")],
+    transactions: Transactions,
+    k: Annotated[int | None, typer.Option("-k", help="Cut-off (10).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random baseline.")] = 0,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Leave-last-purchase-out hit rate@k, NDCG@k and coverage, against two baselines.
+
+    Example: mltk recommend evaluate model/ -t heldout.csv -k 10
+    """
+    from mltk.recommend import evaluate as run_eval
+
+    get_output(ctx).emit(run_eval(model, transactions, k, seed), fmt)

@@ -1,0 +1,188 @@
+"""mltk recommend: rules, filters, RankNet, NDCG, evaluation, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mltk import _config
+from mltk.errors import InputError
+from mltk.recommend import Recommender, fit, ndcg, run_rules
+from mltk.recommend.data import load_items, load_transactions
+from mltk.recommend.rules import baskets
+
+pytest.importorskip("keras")
+SMALL = {"classifier": {"layers": [128, 64], "epochs": 6}, "ranknet": {"epochs": 4}}
+
+
+def small_cfg(**extra):
+    cfg = _config.resolve("recommend", {})
+    for key, value in {**SMALL, **extra}.items():
+        cfg[key] = {**cfg[key], **value} if isinstance(value, dict) else value
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    from mltk.datasets import make
+
+    return make("marketplace", tmp_path_factory.mktemp("market"), n=3000, seed=0)
+
+
+@pytest.fixture(scope="module")
+def model(market, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model")
+    report = fit(market.files["items"], market.files["transactions"], out, small_cfg(),
+                 users_path=market.files["users"])
+    return out, report
+
+
+def test_rules_recover_planted_groups(market):
+    from sklearn.metrics import adjusted_rand_score
+
+    cfg = small_cfg()
+    items = load_items(market.files["items"], cfg)
+    tx = load_transactions(market.files["transactions"], items, cfg)
+    basket_df, cats = baskets(tx, items, "item_id", "category_id")
+    assert all(isinstance(t, pd.SparseDtype) for t in basket_df.dtypes)  # never dense
+    rules, meta, summary = run_rules(tx, items, cfg)
+    assert {"support", "confidence", "lift", "leverage", "conviction"} <= set(rules.columns)
+    truth = json.loads(market.truth.read_text())["category_group"]
+    ari = adjusted_rand_score([truth[str(c)] for c in meta["category_id"]], meta["meta_id"])
+    assert ari >= 0.8
+    assert summary["meta_categories"] == meta["meta_id"].nunique()
+
+
+def test_classifier_and_ranknet_quality(model):
+    _, report = model
+    c = report["classifier"]
+    assert c["top5_accuracy"] > c["popularity_top5_accuracy"]
+    r = report["ranknet"]
+    assert r["ndcg_linear"] > r["ndcg_linear_random"] + 0.2
+
+
+def test_every_recommendation_passes_every_filter(model, market):
+    out, _ = model
+    rec = Recommender(out)
+    items = pd.read_csv(market.files["items"]).set_index("item_id")
+    band = rec.cfg["price_band"]
+    kinds, sexes = ["model", "line", "series", "kigata"], ["man", "women"]
+    dup_products = items["product_id"][items["product_id"].duplicated(keep=False)]
+    queries = list(items.index[:150]) + list(dup_products.index)
+    n_results = 0
+    for q in queries:
+        result = rec.query(int(q), 10, explain=True)
+        metas = set(result.explain["top_meta"])
+        for r in result.items:
+            n_results += 1
+            a, b = items.loc[q], items.loc[r["item_id"]]
+            assert r["item_id"] != q
+            assert a["product_id"] != b["product_id"]  # no other listing of the same product
+            assert (a[kinds] == b[kinds]).all() and (a[sexes] == b[sexes]).all()
+            assert abs(a["price"] - b["price"]) <= band
+            assert r["meta_id"] in metas
+        scores = [r["score"] for r in result.items]
+        assert scores == sorted(scores, reverse=True)
+    assert n_results > 500
+
+
+def test_ndcg_matches_sklearn_with_ties():
+    from sklearn.metrics import ndcg_score
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(rng.integers(2, 15))
+        y = rng.integers(0, 4, n).astype(float)
+        s = rng.integers(0, 5, n).astype(float)  # many ties
+        k = int(rng.integers(1, n + 1))
+        assert ndcg([y], [s], k) == pytest.approx(ndcg_score([y], [s], k=k), abs=1e-12)
+    # exponential gains: 2^rel - 1 fed to scikit-learn as the gains
+    y, s = rng.integers(0, 4, 10).astype(float), rng.random(10)
+    assert ndcg([y], [s], 5, "exponential") == pytest.approx(
+        ndcg_score([2 ** y - 1], [s], k=5), abs=1e-12)
+
+
+def test_ranknet_is_pairwise():
+    """Shifting every query's labels by its own constant changes nothing for a pairwise model
+    (a pointwise one would learn different targets)."""
+    import tensorflow as tf
+
+    from mltk.recommend.models import train_ranknet
+
+    tf.config.experimental.enable_op_determinism()
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 5)).astype("float32")
+    groups = rng.integers(0, 6, 300)
+    labels = X[:, 0] * 2 + X[:, 1] + rng.normal(0, 0.1, 300)
+    shifted = labels + np.array([0, 10, -5, 100, 3, -40])[groups]
+    settings = {"layers": [16], "learning_rate": 0.01, "pairs_per_query": 200, "epochs": 3,
+                "batch_size": 64}
+    a = train_ranknet(X, labels, groups, settings, seed=1).predict(X, verbose=0)
+    b = train_ranknet(X, shifted, groups, settings, seed=1).predict(X, verbose=0)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert np.corrcoef(a.ravel(), labels)[0, 1] > 0.8
+
+
+def test_cli_query_batch_explain_and_errors(model, cli, tmp_path):
+    out, _ = model
+    result = cli("recommend", "query", out, "--item", "11", "-k", "3", "--explain", "-f", "json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)[0]
+    assert len(payload["recommendations"]) <= 3
+    assert {"in_meta", "same_kind", "same_sex", "in_price_band", "not_same_product",
+            "missing_price"} <= set(payload["explain"]["filters"][0])
+    bad = cli("recommend", "query", out, "--item", "999999")
+    assert bad.exit_code == 1 and bad.stderr.strip() == "Error: unknown item id 999999"
+    queries = tmp_path / "q.csv"
+    queries.write_text("item_id,user_id\n11,\n999999,\n21,5\n21,424242\n")
+    result = cli("recommend", "query", out, "--queries", queries, "-f", "ndjson", "-k", "2")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["error"] for r in rows] == [None, "unknown item id 999999", None,
+                                          "unknown user id 424242"]
+    assert rows[2]["user_id"] == 5 and rows[2]["recommendations"]
+
+
+def test_missing_values_and_bad_tables(market, tmp_path, cli):
+    items = pd.read_csv(market.files["items"])
+    items.loc[:40, "price"] = np.nan
+    items = items.drop(columns=["ps"])
+    items.to_csv(tmp_path / "items.csv", index=False)
+    tx = pd.read_csv(market.files["transactions"])
+    tx = pd.concat([tx, pd.DataFrame({"user_id": [1, 2], "item_id": [-5, -6],
+                                      "timestamp": [1, 2]})])
+    tx.to_csv(tmp_path / "tx.csv", index=False)
+    cfg_file = tmp_path / "small.yaml"
+    cfg_file.write_text("classifier: {layers: [32], epochs: 2, batch_size: 256, dropout: 0.0, "
+                        "learning_rate: 0.001, val_fraction: 0.2}\n"
+                        "ranknet: {layers: [8], epochs: 1, pairs_per_query: 200, "
+                        "batch_size: 256, learning_rate: 0.01, val_fraction: 0.2, ndcg_k: 10}\n")
+    result = cli("recommend", "fit", "-t", tmp_path / "tx.csv", "-i", tmp_path / "items.csv",
+                 "--out", tmp_path / "m", "--config", cfg_file, "-f", "json")
+    assert result.exit_code == 0, result.output
+    assert "2 transactions name unknown items; skipped" in result.stderr
+    assert "signal column(s) missing from the items, counted as 0: ps" in result.stderr
+    rec = Recommender(tmp_path / "m")
+    priced = int(items.loc[100, "item_id"])
+    info = rec.query(priced, 10, explain=True).explain
+    assert sum(f["missing_price"] for f in info["filters"]) > 0
+    dup = pd.concat([items, items.head(2)])
+    dup.to_csv(tmp_path / "dup.csv", index=False)
+    result = cli("recommend", "rules", "-t", tmp_path / "tx.csv", "-i", tmp_path / "dup.csv",
+                 "--out", tmp_path / "r")
+    assert result.exit_code == 1 and "duplicate item ids" in result.stderr
+    with pytest.raises(InputError, match="not a recommend model folder"):
+        Recommender(tmp_path)
+
+
+def test_evaluate_against_baselines(model, market, cli):
+    out, _ = model
+    result = cli("recommend", "evaluate", out, "-t", market.files["transactions"], "-f", "json")
+    assert result.exit_code == 0, result.output
+    rows = {r["method"]: r for r in json.loads(result.stdout)}
+    assert set(rows) == {"mltk", "popular_in_category", "random_in_meta"}
+    assert rows["mltk"]["hit_rate"] > rows["random_in_meta"]["hit_rate"]
+    assert all(0 <= r["coverage"] <= 1 for r in rows.values())
