@@ -62,6 +62,8 @@ def bench_queries(n_items: int) -> None:
         items.to_parquet(Path(tmp) / "items.parquet")
         tx.to_parquet(Path(tmp) / "tx.parquet")
         cfg = _config.resolve("recommend", {})
+        # ~1,000 categories and 100k users: pair supports are around 1e-4
+        cfg["rules"] = {**cfg["rules"], "min_support": 0.0001}
         cfg["classifier"] = {**cfg["classifier"], "layers": [256, 128], "epochs": 2}
         cfg["ranknet"] = {**cfg["ranknet"], "epochs": 2}
         t0 = time.perf_counter()

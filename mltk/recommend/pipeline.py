@@ -185,12 +185,10 @@ def fit(items_path: str | os.PathLike, tx_path: str | os.PathLike, out: str | os
         "top1_accuracy": float((top5[:, 0] == y[is_val]).mean()),
         "top5_accuracy": float((top5 == y[is_val][:, None]).any(1).mean()),
         "popularity_top5_accuracy": float(np.isin(y[is_val], popular).mean())}
-    # every item's own top metas (the no-user context), precomputed for fast queries
-    Xall, _ = context_matrix(item_meta, n_meta, items, cfg,
-                             None if users is None else np.zeros((len(items), len(user_stats[
-                                 "columns"]))), ctx_stats)
-    top_meta = np.argsort(-clf.predict(Xall, verbose=0, batch_size=8192), 1)[
-        :, : int(cfg["top_meta"])]
+    # every item's own top metas (the no-user context), precomputed for fast queries; in
+    # chunks, so that items x meta-categories probabilities never sit in memory at once
+    top_meta = _top_metas(clf, item_meta, n_meta, items, cfg, ctx_stats,
+                          0 if users is None else len(user_stats["columns"]))
     # (c) RankNet on item features to reproduce the rank score ordering
     r = cfg["ranknet"]
     labels = rank_score(items, cfg)
@@ -231,6 +229,24 @@ def fit(items_path: str | os.PathLike, tx_path: str | os.PathLike, out: str | os
                                            "user_stats": user_stats, "item_stats": item_stats})
     write_json(out_dir / "metrics.json", report)
     return report
+
+
+def _top_metas(clf: Any, item_meta: Any, n_meta: int, items: Any, cfg: Mapping[str, Any],
+               ctx_stats: dict, n_user_cols: int, chunk: int = 32768) -> Any:
+    import numpy as np
+
+    top = int(cfg["top_meta"])
+    out = np.zeros((len(items), min(top, n_meta)), np.int64)
+    for start in range(0, len(items), chunk):
+        part = items.iloc[start:start + chunk]
+        X, _ = context_matrix(item_meta[start:start + chunk], n_meta, part, cfg,
+                              np.zeros((len(part), n_user_cols)) if n_user_cols else None,
+                              ctx_stats)
+        proba = clf.predict(X, verbose=0, batch_size=8192)
+        best = np.argpartition(-proba, min(top, n_meta) - 1, axis=1)[:, :top]
+        order = np.argsort(-np.take_along_axis(proba, best, 1), axis=1, kind="stable")
+        out[start:start + chunk] = np.take_along_axis(best, order, 1)
+    return out
 
 
 def load_users(path: str | os.PathLike) -> Any:
