@@ -9,6 +9,7 @@ environment are parsed with ``yaml.safe_load`` (``MLTK_COLORS_K=7`` gives the in
 from __future__ import annotations
 
 import copy
+import enum
 import os
 from collections.abc import Mapping
 from importlib import resources
@@ -125,8 +126,8 @@ def _plain(obj: Any) -> Any:
         return [_plain(v) for v in obj]
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
-    if hasattr(obj, "value") and obj.__class__.__module__ != "builtins" and hasattr(obj, "name"):
-        return obj.value  # enums
+    if isinstance(obj, enum.Enum):
+        return obj.value
     if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
         return obj.item()
     return obj

@@ -186,3 +186,15 @@ def test_evaluate_against_baselines(model, market, cli):
     assert set(rows) == {"mltk", "popular_in_category", "random_in_meta"}
     assert rows["mltk"]["hit_rate"] > rows["random_in_meta"]["hit_rate"]
     assert all(0 <= r["coverage"] <= 1 for r in rows.values())
+
+
+def test_fewer_than_k_says_so_and_relaxing_widens_the_band(model):
+    out, _ = model
+    rec = Recommender(out)
+    q = int(rec.index.item_id[0])
+    strict = rec.index.query(q, 500, 100.0)
+    assert len(strict.items) < 500 and strict.note.startswith(f"only {len(strict.items)} of 500")
+    relaxed = rec.index.query(q, 500, 100.0, relax=True)
+    assert len(relaxed.items) >= len(strict.items)
+    assert "price band widened to ±800" in relaxed.note
+    assert all(abs(r["price"] - rec.index.price[0]) <= 800 for r in relaxed.items)

@@ -322,3 +322,11 @@ def test_python_m_mltk_counts(digits_dir, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mltk", "tfrecord", "count", str(tmp_path / "ds"),
                            "-f", "csv"], capture_output=True, text=True)
     assert proc.stdout.splitlines()[-1].startswith("total,2,300,")
+
+
+def test_shard_by_label_is_explicit(digits_dir, tmp_path):
+    manifest = build(digits_dir, tmp_path / "ds", BuildOptions(shard_by_label=True))
+    assert len(manifest["shards"]) == 10
+    assert all(len(s["class_counts"]) == 1 for s in manifest["shards"])
+    default = build(digits_dir, tmp_path / "mixed", BuildOptions(shards=10))
+    assert all(len(s["class_counts"]) > 1 for s in default["shards"])

@@ -174,3 +174,16 @@ def test_bad_input_cli(tmp_path, cli):
     assert result.exit_code == 1 and "not a value" in result.stderr
     result = cli("xgb-predict", tmp_path, path)
     assert result.exit_code == 1 and "not an xgb-analyze output folder" in result.stderr
+
+
+def test_parquet_input(tmp_path, cli):
+    from mltk.datasets.purchases import generate
+
+    df = generate(800, seed=4)
+    df.to_parquet(tmp_path / "d.parquet")
+    result = cli("xgb-analyze", tmp_path / "d.parquet", "--target", "group", "--id-cols",
+                 "user_id", "--out", tmp_path / "o", "--booster", "gbtree", "--max-evals", "1",
+                 "--folds", "3", "--positive", "repeat", "-f", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["data"]["positive"] == "repeat" and report["data"]["rows"] == 800

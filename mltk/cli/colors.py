@@ -95,7 +95,7 @@ def colors(
     }
     cfg = _config.resolve("colors", cli, config)
     settings = ColorSettings.from_config(cfg, palette_file=palette)
-    if paths == ["-"] or "-" in paths:
+    if "-" in paths:
         stdin_paths = [line.strip() for line in sys.stdin if line.strip()]
         paths = [p for p in paths if p != "-"] + stdin_paths
     files = list(iter_image_paths(paths, recursive=recursive))
