@@ -75,15 +75,20 @@ class CandidateIndex:
         tops = sorted(c for c in t.columns if c.startswith("top_meta_"))
         return cls(t[list(cls.COLUMNS)], t[tops].to_numpy())
 
-    def query(self, item_id: Any, k: int, band: float, metas: Any = None, explain: bool = False,
-              relax: bool = False) -> Recommendation:
-        import numpy as np
-
+    def row(self, item_id: Any) -> int:
+        """The index row of an item id (a command-line string is matched to the ids' dtype)."""
         row = self.row_of.get(item_id)
         if row is None:
             row = self.row_of.get(_coerce(item_id, self.item_id))
         if row is None:
             raise InputError(f"unknown item id {item_id!r}")
+        return row
+
+    def query(self, item_id: Any, k: int, band: float, metas: Any = None, explain: bool = False,
+              relax: bool = False) -> Recommendation:
+        import numpy as np
+
+        row = self.row(item_id)
         metas = self.top_meta[row] if metas is None else metas
         kind, sex, price, product = self.kind[row], self.sex[row], self.price[row], \
             self.product[row]

@@ -319,9 +319,7 @@ class Recommender:
         k = int(k or self.cfg["k"])
         metas = None
         if user_id is not None:
-            row = self.index.row_of.get(item_id)
-            if row is None:
-                raise InputError(f"unknown item id {item_id!r}")
+            row = self.index.row(item_id)
             metas = self._user_metas(row, user_id)
         return self.index.query(item_id, k, float(self.cfg["price_band"]), metas, explain,
                                 bool(self.cfg.get("relax_price_band")))
@@ -365,7 +363,6 @@ def evaluate(folder: str | os.PathLike, tx_path: str | os.PathLike, k: int | Non
     if not len(pairs):
         raise InputError(f"{tx_path}: no user with two or more purchases of known items")
     pop = np.bincount([idx.row_of[i] for i in tx["item_id"]], minlength=len(idx.item_id))
-    cat_of = rec.index.table["meta_id"].to_numpy()
     items_cat = _category_rows(rec)
     rng = np.random.default_rng(seed)
     methods = {"mltk": [], "popular_in_category": [], "random_in_meta": []}
@@ -376,7 +373,7 @@ def evaluate(folder: str | os.PathLike, tx_path: str | os.PathLike, k: int | Non
         same_cat = same_cat[(same_cat != qrow) & (idx.product[same_cat] != idx.product[qrow])]
         methods["popular_in_category"].append(
             same_cat[np.argsort(-pop[same_cat], kind="stable")[:k]].tolist())
-        s, e = idx.meta_span[int(cat_of[qrow])]
+        s, e = idx.meta_span[int(idx.meta[qrow])]
         pool = np.arange(s, e)
         pool = pool[(pool != qrow) & (idx.product[pool] != idx.product[qrow])]
         methods["random_in_meta"].append(rng.choice(pool, min(k, len(pool)),

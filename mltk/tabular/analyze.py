@@ -180,7 +180,7 @@ def _write_outputs(out: Path, report: dict[str, Any], trials: list[dict], prep: 
         "raw_features": prep.features, "categories": prep.categories,
         "tuned_params": report["tuning"]["params"], "rounds": report["tuning"]["rounds"],
         "mltk_version": __version__})
-    plots.write_all(out, report, shap_values, X_explain)
+    plots.write_all(out, report, y_te, p_test, shap_values, X_explain)
     write_text(out / "report.md", render_markdown(report))
 
 

@@ -17,19 +17,17 @@ def _save(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
-def write_all(out: Path, report: dict[str, Any], shap_values: Any, X_explain: Any) -> None:
+def write_all(out: Path, report: dict[str, Any], y_test: Any, p_test: Any, shap_values: Any,
+              X_explain: Any) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-    import pandas as pd
-
-    out_pred = pd.read_csv(out / "test_predictions.csv")
     from sklearn.metrics import roc_curve
 
     m = report["metrics"]
-    fpr, tpr, _ = roc_curve(out_pred["y_true"], out_pred["probability"])
+    fpr, tpr, _ = roc_curve(y_test, p_test)
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot(fpr, tpr, label=f"AUC {m['roc_auc']:.3f}")
     ax.plot([0, 1], [0, 1], "--", color="grey", lw=0.8)
