@@ -15,6 +15,15 @@ from typing import IO, Any
 from mltk._json import dumps
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
 def temp_name(path: Path) -> Path:
     """The temporary name used while ``path`` is being written (same folder, hidden)."""
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -31,6 +40,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + final.suffix,
                                     dir=final.parent)
     os.close(fd)
+    os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; artefacts get the usual mode
     tmp = Path(tmp_name)
     try:
         yield tmp

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +207,21 @@ def _check_pixels(width: int, height: int, max_pixels: int | None, head: HeaderI
     if max_pixels and width * height > max_pixels:
         raise InputError(f"image is {head.width}x{head.height}: more than the max_pixels limit "
                          f"of {max_pixels:,} pixels to decode")
+
+
+def iter_image_paths(paths: Iterable[str | os.PathLike], recursive: bool = False,
+                     ) -> Iterator[Path]:
+    """Files as given; folders expanded to their image files (sorted; ``recursive`` walks).
+
+    A path that does not exist raises InputError naming it.
+    """
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            walker = path.rglob("*") if recursive else path.iterdir()
+            yield from sorted(f for f in walker
+                              if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+        elif path.exists():
+            yield path
+        else:
+            raise InputError(f"{path}: no such file or directory")

@@ -13,7 +13,7 @@ import typer
 
 from mltk import __version__
 from mltk._output import Output
-from mltk.cli import colors, datasets, demo, recommend, tfrecord, xgb
+from mltk.cli import colors, datasets, demo, recommend, tfrecord, train, xgb
 from mltk.cli._common import env_flag
 
 app = typer.Typer(
@@ -56,6 +56,7 @@ datasets.register(app)
 demo.register(app)
 recommend.register(app)
 tfrecord.register(app)
+train.register(app)
 xgb.register(app)
 
 

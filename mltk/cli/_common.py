@@ -110,6 +110,8 @@ def describe(exc: BaseException) -> str:
     from mltk.errors import MltkError
 
     text = " ".join(str(exc).split()) or type(exc).__name__
+    if len(text) > 400:  # library messages can embed whole tensors
+        text = text[:400] + " ..."
     if isinstance(exc, MltkError):
         return text
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:

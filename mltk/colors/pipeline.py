@@ -13,10 +13,9 @@ import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from mltk._imaging import IMAGE_EXTENSIONS, decode_image, read_image_bytes
+from mltk._imaging import decode_image, iter_image_paths, read_image_bytes  # noqa: F401 (re-exported)
 from mltk._parallel import process_context
 from mltk.colors.core import DEFAULT_ACHROMATIC, ColorExtractor, ColorNamer, named_colors
 from mltk.colors.palette import Palette, default_palette, load_palette, palette_mapping_from_yaml
@@ -75,24 +74,6 @@ class ColorSettings:
         if "achromatic" in kwargs:
             kwargs["achromatic"] = {**DEFAULT_ACHROMATIC, **kwargs["achromatic"]}
         return cls(palette=palette, **kwargs)
-
-
-def iter_image_paths(paths: Iterable[str | os.PathLike], recursive: bool = False,
-                     ) -> Iterator[Path]:
-    """Files as given; folders expanded to their image files (sorted; ``recursive`` walks).
-
-    A path that does not exist raises InputError naming it.
-    """
-    for p in paths:
-        path = Path(p)
-        if path.is_dir():
-            walker = path.rglob("*") if recursive else path.iterdir()
-            yield from sorted(f for f in walker
-                              if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
-        elif path.exists():
-            yield path
-        else:
-            raise InputError(f"{path}: no such file or directory")
 
 
 def load_working_image(path: str | os.PathLike, settings: ColorSettings) -> tuple[Any, Any, int,

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from mltk._atomic import atomic_path
-
-
-def _save(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(os.fspath(tmp), format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+from mltk._plotting import pyplot
+from mltk._plotting import save_png as _save
 
 
 def write_all(out: Path, report: dict[str, Any], y_test: Any, p_test: Any, shap_values: Any,
               X_explain: Any) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
     from sklearn.metrics import roc_curve
 

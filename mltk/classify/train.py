@@ -1,0 +1,482 @@
+"""Training an image classifier from TFRecords (or synthetic tensors) into a run folder.
+
+The run folder holds ``best.keras`` and ``last.keras``, ``labels.txt``, ``config.yaml``,
+``history.csv``, ``curves.png``, ``summary.json`` and, while training, ``checkpoint/``. The
+checkpoint is the model's and optimizer's state (written to a temporary name and renamed) every
+``checkpoint_every`` steps and at each epoch's end; the position in the run is the optimizer's
+step count, so ``resume=True`` continues mid-epoch with the learning-rate schedule where it was,
+losing at most one checkpoint interval. Ctrl-C writes a checkpoint and returns.
+
+Training runs epoch by epoch through ``Model.fit`` (one call per epoch, so that a resumed run
+can finish a partial epoch); the training set is an endless shuffled stream, an epoch is
+``records // global_batch`` steps, and the global batch is ``batch_per_replica x replicas``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mltk._atomic import atomic_path, write_json, write_text
+from mltk.classify import data as data_mod
+from mltk.classify import runtime
+from mltk.errors import ConfigError, InputError, MltkError
+
+log = logging.getLogger("mltk.classify")
+
+CHECKPOINT_DIR = "checkpoint"
+# Settings that must not change between a run and its --resume.
+RESUME_KEYS = ("model", "image_size", "batch_per_replica", "optimizer", "learning_rate",
+               "lr_reference_batch", "lr_scaling", "lr_schedule", "lr_decay_epochs",
+               "lr_decay_factor", "warmup_epochs", "label_smoothing", "dropout", "freeze_base",
+               "trainable_layers", "epochs", "steps")
+TOP_K = 3
+SKIP_STEPS = 2  # steps left out of the throughput figure (tracing and compilation)
+
+
+def _step_callback(run: _Run) -> Any:
+    keras = runtime.import_keras()
+
+    class StepCallback(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            run.on_step(logs)
+
+    return StepCallback()
+
+
+def _sync(logs: Any) -> None:
+    """Wait for the step to finish (JAX dispatches asynchronously) by reading one value."""
+    import numpy as np
+
+    for value in (logs or {}).values():
+        np.asarray(value)
+        break
+
+
+class _Run:
+    """The state of one training run (not part of the public API)."""
+
+    def __init__(self, cfg: dict[str, Any], out: Path, on_step: Callable[[int, int], None] | None
+                 ) -> None:
+        self.cfg = cfg
+        self.out = out
+        self.ckpt = out / CHECKPOINT_DIR
+        self.on_step_cb = on_step
+        self.model: Any = None
+        self.rt: runtime.Runtime | None = None
+        self.global_batch = 0
+        self.steps_per_epoch = 0
+        self.total_steps = 0
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.best: float | None = None
+        self.best_metric = "val_accuracy"
+        self.since_checkpoint = 0
+        # Throughput: steps and seconds between synchronised marks, compilation left out.
+        self.local_steps = 0
+        self.fit_steps = 0
+        self.fit_done = 0
+        self.mark: tuple[int, float] | None = None
+        self.timed_steps = 0
+        self.timed_seconds = 0.0
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def optimizer_step(self) -> int:
+        import numpy as np
+
+        return int(np.asarray(self.model.optimizer.iterations))
+
+    def begin_fit(self, steps: int) -> None:
+        self.fit_steps, self.fit_done, self.mark = steps, 0, None
+
+    def on_step(self, logs: Any) -> None:
+        self.step += 1
+        self.local_steps += 1
+        self.fit_done += 1
+        self.since_checkpoint += 1
+        if self.mark is None and self.local_steps > SKIP_STEPS:
+            _sync(logs)
+            self.mark = (self.fit_done, time.perf_counter())
+        elif self.mark is not None and self.fit_done == self.fit_steps:
+            _sync(logs)
+            self.timed_steps += self.fit_done - self.mark[0]
+            self.timed_seconds += time.perf_counter() - self.mark[1]
+        every = int(self.cfg["checkpoint_every"] or 0)
+        if every and self.since_checkpoint >= every:
+            self.save_checkpoint()
+        if self.on_step_cb:
+            self.on_step_cb(self.step, self.total_steps)
+
+    def save_checkpoint(self) -> None:
+        self.since_checkpoint = 0
+        if not self.rt.is_chief:
+            return
+        self.ckpt.mkdir(parents=True, exist_ok=True)
+        tmp = self.ckpt / f".latest-{os.getpid()}.weights.h5"  # Keras wants this suffix
+        self.model.save_weights(tmp)
+        os.replace(tmp, self.ckpt / "latest.weights.h5")
+        step = self.optimizer_step()
+        write_json(self.ckpt / "state.json", {
+            "step": step, "epoch": step // self.steps_per_epoch,
+            "steps_per_epoch": self.steps_per_epoch, "global_batch": self.global_batch,
+            "best": self.best, "best_metric": self.best_metric, "history": self.history,
+            "time": time.time()})
+        log.debug("checkpoint at step %d", step)
+
+    def restore(self) -> int:
+        """Load the checkpoint; returns its step (0 when there is none)."""
+        state_file = self.ckpt / "state.json"
+        weights = self.ckpt / "latest.weights.h5"
+        if not (state_file.is_file() and weights.is_file()):
+            return 0
+        try:
+            state = json.loads(state_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            raise InputError(f"{state_file}: damaged checkpoint state") from None
+        if state.get("global_batch") != self.global_batch:
+            raise ConfigError(f"--resume: the checkpoint was trained with a global batch of "
+                              f"{state.get('global_batch')}, this run has {self.global_batch} "
+                              "(same --gpus and --batch-per-replica needed)")
+        opt = self.model.optimizer
+        if not opt.built:
+            opt.build(self.model.trainable_variables)
+        self.model.load_weights(weights)
+        self.history = list(state.get("history") or [])
+        self.best = state.get("best")
+        step = self.optimizer_step()
+        self.step = step
+        return step
+
+    # -- per-epoch artefacts ------------------------------------------------------------------
+    def save_model(self, name: str) -> None:
+        if not self.rt.is_chief:
+            return
+        with atomic_path(self.out / name) as tmp:
+            self.model.save(tmp)
+
+    def throughput(self) -> float | None:
+        """Training images per second, compilation and validation left out."""
+        if not self.timed_steps or self.timed_seconds <= 0:
+            return None
+        return self.timed_steps * self.global_batch / self.timed_seconds
+
+    def write_history(self) -> None:
+        if not self.rt.is_chief or not self.history:
+            return
+        cols: list[str] = []
+        for row in self.history:
+            cols += [k for k in row if k not in cols]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.history)
+        write_text(self.out / "history.csv", buf.getvalue())
+        try:
+            from mltk.classify.plots import training_curves
+
+            training_curves(self.out / "curves.png", self.history)
+        except ImportError:  # matplotlib is optional on GPU hosts
+            log.warning("matplotlib is not installed: no curves.png")
+
+
+def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    used = out.is_dir() and any(
+        (out / n).exists() for n in ("config.yaml", CHECKPOINT_DIR, "last.keras"))
+    if used and not resume and not overwrite:
+        raise MltkError(f"{out}: already holds a training run; --resume continues it, "
+                        "--overwrite starts over")
+    if used and overwrite and not resume:
+        for name in ("config.yaml", "best.keras", "last.keras", "history.csv", "curves.png",
+                     "summary.json", "labels.txt"):
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
+        shutil.rmtree(out / "tensorboard", ignore_errors=True)
+
+
+def _check_resume_config(out: Path, cfg: Mapping[str, Any]) -> None:
+    from mltk import _config
+
+    saved_file = out / "config.yaml"
+    if not saved_file.is_file():
+        return
+    saved = _config.load_yaml(saved_file)
+    for key in RESUME_KEYS:
+        if key in saved and saved[key] != cfg.get(key):
+            raise ConfigError(f"--resume: {key} is {cfg.get(key)!r} but the run in {out} used "
+                              f"{saved[key]!r}")
+    state = out / CHECKPOINT_DIR / "state.json"
+    summary = out / "summary.json"
+    if summary.is_file() and not state.is_file():
+        done = json.loads(summary.read_text(encoding="utf-8"))
+        if not done.get("interrupted"):
+            raise MltkError(f"{out}: this run is already complete ({done.get('steps')} steps); "
+                            "use a new RUN_DIR, or --overwrite")
+
+
+def train(cfg: Mapping[str, Any], out: str | os.PathLike, data: Sequence[str] | None = None,
+          val: Sequence[str] | None = None, split: str | None = None, synthetic: bool = False,
+          resume: bool = False, overwrite: bool = False,
+          on_step: Callable[[int, int], None] | None = None,
+          on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train per ``cfg`` (the resolved ``train`` settings); returns the run summary."""
+    cfg = dict(cfg)
+    out = Path(out)
+    if not synthetic and not data:
+        raise InputError("no training data: give --data (TFRecord folders, files or globs) or "
+                         "--synthetic")
+    seed = int(cfg["seed"]) if cfg.get("seed") is not None else int.from_bytes(os.urandom(3))
+    cfg["seed"] = seed
+    image_size = int(cfg["image_size"])
+    need_tf = not synthetic or cfg["backend"] == "tensorflow"
+    rt = runtime.setup(cfg["backend"], cfg.get("gpus"), cfg.get("strategy", "auto"),
+                       int(cfg.get("cpu_replicas") or 1), cfg.get("precision", "auto"),
+                       need_tf=need_tf)
+    if rt.is_chief:  # other workers of a multi-worker run share the chief's folder
+        _check_out(out, resume, overwrite)
+    if resume:
+        _check_resume_config(out, cfg)
+    keras = runtime.import_keras()
+    keras.utils.set_random_seed(seed)
+    if cfg.get("deterministic") and rt.backend == "tensorflow":
+        runtime.import_tf().config.experimental.enable_op_determinism()
+
+    src = val_src = None
+    if synthetic:
+        classes = [str(i) for i in range(int(cfg.get("num_classes") or 200))]
+    else:
+        src = data_mod.resolve_source(data, split, prefer=data_mod.PREFERRED_TRAIN,
+                                      num_classes=cfg.get("num_classes"))
+        classes = src.classes
+        if val:
+            val_src = data_mod.resolve_source(val, prefer=data_mod.PREFERRED_VAL,
+                                              num_classes=len(classes))
+        elif split is None:
+            val_src = data_mod.resolve_source(data, prefer=data_mod.PREFERRED_VAL,
+                                              required=False, num_classes=len(classes))
+        if val_src is not None and val_src.files == src.files:
+            val_src = None
+    run = _Run(cfg, out, on_step)
+    run.rt = rt
+    run.global_batch = int(cfg["batch_per_replica"]) * rt.replicas
+    if synthetic:
+        run.steps_per_epoch = int(cfg.get("steps") or 100)
+    else:
+        run.steps_per_epoch = src.records // run.global_batch
+        if run.steps_per_epoch < 1:
+            raise InputError(f"{src.files[0]}: {src.records} training records are fewer than "
+                             f"one global batch ({run.global_batch}); lower "
+                             "--batch-per-replica")
+    epochs = int(cfg["epochs"])
+    run.total_steps = epochs * run.steps_per_epoch
+    if cfg.get("steps"):
+        run.total_steps = min(run.total_steps, int(cfg["steps"])) if not synthetic else int(
+            cfg["steps"])
+    scale = run.global_batch / float(cfg["lr_reference_batch"]) if (
+        cfg.get("lr_scaling", "linear") == "linear") else 1.0
+    peak_lr = float(cfg["learning_rate"]) * scale
+    run.best_metric = "val_accuracy" if val_src is not None else "accuracy"
+
+    from mltk.classify import models
+
+    with rt.scope():
+        model = models.build_model(cfg["model"], len(classes), image_size, str(cfg["weights"]),
+                                   float(cfg.get("dropout") or 0.0),
+                                   bool(cfg.get("freeze_base")), cfg.get("trainable_layers"))
+        schedule = models.lr_schedule(cfg["lr_schedule"], peak_lr, run.steps_per_epoch,
+                                      run.total_steps, float(cfg.get("warmup_epochs") or 0),
+                                      float(cfg["lr_decay_epochs"]),
+                                      float(cfg["lr_decay_factor"]))
+        optimizer = models.make_optimizer(cfg, schedule)
+        if rt.precision == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        jit = cfg.get("jit", "auto")
+        models.compile_model(model, optimizer, float(cfg.get("label_smoothing") or 0.0), TOP_K,
+                             "auto" if jit in (None, "auto") else bool(jit))
+    run.model = model
+    if rt.workers > 1:
+        _prebuild_for_multi_worker(model, rt, image_size, len(classes),
+                                   bool(cfg.get("label_smoothing")))
+
+    resumed_from = run.restore() if resume else 0
+    if resume and not resumed_from:
+        log.info("no checkpoint in %s: starting from the beginning", out)
+    out.mkdir(parents=True, exist_ok=True)
+    if rt.is_chief:
+        from mltk import _config
+
+        _config.save(out / "config.yaml", cfg)
+        write_text(out / "labels.txt", "".join(f"{c}\n" for c in classes))
+
+    train_ds, val_ds = _datasets(cfg, src, val_src, run, len(classes), synthetic, seed)
+    callbacks = [_step_callback(run)]
+    if cfg.get("tensorboard"):
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=os.fspath(out / "tensorboard"),
+                                                     update_freq="epoch"))
+    val_steps = int(cfg["validation_steps"]) if cfg.get("validation_steps") else None
+    log.info("training %s on %d %s device(s) (%s, %s): %d classes, global batch %d, "
+             "lr %.4g, %d steps of %d per epoch", cfg["model"], rt.replicas, rt.accelerator,
+             rt.backend, rt.precision, len(classes), run.global_batch, peak_lr,
+             run.total_steps, run.steps_per_epoch)
+    t0 = time.perf_counter()
+    interrupted = False
+    run.step = resumed_from
+    try:
+        while run.step < run.total_steps:
+            epoch = run.step // run.steps_per_epoch
+            steps = min(run.steps_per_epoch * (epoch + 1), run.total_steps) - run.step
+            t_epoch = time.perf_counter()
+            run.begin_fit(steps)
+            fit = model.fit(train_ds, initial_epoch=epoch, epochs=epoch + 1,
+                            steps_per_epoch=steps, validation_data=val_ds,
+                            validation_steps=val_steps, callbacks=callbacks, verbose=0,
+                            shuffle=False)
+            run.step = run.optimizer_step()
+            row = _epoch_row(fit.history, epoch, run, steps, time.perf_counter() - t_epoch,
+                             optimizer)
+            run.history.append(row)
+            improved = _improved(run, row) and not synthetic
+            run.save_checkpoint()
+            run.save_model("last.keras")
+            if improved:
+                run.save_model("best.keras")
+            run.write_history()
+            if on_epoch:
+                on_epoch(row)
+    except KeyboardInterrupt:
+        interrupted = True
+        run.step = run.optimizer_step()
+        run.save_checkpoint()
+        run.save_model("last.keras")
+        run.write_history()
+    seconds = time.perf_counter() - t0
+    if not interrupted and rt.is_chief:
+        if (not synthetic and not (out / "best.keras").exists()
+                and (out / "last.keras").exists()):
+            shutil.copyfile(out / "last.keras", out / "best.keras")
+        shutil.rmtree(run.ckpt, ignore_errors=True)
+    summary = {
+        "run_dir": os.fspath(out), "model": cfg["model"], "classes": len(classes),
+        **rt.describe(), "global_batch": run.global_batch, "learning_rate": peak_lr,
+        "train_records": src.records if src else None,
+        "val_records": val_src.records if val_src else None,
+        "steps": run.step, "steps_per_epoch": run.steps_per_epoch,
+        "epochs": round(run.step / run.steps_per_epoch, 3),
+        "resumed_from_step": resumed_from, "interrupted": interrupted,
+        "seconds": round(seconds, 2),
+        "images_per_second": _round(run.throughput()),
+        "best_metric": run.best_metric, "best": _round(run.best, 6),
+        "final": run.history[-1] if run.history else None,
+        "synthetic": synthetic, "seed": seed,
+    }
+    if rt.is_chief:
+        write_json(out / "summary.json", summary)
+    return summary
+
+
+def _prebuild_for_multi_worker(model: Any, rt: runtime.Runtime, size: int, n_classes: int,
+                               one_hot: bool) -> None:
+    """Work around Keras 3's two MultiWorkerMirroredStrategy bugs (keras-team/keras#20585).
+
+    ``fit`` builds the compiled metrics from its first batch by reducing that batch across
+    workers eagerly, which fails: they are built here from a local dummy batch instead. And
+    each step's scalar logs are reduced along axis 0, which scalars do not have: they are
+    averaged over replicas instead. Both only when several workers train together.
+    """
+    import numpy as np
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    if not getattr(tf_trainer.reduce_per_replica, "_mltk_patched", False):
+        original = tf_trainer.reduce_per_replica
+        tf = runtime.import_tf()
+
+        def reduce_per_replica(values, strategy, reduction):
+            if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(
+                    strategy):
+                def mean(v):
+                    first = v.values[0] if hasattr(v, "values") else v
+                    scalar = tf.TensorShape(first.shape).rank == 0
+                    return strategy.reduce("MEAN", v, axis=None if scalar else 0)
+
+                return tf.nest.map_structure(mean, values)
+            return original(values, strategy, reduction)
+
+        reduce_per_replica._mltk_patched = True
+        tf_trainer.reduce_per_replica = reduce_per_replica
+
+    x = np.zeros((1, size, size, 3), np.float32)
+    y = np.zeros((1, n_classes), np.float32) if one_hot else np.zeros((1,), np.int64)
+    with rt.scope():
+        model._symbolic_build(data_batch=(x, y))
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+
+def _round(v: float | None, nd: int = 1) -> float | None:
+    return None if v is None else round(float(v), nd)
+
+
+def _improved(run: _Run, row: Mapping[str, Any]) -> bool:
+    value = row.get(run.best_metric)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return run.best is None
+    if run.best is None or value > run.best:
+        run.best = float(value)
+        return True
+    return False
+
+
+def _epoch_row(history: Mapping[str, list], epoch: int, run: _Run, steps: int, seconds: float,
+               optimizer: Any) -> dict[str, Any]:
+    import numpy as np
+
+    row: dict[str, Any] = {"epoch": epoch + 1, "step": run.step}
+    for key, values in history.items():
+        if values:
+            row[key] = round(float(values[-1]), 6)
+    lr = optimizer.learning_rate
+    row["lr"] = float(f"{float(np.asarray(lr)):.6g}")
+    row["seconds"] = round(seconds, 2)
+    row["images_per_second"] = round(steps * run.global_batch / seconds, 1) if seconds else None
+    return row
+
+
+def _datasets(cfg: Mapping[str, Any], src: data_mod.DataSource | None,
+              val_src: data_mod.DataSource | None, run: _Run, num_classes: int,
+              synthetic: bool, seed: int) -> tuple[Any, Any]:
+    smoothing = float(cfg.get("label_smoothing") or 0.0)
+    size = int(cfg["image_size"])
+    if synthetic:
+        gen = data_mod.synthetic_batches(run.global_batch, size, num_classes, seed)
+        if smoothing:
+            import numpy as np
+
+            eye = np.eye(num_classes, dtype=np.float32)
+            gen = ((x, eye[y]) for x, y in gen)
+        if run.rt.backend != "tensorflow":
+            return gen, None
+        tf = runtime.import_tf()
+        return tf.data.Dataset.from_tensors(next(gen)).repeat(), None
+    tf = runtime.import_tf()
+    train_ds = data_mod.train_dataset(
+        src, size, run.global_batch, data_mod.Augment.from_config(dict(cfg)), seed,
+        int(cfg["shuffle_buffer"]), int(cfg["interleave"]), bool(cfg.get("deterministic")))
+    val_ds = None
+    if val_src is not None:
+        val_ds = data_mod.eval_dataset(val_src, size, run.global_batch)
+    if smoothing:
+        def one_hot(x, y):
+            return x, tf.one_hot(y, num_classes)
+
+        train_ds = train_ds.map(one_hot)
+        val_ds = val_ds.map(one_hot) if val_ds is not None else None
+    return train_ds, val_ds

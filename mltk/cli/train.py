@@ -1,0 +1,273 @@
+"""``mltk train``, ``mltk evaluate`` and ``mltk predict``: image classifiers from TFRecords."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mltk._output import Format
+from mltk.cli._common import ConfigOption, FormatOption, SeedOption, command, get_output
+
+
+def register(app: typer.Typer) -> None:
+    command(app, "train")(train)
+    command(app, "evaluate")(evaluate)
+    command(app, "predict")(predict)
+
+
+BackendOption = Annotated[str | None, typer.Option(
+    "--backend", help="Keras backend: tensorflow (default) or jax.")]
+GpusOption = Annotated[int | None, typer.Option(
+    "--gpus", min=0, help="GPUs to use (0 = CPU; default: all visible).")]
+
+
+def _split_list(values: list[str] | None) -> list[str] | None:
+    """Repeated options and comma-separated lists alike: --data a --data b, --data a,b."""
+    if not values:
+        return None
+    return [v for item in values for v in item.split(",") if v]
+
+
+def train(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for models, logs and "
+                                      "checkpoints.")],
+    data: Annotated[list[str] | None, typer.Option(
+        "--data", help="Training TFRecords: folders, files or globs (repeatable). A folder "
+        "with several splits gives its train split.")] = None,
+    val: Annotated[list[str] | None, typer.Option(
+        "--val", help="Validation TFRecords (default: the validation split beside --data).")
+    ] = None,
+    split: Annotated[str | None, typer.Option("--split", help="Train on this split of --data."
+                                              )] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="inception_resnet_v2 (default), resnet50, efficientnetv2_b0, "
+        "mobilenet_v3_small or small_cnn.")] = None,
+    weights: Annotated[str | None, typer.Option(
+        "--weights", help="none (default), imagenet (downloads once) or a .keras/.weights.h5 "
+        "file.")] = None,
+    image_size: Annotated[int | None, typer.Option("--image-size", min=8,
+                                                   help="Input side in pixels (150).")] = None,
+    freeze_base: Annotated[bool | None, typer.Option(
+        "--freeze-base/--no-freeze-base", help="Train only the new head (transfer learning).")
+    ] = None,
+    trainable_layers: Annotated[int | None, typer.Option(
+        "--trainable-layers", min=0, help="With --freeze-base: fine-tune the base's last N "
+        "layers.")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs (30).")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Stop after N steps.")
+                     ] = None,
+    batch_per_replica: Annotated[int | None, typer.Option(
+        "--batch-per-replica", min=1, help="Images per GPU per step (32).")] = None,
+    lr: Annotated[float | None, typer.Option(
+        "--lr", help="Learning rate at the reference global batch of 256 (0.01); scaled "
+        "linearly with the real global batch.")] = None,
+    lr_schedule: Annotated[str | None, typer.Option(
+        "--lr-schedule", help="step (x0.5 every 8 epochs, default), cosine or constant.")
+    ] = None,
+    warmup_epochs: Annotated[float | None, typer.Option(
+        "--warmup-epochs", min=0, help="Linear warm-up epochs (0).")] = None,
+    label_smoothing: Annotated[float | None, typer.Option(
+        "--label-smoothing", min=0, max=0.5, help="Label smoothing (0).")] = None,
+    optimizer: Annotated[str | None, typer.Option("--optimizer", help="sgd (default, 0.9 "
+                                                  "Nesterov) or adam.")] = None,
+    no_augment: Annotated[bool, typer.Option(
+        "--no-augment", help="No random flip, brightness or contrast.")] = False,
+    gpus: GpusOption = None,
+    strategy: Annotated[str | None, typer.Option(
+        "--strategy", help="auto (mirrored over several devices), mirrored, multi-worker "
+        "(TF_CONFIG) or single.")] = None,
+    cpu_replicas: Annotated[int | None, typer.Option(
+        "--cpu-replicas", min=1, help="Split the CPU into N logical devices (tests "
+        "distribution without GPUs).")] = None,
+    backend: BackendOption = None,
+    precision: Annotated[str | None, typer.Option(
+        "--precision", help="auto (bf16 on capable GPUs), float32, mixed_bfloat16 or "
+        "mixed_float16.")] = None,
+    jit: Annotated[bool | None, typer.Option("--jit/--no-jit", help="XLA compilation "
+                                             "(default: Keras decides).")] = None,
+    synthetic: Annotated[bool, typer.Option(
+        "--synthetic", help="Random tensors instead of files: the model's own throughput.")
+    ] = False,
+    num_classes: Annotated[int | None, typer.Option(
+        "--num-classes", min=2, help="Classes for --synthetic (200).")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(
+        "--checkpoint-every", min=0, help="Steps between checkpoints (500; 0: epochs only).")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from "
+                                         "its last checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over in a used --out."
+                                            )] = False,
+    tensorboard: Annotated[bool | None, typer.Option("--tensorboard/--no-tensorboard",
+                                                     help="TensorBoard logs in OUT/tensorboard."
+                                                     )] = None,
+    deterministic: Annotated[bool | None, typer.Option(
+        "--deterministic/--no-deterministic", help="With --seed: identical runs (slower).")
+    ] = None,
+    seed: SeedOption = None,
+    config: ConfigOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Train an image classifier (Keras 3) from TFRecord shards, on one or many GPUs or the CPU.
+
+    Example: mltk train --data shards/ --out runs/first --model small_cnn --image-size 64
+    --epochs 5 --gpus 0
+    """
+    from mltk import _config
+    from mltk.classify import train as train_run
+
+    output = get_output(ctx)
+    cfg = _config.resolve("train", {
+        "model": model, "weights": weights, "image_size": image_size,
+        "freeze_base": freeze_base, "trainable_layers": trainable_layers, "epochs": epochs,
+        "steps": steps, "batch_per_replica": batch_per_replica, "learning_rate": lr,
+        "lr_schedule": lr_schedule, "warmup_epochs": warmup_epochs,
+        "label_smoothing": label_smoothing, "optimizer": optimizer,
+        "augment": False if no_augment else None, "gpus": gpus, "strategy": strategy,
+        "cpu_replicas": cpu_replicas, "backend": backend, "precision": precision, "jit": jit,
+        "num_classes": num_classes, "checkpoint_every": checkpoint_every,
+        "tensorboard": tensorboard, "deterministic": deterministic, "seed": seed}, config)
+    if synthetic and data:
+        raise typer.BadParameter("give --data or --synthetic, not both", param_hint="--data")
+    with output.progress(None, "training steps") as bar:
+        def on_step(done: int, total: int) -> None:
+            bar.update_total(total)
+            bar.advance()
+
+        def on_epoch(row: dict[str, Any]) -> None:
+            parts = [f"{k} {row[k]:.4f}" for k in ("loss", "accuracy", "val_loss",
+                                                   "val_accuracy") if k in row]
+            output.info(f"epoch {row['epoch']} (step {row['step']}): {', '.join(parts)}; "
+                        f"{row['images_per_second']} img/s")
+
+        summary = train_run(cfg, out, data=_split_list(data), val=_split_list(val),
+                            split=split, synthetic=synthetic, resume=resume,
+                            overwrite=overwrite, on_step=on_step, on_epoch=on_epoch)
+    final = summary["final"] or {}
+    output.emit([{
+        "run_dir": summary["run_dir"], "model": summary["model"],
+        "backend": summary["backend"], "replicas": summary["replicas"],
+        "precision": summary["precision"], "global_batch": summary["global_batch"],
+        "steps": summary["steps"], "epochs": summary["epochs"],
+        "images_per_second": summary["images_per_second"],
+        "accuracy": final.get("accuracy"), "val_accuracy": final.get("val_accuracy"),
+        "best": summary["best"], "seconds": summary["seconds"]}], fmt, title="Training run")
+    if summary["interrupted"]:
+        output.error(f"interrupted at step {summary['steps']}; checkpoint saved: continue "
+                     f"with mltk train --out {out} --resume (same options)")
+        raise typer.Exit(130)
+    output.info(f"{summary['steps']} steps in {summary['seconds']:.0f} s; models in {out}")
+
+
+def evaluate(
+    ctx: typer.Context,
+    target: Annotated[Path, typer.Argument(help="A run folder (its best.keras) or a .keras "
+                                           "model.")],
+    data: Annotated[list[str], typer.Option("--data", help="Test TFRecords: folders, files or "
+                                            "globs (repeatable).")],
+    split: Annotated[str | None, typer.Option(
+        "--split", help="Split of a multi-split folder (default: test, else validation).")
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="k for top-k accuracy.")] = 3,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per device "
+                                            "per step.")] = 64,
+    per_class: Annotated[bool, typer.Option("--per-class", help="Print the per-class report "
+                                            "instead of the summary.")] = False,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Folder for metrics.json, predictions.csv, confusion.csv/png.")
+    ] = None,
+    gpus: GpusOption = None,
+    backend: BackendOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Accuracy, top-k, per-class precision/recall/F1 and the confusion matrix, in one pass
+    that sees every record exactly once.
+
+    Example: mltk evaluate runs/first --data shards/ --split test --out runs/first/test
+    """
+    from mltk.classify import evaluate as run_eval
+    from mltk.classify import load, write_evaluation
+
+    output = get_output(ctx)
+    lm = load(target, backend=backend, gpus=gpus)
+    result = run_eval(lm, _split_list(data), split=split, top_k=top_k, batch_size=batch_size,
+                      with_predictions=out is not None)
+    for w in result["warnings"]:
+        output.warn(w)
+    if out is not None:
+        write_evaluation(out, result)
+    if per_class:
+        output.emit(({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}
+                     for r in result["per_class"]), fmt, title="Per-class report")
+    else:
+        keys = ("records", "accuracy", f"top{top_k}_accuracy", "macro_f1", "weighted_f1",
+                "log_loss")
+        output.emit([{k: round(result[k], 4) if isinstance(result[k], float) else result[k]
+                      for k in keys}], fmt, title=f"Evaluation of {lm.path}")
+    output.info(f"{result['records']} records: accuracy {result['accuracy']:.4f}, "
+                f"top-{top_k} {result[f'top{top_k}_accuracy']:.4f}"
+                + (f"; reports in {out}" if out else ""))
+
+
+def predict(
+    ctx: typer.Context,
+    target: Annotated[Path, typer.Argument(help="A run folder or a .keras model.")],
+    images: Annotated[list[str], typer.Argument(help="Image files or folders; '-' reads "
+                                                "paths from stdin.")],
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Labels per image.")] = 3,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")
+                          ] = 64,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk sub-folders.")
+                         ] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any image failed.")
+                      ] = False,
+    backend: BackendOption = None,
+    gpus: GpusOption = None,
+    fmt: FormatOption = Format.ndjson,
+) -> None:
+    """Top-k labels with probabilities per image, streamed in batches; an image that cannot be
+    read gets an error row (and a warning) and the rest go on.
+
+    Example: find photos/ -name '*.jpg' | mltk predict runs/first - --format csv
+    """
+    from mltk.classify import Predictor, load
+
+    output = get_output(ctx)
+    if "-" in images:  # the paths from stdin take the place of the "-"
+        stdin = [ln.strip() for ln in sys.stdin if ln.strip()]
+        images = [q for p in images for q in (stdin if p == "-" else [p])]
+    lm = load(target, backend=backend, gpus=gpus, need_tf=False)
+    failed = total = 0
+
+    def rows():
+        nonlocal failed, total
+        with output.progress(None, "images") as bar:
+            for row in Predictor(lm, top_k=top_k, batch_size=batch_size).predict(
+                    _image_paths(images, recursive)):
+                total += 1
+                if row["error"]:
+                    failed += 1
+                    output.warn(f"{row['path']}: {row['error']}")
+                bar.advance()
+                yield row
+
+    output.emit(rows(), fmt, title="Predictions")
+    output.info(f"{total} images, {failed} failed")
+    if strict and failed:
+        output.error(f"{failed} of {total} images failed")
+        raise typer.Exit(1)
+
+
+def _image_paths(items: list[str], recursive: bool) -> Any:
+    """Folders expanded; a file that does not exist is passed on, to get its own error row."""
+    from mltk._imaging import iter_image_paths
+
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            yield from iter_image_paths([path], recursive=recursive)
+        else:
+            yield path
