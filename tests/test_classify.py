@@ -99,10 +99,12 @@ def test_used_run_folder_needs_resume_or_overwrite(trained, cli, shards):
 
 def test_mirrored_strategy_on_two_logical_cpus(shards, mltk_proc, tmp_path):
     res = mltk_proc("train", "--data", shards, "--out", tmp_path / "m", *SMALL, "--epochs", "2",
-                    "--cpu-replicas", "2", "--batch-per-replica", "16", "--format", "json")
+                    "--cpu-replicas", "2", "--batch-per-replica", "16", "--tensorboard",
+                    "--format", "json")
     assert res.returncode == 0, res.stderr[-3000:]
     row = json.loads(res.stdout)[0]
     assert row["replicas"] == 2 and row["global_batch"] == 32
+    assert any((tmp_path / "m" / "tensorboard").rglob("events.out.tfevents.*"))
     summary = _summary(tmp_path / "m")
     assert summary["devices"] == ["/device:CPU:0", "/device:CPU:1"]
     assert summary["steps"] == 2 * (700 // 32)
@@ -177,9 +179,10 @@ def test_legacy_raw_layout_trains(digits_dir, mltk_proc, tmp_path):
     (raw / "labels.txt").unlink()
     (raw / "manifest.json").unlink()
     res = mltk_proc("train", "--data", raw, "--out", tmp_path / "run", *SMALL, "--epochs", "2",
-                    "--format", "json")
+                    "--precision", "mixed_bfloat16", "--format", "json")
     assert res.returncode == 0, res.stderr[-3000:]
     summary = _summary(tmp_path / "run")
+    assert summary["precision"] == "mixed_bfloat16"
     assert summary["classes"] == 10 and summary["train_records"] == 300
     assert summary["steps"] == 2 * (300 // 32)
 
@@ -491,3 +494,17 @@ def test_reduced_jpeg_decode_keeps_at_least_the_training_size():
     assert tuple(_decode_reduced(tf.constant(jpeg), 40).shape) == (75, 100, 3)    # 1/4 scale
     assert tuple(_decode_reduced(tf.constant(jpeg), 151).shape) == (300, 400, 3)  # full size
     assert tuple(_decode_reduced(tf.constant(png), 40).shape) == (300, 400, 3)    # not a JPEG
+
+
+def test_weights_from_an_earlier_run(trained):
+    import keras
+
+    from mltk.classify.models import build_model
+
+    run, _, _ = trained
+    saved = keras.models.load_model(run / "best.keras", compile=False)
+    model = build_model("small_cnn", 10, 32, weights=str(run / "best.keras"))
+    for a, b in zip(model.get_weights(), saved.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(InputError, match="no such weights file"):
+        build_model("small_cnn", 10, 32, weights=str(run / "nope.keras"))

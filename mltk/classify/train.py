@@ -235,6 +235,11 @@ def train(cfg: Mapping[str, Any], out: str | os.PathLike, data: Sequence[str] | 
     if not synthetic and not data:
         raise InputError("no training data: give --data (TFRecord folders, files or globs) or "
                          "--synthetic")
+    if cfg.get("tensorboard"):
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            raise MltkError("--tensorboard needs TensorBoard: pip install tensorboard")
     seed = int(cfg["seed"]) if cfg.get("seed") is not None else int.from_bytes(os.urandom(3))
     cfg["seed"] = seed
     image_size = int(cfg["image_size"])
