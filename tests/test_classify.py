@@ -288,6 +288,24 @@ def test_evaluate_sees_every_record_once(trained, shards, cli, tmp_path):
         assert (tmp_path / "ev" / name).stat().st_size > 0
 
 
+def test_evaluate_on_two_devices_sees_every_record_once(trained, shards, mltk_proc, tmp_path):
+    run, _, _ = trained
+    res = mltk_proc("evaluate", run, "--data", shards, "--split", "test", "--cpu-replicas", "2",
+                    "--gpus", "0", "--batch-size", "16", "--out", tmp_path / "ev", "--format",
+                    "json")
+    assert res.returncode == 0, res.stderr[-3000:]
+    row = json.loads(res.stdout)[0]
+    n = split_sizes(shards)["test"]
+    assert row["records"] == n and n % 32  # global batch 2 x 16: the last one is partial
+    preds = list(csv.DictReader((tmp_path / "ev" / "predictions.csv").open()))
+    assert len({p["file"] for p in preds}) == n
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["replicas"] == 2
+    from sklearn.metrics import accuracy_score
+
+    assert row["accuracy"] == pytest.approx(
+        accuracy_score([p["true"] for p in preds], [p["predicted"] for p in preds]), abs=1e-4)
+
+
 def test_evaluate_per_class_and_multi_split_folder(trained, shards, cli):
     run, _, _ = trained
     # A folder with train, validation and test splits: evaluate takes test by default.

@@ -119,6 +119,7 @@ def evaluate(lm: LoadedModel, data: Sequence[str], split: str | None = None, top
     result = metrics(labels, probs, lm.classes, top_k)
     result["data"] = src.describe()
     result["model"] = os.fspath(lm.path)
+    result["replicas"] = lm.rt.replicas
     result["warnings"] = warnings
     if with_predictions:
         result["predictions"] = _prediction_rows(src, labels, probs, lm.classes, top_k)

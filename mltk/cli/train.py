@@ -180,6 +180,8 @@ def evaluate(
         "--out", "-o", help="Folder for metrics.json, predictions.csv, confusion.csv/png.")
     ] = None,
     gpus: GpusOption = None,
+    cpu_replicas: Annotated[int, typer.Option(
+        "--cpu-replicas", min=1, help="Split the CPU into N logical devices.")] = 1,
     backend: BackendOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
@@ -192,7 +194,7 @@ def evaluate(
     from mltk.classify import load, write_evaluation
 
     output = get_output(ctx)
-    lm = load(target, backend=backend, gpus=gpus)
+    lm = load(target, backend=backend, gpus=gpus, cpu_replicas=cpu_replicas)
     result = run_eval(lm, _split_list(data), split=split, top_k=top_k, batch_size=batch_size,
                       with_predictions=out is not None)
     for w in result["warnings"]:
