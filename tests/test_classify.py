@@ -237,6 +237,19 @@ def test_jax_backend_trains_and_evaluates(shards, mltk_proc, tmp_path):
     ev = mltk_proc("evaluate", tmp_path / "j", "--data", shards, "--format", "json")
     assert ev.returncode == 0, ev.stderr[-3000:]
     assert json.loads(ev.stdout)[0]["records"] == split_sizes(shards)["test"]
+    # predict needs Keras and JAX only: it runs with TensorFlow absent.
+    image = next((shards.parent / "img" / "4").glob("*.jpg"))
+    code = ("import sys; sys.modules['tensorflow'] = None\n"
+            "from mltk.cli import main\n"
+            f"sys.argv = ['mltk', 'predict', {str(tmp_path / 'j')!r}, {str(image)!r},"
+            " '--format', 'json']\n"
+            "main()\n")
+    pr = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        timeout=300)
+    assert pr.returncode == 0, pr.stderr[-3000:]
+    row = json.loads(pr.stdout)[0]
+    assert row["path"] == str(image) and row["error"] is None
+    assert row["label"] in [str(i) for i in range(10)]
 
 
 @pytest.mark.skipif(not HAS_JAX, reason="JAX is not installed (pip install 'jax[cpu]')")
