@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -76,3 +76,20 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 
 def write_json(path: str | os.PathLike[str], data: Any) -> Path:
     return write_text(path, dumps(data, indent=2) + "\n")
+
+
+def write_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]],
+              columns: Sequence[str] | None = None) -> Path:
+    """Rows of dicts as CSV; columns default to every key, in the order first seen (no rows and
+    no columns: an empty file)."""
+    import csv
+    import io
+
+    if columns is None:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    if columns:
+        writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return write_text(path, buf.getvalue())

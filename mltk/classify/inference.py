@@ -165,19 +165,13 @@ def write_evaluation(out: Path, result: dict[str, Any]) -> None:
     import csv
     import io
 
-    from mltk._atomic import write_json, write_text
+    from mltk._atomic import write_csv, write_json, write_text
     from mltk.classify.plots import confusion_heatmap
 
     out.mkdir(parents=True, exist_ok=True)
-    rows = result.get("predictions") or []
     write_json(out / "metrics.json", {k: v for k, v in result.items() if k != "predictions"})
-    for name, records in (("predictions.csv", rows), ("per_class.csv", result["per_class"])):
-        buf = io.StringIO()
-        if records:
-            writer = csv.DictWriter(buf, fieldnames=list(records[0]), lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(records)
-        write_text(out / name, buf.getvalue())
+    write_csv(out / "predictions.csv", result.get("predictions") or [])
+    write_csv(out / "per_class.csv", result["per_class"])
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["true/predicted", *result["classes"]])

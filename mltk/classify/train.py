@@ -14,8 +14,6 @@ can finish a partial epoch); the training set is an endless shuffled stream, an 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
@@ -26,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mltk._atomic import atomic_path, write_json, write_text
+from mltk._atomic import atomic_path, write_csv, write_json, write_text
 from mltk.classify import data as data_mod
 from mltk.classify import runtime
 from mltk.errors import ConfigError, InputError, MltkError
@@ -81,6 +79,7 @@ class _Run:
         self.best: float | None = None
         self.best_metric = "val_accuracy"
         self.since_checkpoint = 0
+        self.checkpoint_every = int(cfg["checkpoint_every"] or 0)
         # Throughput: steps and seconds between synchronised marks, compilation left out.
         self.local_steps = 0
         self.fit_steps = 0
@@ -110,8 +109,7 @@ class _Run:
             _sync(logs)
             self.timed_steps += self.fit_done - self.mark[0]
             self.timed_seconds += time.perf_counter() - self.mark[1]
-        every = int(self.cfg["checkpoint_every"] or 0)
-        if every and self.since_checkpoint >= every:
+        if self.checkpoint_every and self.since_checkpoint >= self.checkpoint_every:
             self.save_checkpoint()
         if self.on_step_cb:
             self.on_step_cb(self.step, self.total_steps)
@@ -172,14 +170,7 @@ class _Run:
     def write_history(self) -> None:
         if not self.rt.is_chief or not self.history:
             return
-        cols: list[str] = []
-        for row in self.history:
-            cols += [k for k in row if k not in cols]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.history)
-        write_text(self.out / "history.csv", buf.getvalue())
+        write_csv(self.out / "history.csv", self.history)
         try:
             from mltk.classify.plots import training_curves
 
