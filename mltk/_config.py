@@ -26,8 +26,16 @@ def _yaml() -> Any:
 
 
 def default_path(name: str) -> Path:
-    """Path of the shipped default config ``configs/NAME.yaml``."""
-    path = Path(str(resources.files("mltk.configs").joinpath(f"{name}.yaml")))
+    """Path of the shipped default config ``configs/NAME.yaml``.
+
+    Installed, the files are the package ``mltk.configs``; run from a checkout that is not
+    installed (``PYTHONPATH=.``, as on a GPU host), they are read from its ``configs/``.
+    """
+    try:
+        folder = Path(str(resources.files("mltk.configs")))
+    except ModuleNotFoundError:
+        folder = Path(__file__).resolve().parent.parent / "configs"
+    path = folder / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(f"no default config named {name!r} (looked for {path})")
     return path

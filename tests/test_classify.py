@@ -271,6 +271,45 @@ def test_jax_synthetic_runs_without_tensorflow(tmp_path):
         "backend:")[1].split("\n")[0]
 
 
+_CHECKPOINT_PROBE = """
+import json, sys
+from pathlib import Path
+from mltk import _config
+from mltk.classify import train
+
+out = Path(sys.argv[2])
+seen = {}
+
+def on_step(step, total):
+    state = out / "checkpoint" / "state.json"
+    if step in (3, 6):
+        seen[step] = json.loads(state.read_text())["step"]
+
+cfg = _config.resolve("train", {"backend": sys.argv[1], "model": "small_cnn", "gpus": 0,
+                                "image_size": 32, "batch_per_replica": 8, "steps": 8,
+                                "num_classes": 3, "checkpoint_every": 3, "seed": 0})
+summary = train(cfg, out, synthetic=True, on_step=on_step)
+print(json.dumps({"seen": seen, "steps": summary["steps"],
+                  "images_per_second": summary["images_per_second"]}))
+"""
+
+
+@pytest.mark.parametrize("backend", [
+    "tensorflow",
+    pytest.param("jax", marks=pytest.mark.skipif(not HAS_JAX, reason="JAX is not installed")),
+])
+def test_checkpoints_hold_the_step_they_are_taken_at(backend, tmp_path):
+    """Mid-epoch checkpoints carry the current weights, also where JAX's trainer keeps them
+    apart from the model during fit; steps are counted without waiting on each one."""
+    res = subprocess.run([sys.executable, "-c", _CHECKPOINT_PROBE, backend, str(tmp_path / "c")],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "KERAS_BACKEND": backend})
+    assert res.returncode == 0, res.stderr[-3000:]
+    row = json.loads(res.stdout.strip().splitlines()[-1])
+    assert row["seen"] == {"3": 3, "6": 6}
+    assert row["steps"] == 8 and row["images_per_second"] > 0
+
+
 # --- evaluate and predict --------------------------------------------------------------------
 
 def test_evaluate_sees_every_record_once(trained, shards, cli, tmp_path):

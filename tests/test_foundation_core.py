@@ -113,3 +113,20 @@ def test_default_configs_are_valid_yaml():
              if p.name.endswith(".yaml")]
     for name in names:
         assert isinstance(_config.load_default(name[:-5]), dict)
+
+
+def test_defaults_found_in_a_checkout_that_is_not_installed(tmp_path):
+    """GPU hosts run mltk from the repository with PYTHONPATH=. (no mltk.configs package)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(_config.__file__).resolve().parent.parent
+    code = ("import sys; sys.modules['mltk.configs'] = None\n"
+            "from mltk import _config\n"
+            "print(_config.default_path('train'))\n"
+            "print(_config.load_default('train')['model'])\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, env={"PYTHONPATH": str(root), "PATH": ""}, timeout=60)
+    assert res.returncode == 0, res.stderr
+    path, model = res.stdout.split()
+    assert Path(path) == root / "configs" / "train.yaml" and model == "inception_resnet_v2"

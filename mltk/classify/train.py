@@ -45,19 +45,26 @@ def _step_callback(run: _Run) -> Any:
     keras = runtime.import_keras()
 
     class StepCallback(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-            run.on_step(logs)
+        """Step bookkeeping at each batch's start, so that steps stay queued on the device.
+
+        An ``on_train_batch_end`` hook would make Keras turn every step's logs into Python
+        numbers, a wait for the device after each step that leaves it idle while the host
+        dispatches the next one. Batch ``b`` starting means ``b`` steps of this ``fit`` were
+        dispatched; the last one is counted where the training part of the ``fit`` ends
+        (validation's start or the epoch's end, whichever comes first).
+        """
+
+        def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+            if batch:
+                run.on_step()
+
+        def on_test_begin(self, logs: Any = None) -> None:
+            run.end_fit()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            run.end_fit()
 
     return StepCallback()
-
-
-def _sync(logs: Any) -> None:
-    """Wait for the step to finish (JAX dispatches asynchronously) by reading one value."""
-    import numpy as np
-
-    for value in (logs or {}).values():
-        np.asarray(value)
-        break
 
 
 class _Run:
@@ -85,6 +92,7 @@ class _Run:
         self.fit_steps = 0
         self.fit_done = 0
         self.mark: tuple[int, float] | None = None
+        self.fit_open = False
         self.timed_steps = 0
         self.timed_seconds = 0.0
 
@@ -94,21 +102,43 @@ class _Run:
 
         return int(np.asarray(self.model.optimizer.iterations))
 
-    def begin_fit(self, steps: int) -> None:
-        self.fit_steps, self.fit_done, self.mark = steps, 0, None
+    def synced_model(self) -> Any:
+        """The model holding the latest weights (JAX's trainer keeps them apart during fit)."""
+        sync = getattr(self.model, "jax_state_sync", None)
+        if sync is not None:
+            sync()
+        return self.model
 
-    def on_step(self, logs: Any) -> None:
+    def wait(self) -> None:
+        """Wait until the dispatched steps have run (JAX and TensorFlow run asynchronously)."""
+        import numpy as np
+
+        np.asarray(self.synced_model().optimizer.iterations)
+
+    def begin_fit(self, steps: int) -> None:
+        self.fit_steps, self.fit_done, self.mark, self.fit_open = steps, 0, None, True
+
+    def end_fit(self) -> None:
+        """The training steps of this fit are all dispatched: count the last, stop the clock."""
+        if not self.fit_open:
+            return
+        self.fit_open = False
+        if self.fit_done < self.fit_steps:
+            self.on_step()
+        if self.mark is not None:
+            self.wait()
+            self.timed_steps += self.fit_done - self.mark[0]
+            self.timed_seconds += time.perf_counter() - self.mark[1]
+
+    def on_step(self) -> None:
+        """One more step of this fit was dispatched."""
         self.step += 1
         self.local_steps += 1
         self.fit_done += 1
         self.since_checkpoint += 1
-        if self.mark is None and self.local_steps > SKIP_STEPS:
-            _sync(logs)
+        if self.mark is None and self.local_steps > SKIP_STEPS and self.fit_done < self.fit_steps:
+            self.wait()
             self.mark = (self.fit_done, time.perf_counter())
-        elif self.mark is not None and self.fit_done == self.fit_steps:
-            _sync(logs)
-            self.timed_steps += self.fit_done - self.mark[0]
-            self.timed_seconds += time.perf_counter() - self.mark[1]
         if self.checkpoint_every and self.since_checkpoint >= self.checkpoint_every:
             self.save_checkpoint()
         if self.on_step_cb:
@@ -120,7 +150,7 @@ class _Run:
             return
         self.ckpt.mkdir(parents=True, exist_ok=True)
         tmp = self.ckpt / f".latest-{os.getpid()}.weights.h5"  # Keras wants this suffix
-        self.model.save_weights(tmp)
+        self.synced_model().save_weights(tmp)
         os.replace(tmp, self.ckpt / "latest.weights.h5")
         step = self.optimizer_step()
         write_json(self.ckpt / "state.json", {

@@ -1,0 +1,99 @@
+"""Where `mltk train`'s GPU time goes: one process, one compilation, several timed fits.
+
+mltk's own model, optimizer (SGD, step schedule) and metrics are built and compiled once and
+warmed up with a 3-step fit; then --steps-long fits are timed: without callbacks, with an empty
+batch-begin callback, with an empty batch-end callback (Keras then waits for every step's logs),
+and twice with mltk's own step bookkeeping (the figure `mltk train` reports is printed beside
+the wall-clock one). Compare with `bench_train_gpu.py`, whose `mltk train` figure comes from the
+first fit of a fresh process.
+
+Run on a GPU host with Keras and JAX, from the repository root:
+  KERAS_BACKEND=jax PYTHONPATH=. python3 benchmarks/bench_train_gpu_breakdown.py
+  [--model inception_resnet_v2] [--image-size 150] [--batch 256] [--steps 40]
+  [--precision mixed_bfloat16] [--gpus 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="inception_resnet_v2")
+    parser.add_argument("--image-size", type=int, default=150)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--precision", default="mixed_bfloat16")
+    parser.add_argument("--gpus", type=int, default=1)
+    args = parser.parse_args()
+    import numpy as np
+
+    from mltk import _config
+    from mltk.classify import data as data_mod
+    from mltk.classify import models, runtime
+
+    train_mod = importlib.import_module("mltk.classify.train")
+    steps, batch, classes = args.steps, args.batch, 200
+    cfg = _config.resolve("train", {
+        "backend": os.environ["KERAS_BACKEND"], "model": args.model,
+        "image_size": args.image_size, "batch_per_replica": batch, "steps": steps,
+        "num_classes": classes, "seed": 0, "gpus": args.gpus, "precision": args.precision,
+        "checkpoint_every": 0})
+    rt = runtime.setup(cfg["backend"], args.gpus, "auto", 1, args.precision, need_tf=False)
+    keras = runtime.import_keras()
+    keras.utils.set_random_seed(0)
+    model = models.build_model(args.model, classes, args.image_size, "none", 0.2, False, None)
+    schedule = models.lr_schedule("step", 0.01, steps, steps, 0.0, 8.0, 0.5)
+    models.compile_model(model, models.make_optimizer(cfg, schedule), 0.0, 3, "auto")
+    batches = data_mod.synthetic_batches(batch, args.image_size, classes, 0)
+    t0 = time.perf_counter()
+    model.fit(batches, steps_per_epoch=3, epochs=1, verbose=0)
+    np.asarray(model.optimizer.iterations)
+    print(f"compilation and 3 steps: {time.perf_counter() - t0:.1f} s", flush=True)
+
+    def timed(label: str, callbacks: list) -> None:
+        t = time.perf_counter()
+        model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=callbacks)
+        np.asarray(model.optimizer.iterations)
+        print(f"{label:40s} {steps * batch / (time.perf_counter() - t):8.1f} images/s",
+              flush=True)
+
+    class BeginHook(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch: int, logs: object = None) -> None:
+            pass
+
+    class EndHook(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: object = None) -> None:
+            pass
+
+    timed("no callbacks", [])
+    timed("empty batch-begin callback", [BeginHook()])
+    timed("empty batch-end callback (waits)", [EndHook()])
+    with tempfile.TemporaryDirectory() as tmp:
+        run = train_mod._Run(cfg, Path(tmp), None)
+        run.rt, run.model, run.global_batch = rt, model, batch
+        run.steps_per_epoch, run.total_steps = steps, 10**9
+        for i in range(2):
+            run.begin_fit(steps)
+            t = time.perf_counter()
+            model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0,
+                      callbacks=[train_mod._step_callback(run)])
+            wall = steps * batch / (time.perf_counter() - t)
+            print(f"{f'mltk step bookkeeping, fit {i + 1}':40s} {wall:8.1f} images/s "
+                  f"(mltk's figure so far: {run.throughput():.1f})", flush=True)
+    timed("no callbacks, again", [])
+
+
+if __name__ == "__main__":
+    main()
