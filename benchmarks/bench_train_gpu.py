@@ -82,8 +82,9 @@ def mltk_train(args: argparse.Namespace, out: Path) -> dict:
     return json.loads((out / "summary.json").read_text())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
+def parser_with_model_options(doc: str) -> argparse.ArgumentParser:
+    """The options both GPU benchmarks share (the issue's check by default)."""
+    parser = argparse.ArgumentParser(description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="inception_resnet_v2")
     parser.add_argument("--image-size", type=int, default=150)
@@ -92,6 +93,11 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=200)
     parser.add_argument("--precision", default="mixed_bfloat16")
     parser.add_argument("--gpus", type=int, default=1)
+    return parser
+
+
+def main() -> None:
+    parser = parser_with_model_options(__doc__)
     parser.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain:

@@ -15,7 +15,6 @@ Run on a GPU host with Keras and JAX, from the repository root:
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
@@ -24,19 +23,13 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="inception_resnet_v2")
-    parser.add_argument("--image-size", type=int, default=150)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--precision", default="mixed_bfloat16")
-    parser.add_argument("--gpus", type=int, default=1)
-    args = parser.parse_args()
+    from bench_train_gpu import parser_with_model_options
+
+    args = parser_with_model_options(__doc__).parse_args()
     import numpy as np
 
     from mltk import _config
@@ -44,7 +37,7 @@ def main() -> None:
     from mltk.classify import models, runtime
 
     train_mod = importlib.import_module("mltk.classify.train")
-    steps, batch, classes = args.steps, args.batch, 200
+    steps, batch, classes = args.steps, args.batch, args.classes
     cfg = _config.resolve("train", {
         "backend": os.environ["KERAS_BACKEND"], "model": args.model,
         "image_size": args.image_size, "batch_per_replica": batch, "steps": steps,
