@@ -98,9 +98,11 @@ class _Run:
 
     # -- checkpoints --------------------------------------------------------------------------
     def optimizer_step(self) -> int:
+        """The optimizer's step count; reading it waits until the dispatched steps have run
+        (JAX and TensorFlow run asynchronously)."""
         import numpy as np
 
-        return int(np.asarray(self.model.optimizer.iterations))
+        return int(np.asarray(self.synced_model().optimizer.iterations))
 
     def synced_model(self) -> Any:
         """The model holding the latest weights (JAX's trainer keeps them apart during fit)."""
@@ -108,12 +110,6 @@ class _Run:
         if sync is not None:
             sync()
         return self.model
-
-    def wait(self) -> None:
-        """Wait until the dispatched steps have run (JAX and TensorFlow run asynchronously)."""
-        import numpy as np
-
-        np.asarray(self.synced_model().optimizer.iterations)
 
     def begin_fit(self, steps: int) -> None:
         self.fit_steps, self.fit_done, self.mark, self.fit_open = steps, 0, None, True
@@ -126,7 +122,7 @@ class _Run:
         if self.fit_done < self.fit_steps:
             self.on_step()
         if self.mark is not None:
-            self.wait()
+            self.optimizer_step()
             self.timed_steps += self.fit_done - self.mark[0]
             self.timed_seconds += time.perf_counter() - self.mark[1]
 
@@ -137,7 +133,7 @@ class _Run:
         self.fit_done += 1
         self.since_checkpoint += 1
         if self.mark is None and self.local_steps > SKIP_STEPS and self.fit_done < self.fit_steps:
-            self.wait()
+            self.optimizer_step()
             self.mark = (self.fit_done, time.perf_counter())
         if self.checkpoint_every and self.since_checkpoint >= self.checkpoint_every:
             self.save_checkpoint()
