@@ -16,7 +16,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from mltk.errors import InputError
+from mltk.errors import InputError, PixelLimitError
+
+# Images announcing more pixels than this are refused from their header, before decoding
+# (configs: colors.yaml max_pixels; serve and predict use this default).
+DEFAULT_MAX_PIXELS = 100_000_000
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 
@@ -108,14 +112,26 @@ def header_info(data: bytes) -> HeaderInfo:
         if size and size[0] and size[1]:
             mode = {1: "L", 3: "RGB", 4: "CMYK"}.get(size[2], "RGB")
             return HeaderInfo(size[0], size[1], mode)
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 26:
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        mode = {0: "L", 2: "RGB", 3: "P", 4: "LA", 6: "RGBA"}.get(data[25], "RGB")
+        if data[24] == 16 and mode in ("L", "LA"):
+            mode = "I;16"
+        return HeaderInfo(width, height, mode)
+    # Only the header is read here; callers enforce their own pixel limit (max_pixels) next.
+    # Pillow's own guard stays on: past it, the image is refused as too large.
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
-    # Only the header is read here, and callers enforce their own pixel limits (max_pixels),
-    # so PIL's decompression-bomb guard would only add a spurious warning.
-    Image.MAX_IMAGE_PIXELS = None
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            return HeaderInfo(int(im.width), int(im.height), str(im.mode))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                return HeaderInfo(int(im.width), int(im.height), str(im.mode))
+    except Image.DecompressionBombError as exc:
+        raise PixelLimitError(f"image too large to decode safely ({exc})".replace(
+            ", could be decompression bomb DOS attack.", "")) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise InputError(f"unreadable image header ({exc})") from None
 
@@ -141,7 +157,8 @@ class DecodedImage:
 
 
 def decode_image(data: bytes, fmt: str | None = None, *, min_side: int | None = None,
-                 max_pixels: int | None = None, keep_alpha: bool = True) -> DecodedImage:
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, keep_alpha: bool = True,
+                 ) -> DecodedImage:
     """Decode image bytes to 8-bit RGB (and alpha).
 
     ``min_side``: a JPEG may be decoded at reduced resolution as long as both sides stay at
@@ -203,10 +220,17 @@ def _to_uint8(img: Any) -> Any:
     return (scaled + 0.5).astype(np.uint8)
 
 
+def check_pixels(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> HeaderInfo:
+    """The header of image ``data``; raises PixelLimitError when it has too many pixels."""
+    head = header_info(data)
+    _check_pixels(head.width, head.height, max_pixels, head)
+    return head
+
+
 def _check_pixels(width: int, height: int, max_pixels: int | None, head: HeaderInfo) -> None:
     if max_pixels and width * height > max_pixels:
-        raise InputError(f"image is {head.width}x{head.height}: more than the max_pixels limit "
-                         f"of {max_pixels:,} pixels to decode")
+        raise PixelLimitError(f"image is {head.width}x{head.height}: more than the max_pixels "
+                              f"limit of {max_pixels:,} pixels to decode")
 
 
 def iter_image_paths(paths: Iterable[str | os.PathLike], recursive: bool = False,

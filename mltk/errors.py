@@ -18,3 +18,7 @@ class InputError(MltkError):
 
 class ConfigError(MltkError):
     """A configuration file or setting that is malformed."""
+
+
+class PixelLimitError(InputError):
+    """An image whose header announces more pixels than the configured limit (never decoded)."""

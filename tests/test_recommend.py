@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -141,14 +142,16 @@ def test_cli_query_batch_explain_and_errors(model, cli, tmp_path):
     result = cli("recommend", "query", out, "--queries", queries, "-f", "ndjson", "-k", "2")
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [r["error"] for r in rows] == [None, "unknown item id 999999", None,
-                                          "unknown user id 424242"]
+    assert [r["error"] for r in rows] == [None, "line 3: unknown item id 999999", None,
+                                          "line 5: unknown user id 424242"]
+    assert [r["line"] for r in rows] == [2, 3, 4, 5]
     assert rows[2]["user_id"] == 5 and rows[2]["recommendations"]
 
 
 def test_missing_values_and_bad_tables(market, tmp_path, cli):
     items = pd.read_csv(market.files["items"])
     items.loc[:40, "price"] = np.nan
+    items.loc[41:60, "kigata"] = np.nan
     items = items.drop(columns=["ps"])
     items.to_csv(tmp_path / "items.csv", index=False)
     tx = pd.read_csv(market.files["transactions"])
@@ -166,9 +169,21 @@ def test_missing_values_and_bad_tables(market, tmp_path, cli):
     assert "2 transactions name unknown items; skipped" in result.stderr
     assert "signal column(s) missing from the items, counted as 0: ps" in result.stderr
     rec = Recommender(tmp_path / "m")
-    priced = int(items.loc[100, "item_id"])
-    info = rec.query(priced, 10, explain=True).explain
-    assert sum(f["missing_price"] for f in info["filters"]) > 0
+    idx = rec.index
+    for name, row in (("no price (column 'price')", 0), ("a missing kind flag", 41)):
+        item = int(items.loc[row, "item_id"])
+        with pytest.raises(InputError, match=rf"^item {item} has {re.escape(name)}"):
+            rec.query(item, 10, explain=True)
+    # a priced item whose candidates include unpriced ones: they are dropped, and counted
+    unpriced = np.isnan(idx.price)
+    for q in range(len(idx.item_id)):
+        tops = idx.top_meta[q]
+        near = np.isin(idx.meta, tops) & (idx.kind == idx.kind[q]) & (idx.sex == idx.sex[q])
+        if not unpriced[q] and idx.kind[q] >= 0 and idx.sex[q] >= 0 and (near & unpriced).any():
+            break
+    result = rec.query(int(idx.item_id[q]), 10, explain=True)
+    assert sum(f["missing_price"] for f in result.explain["filters"]) > 0
+    assert all(not np.isnan(r["price"]) for r in result.items)
     dup = pd.concat([items, items.head(2)])
     dup.to_csv(tmp_path / "dup.csv", index=False)
     result = cli("recommend", "rules", "-t", tmp_path / "tx.csv", "-i", tmp_path / "dup.csv",

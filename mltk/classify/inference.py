@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,76 +211,22 @@ def _record_names(src: Any) -> list[str] | None:
 
 
 class Predictor:
-    """Top-k labels for image files, in batches; undecodable files give an error row."""
+    """Top-k labels for image files, in batches; undecodable files give an error row.
+
+    A thin file-streaming front of :class:`mltk.predictors.ImageClassifier`, the predictor the
+    server uses too, so ``mltk predict`` and ``mltk serve`` cannot disagree.
+    """
 
     def __init__(self, lm: LoadedModel, top_k: int = 3, batch_size: int = 64,
                  threads: int | None = None) -> None:
-        self.lm = lm
-        self.top_k = max(1, min(top_k, len(lm.classes)))
+        from mltk.predictors.image import ImageClassifier
+
+        source = os.fspath(lm.run_dir or lm.path)
+        self.predictor = ImageClassifier(Path(source).name, source, lm, top_k)
+        self.top_k = self.predictor.top_k
         self.batch_size = batch_size
-        self.threads = threads or min(8, os.cpu_count() or 1)
-
-    def _load(self, path: Path) -> Any:
-        import cv2
-        import numpy as np
-
-        from mltk._imaging import decode_image, read_image_bytes
-
-        data, fmt = read_image_bytes(path)
-        side = self.lm.image_size
-        rgb = decode_image(data, fmt, min_side=side, keep_alpha=False).rgb
-        h, w = rgb.shape[:2]
-        interp = cv2.INTER_AREA if h > side or w > side else cv2.INTER_LINEAR
-        img = cv2.resize(rgb, (side, side), interpolation=interp).astype(np.float32)
-        return img / 127.5 - 1.0
-
-    def _safe_load(self, path: Path) -> tuple[Path, Any, str | None]:
-        try:
-            return path, self._load(path), None
-        except InputError as exc:
-            return path, None, str(exc)
-        except OSError as exc:
-            return path, None, exc.strerror or str(exc)
+        self.threads = threads
 
     def predict(self, paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
         """One row per path, in input order: label, probability, the next labels, error."""
-        import numpy as np
-
-        with ThreadPoolExecutor(self.threads) as pool:
-            for chunk in _chunks(paths, self.batch_size):
-                loaded = list(pool.map(self._safe_load, chunk))
-                good = [(p, img) for p, img, err in loaded if err is None]
-                probs = iter(())
-                if good:
-                    batch = np.stack([img for _, img in good])
-                    probs = iter(np.asarray(self.lm.model.predict_on_batch(batch)))
-                for path, _img, err in loaded:
-                    if err is not None:
-                        yield self._row(path, None, err)
-                    else:
-                        yield self._row(path, next(probs), None)
-
-    def _row(self, path: Path, p: Any, error: str | None) -> dict[str, Any]:
-        classes = self.lm.classes
-        row: dict[str, Any] = {"path": os.fspath(path)}
-        if p is None:
-            order = []
-        else:
-            order = [int(j) for j in (-p).argsort()[:self.top_k]]
-        for r in range(self.top_k):
-            suffix = "" if r == 0 else f"_{r + 1}"
-            row[f"label{suffix}"] = classes[order[r]] if order else None
-            row[f"probability{suffix}"] = round(float(p[order[r]]), 6) if order else None
-        row["error"] = error
-        return row
-
-
-def _chunks(items: Iterable[Path], n: int) -> Iterator[list[Path]]:
-    chunk: list[Path] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == n:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+        return self.predictor.predict_paths(paths, self.batch_size, self.threads)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -61,7 +63,7 @@ def rules(
     cfg = _settings(config, seed, {"min_support": min_support, "min_confidence": min_confidence,
                                    "min_lift": min_lift, "algorithm": algorithm,
                                    "max_len": max_len})
-    item_df = load_items(items, cfg)
+    item_df = load_items(items, cfg, step="rules")  # rules need no price
     found, meta, summary = run_rules(load_transactions(transactions, item_df, cfg), item_df, cfg)
     write_rules(out, found, meta)
     _config.save(out / "config.yaml", cfg)
@@ -107,9 +109,10 @@ def query(
     user: Annotated[str | None, typer.Option("--user", help="User id (uses user features).")
                     ] = None,
     queries: Annotated[Path | None, typer.Option(
-        "--queries", help="CSV or NDJSON with item_id[,user_id] per row ('-' for stdin).")
+        "--queries", help="CSV or NDJSON with item_id[,user_id] per line ('-' for stdin); a "
+        "bad line gets an error record naming it, and the rest go on.")
     ] = None,
-    k: Annotated[int | None, typer.Option("-k", help="Results per query (10).")] = None,
+    k: Annotated[int | None, typer.Option("-k", min=1, help="Results per query (10).")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Survivors per filter and the "
                                           "scores of each result.")] = False,
     fmt: FormatOption = Format.table,
@@ -118,10 +121,11 @@ def query(
 
     Example: mltk recommend query model/ --item 1234 -k 10 --explain
     """
-    from mltk.recommend import Recommender
+    from mltk.predictors.recommender import RecommenderPredictor
 
     out = get_output(ctx)
-    rec = Recommender(model)
+    predictor = RecommenderPredictor.open(model)  # the predictor mltk serve uses too
+    rec = predictor.recommender
     if (item is None) == (queries is None):
         raise typer.BadParameter("give --item ID or --queries FILE", param_hint="--item")
     if item is not None:
@@ -138,15 +142,19 @@ def query(
         return
     failed = 0
 
-    def stream():
+    def stream(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         nonlocal failed
-        for row in rec.batch(_read_queries(queries), k, explain):
+        for row in rows:
             if row["error"]:
                 failed += 1
-                out.warn(f"row {row['row']}: {row['error']}")
+                out.warn(row["error"] if row["line"] else f"row {row['row']}: {row['error']}")
             yield row
 
-    out.emit(stream(), fmt)
+    from mltk.recommend import read_queries
+
+    with _open_lines(queries) as lines:
+        out.emit(stream(predictor.query_records(read_queries(lines, str(queries)), k,
+                                                explain)), fmt)
     if failed:
         out.info(f"{failed} queries failed")
 
@@ -158,29 +166,14 @@ def _id(value: str) -> Any:
         return value
 
 
-def _read_queries(path: Path) -> list[dict[str, Any]]:
-    import io
-
-    import pandas as pd
-
-    from mltk.errors import InputError
-
-    text = sys.stdin.read() if str(path) == "-" else Path(path).read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    if stripped.startswith("{"):
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{path}: line {n}: invalid JSON ({exc.msg})") from None
-        return rows
-    df = pd.read_csv(io.StringIO(text))
-    if "item_id" not in df.columns:
-        raise InputError(f"{path}: expected an item_id column")
-    return [{k: (None if pd.isna(v) else int(v) if isinstance(v, float) and v.is_integer()
-                 else v) for k, v in r.items()} for r in df.to_dict("records")]
+@contextmanager
+def _open_lines(path: Path) -> Iterator[Any]:
+    """The lines of ``path`` ('-': stdin), read as they are needed."""
+    if str(path) == "-":
+        yield sys.stdin
+        return
+    with Path(path).open(encoding="utf-8-sig", newline="") as f:
+        yield f
 
 
 @command(recommend_app, "evaluate")
@@ -188,7 +181,7 @@ def evaluate(
     ctx: typer.Context,
     model: Annotated[Path, typer.Argument(help="Model folder from `fit`.")],
     transactions: Transactions,
-    k: Annotated[int | None, typer.Option("-k", help="Cut-off (10).")] = None,
+    k: Annotated[int | None, typer.Option("-k", min=1, help="Cut-off (10).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random baseline.")] = 0,
     fmt: FormatOption = Format.table,
 ) -> None:

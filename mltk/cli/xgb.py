@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,11 @@ import typer
 
 from mltk._output import Format
 from mltk.cli._common import ConfigOption, FormatOption, SeedOption, command, get_output
+
+
+class UnknownCategories(enum.StrEnum):
+    error = "error"
+    missing = "missing"
 
 
 def register(app: typer.Typer) -> None:
@@ -74,14 +80,19 @@ def xgb_analyze(
         report = analyze(df, target, settings, out, id_cols=ids, positive=positive,
                          on_trial=on_trial)
     output.emit(({"rank": f["consensus_rank"], "feature": f["feature"],
-                  "gain": round(f["gain"], 4), "mean_abs_shap": round(f["mean_abs_shap"], 4),
-                  "permutation_auc_drop": round(f["permutation_auc_drop"], 4),
+                  "gain": _round(f["gain"]), "mean_abs_shap": _round(f["mean_abs_shap"]),
+                  "permutation_auc_drop": _round(f["permutation_auc_drop"]),
                   "smd": _smd(report, f["feature"])}
                  for f in report["importance"]), fmt, title="Features by consensus rank")
     m = report["metrics"]
     output.info(f"test ROC AUC {m['roc_auc']:.4f}, PR AUC {m['pr_auc']:.4f}, best MCC "
                 f"{m['best_mcc']:.4f} at threshold {m['best_threshold']:.3f}; "
                 f"report: {out / 'report.md'} ({report['seconds']:.0f} s)")
+
+
+def _round(value: float | None) -> float | None:
+    """Four decimals; None for a measure that could not be computed (see the report)."""
+    return None if value is None else round(value, 4)
 
 
 def _smd(report: dict, feature: str) -> float | None:
@@ -93,13 +104,23 @@ def xgb_predict(
     ctx: typer.Context,
     model_dir: Annotated[Path, typer.Argument(help="An xgb-analyze --out folder.")],
     data: Annotated[str, typer.Argument(help="CSV or Parquet of new rows; '-' for stdin.")],
+    unknown_categories: Annotated[UnknownCategories, typer.Option(
+        "--unknown-categories", case_sensitive=False, envvar="MLTK_XGB_UNKNOWN_CATEGORIES",
+        help="A category not seen in training: error (default) names the rows; missing "
+             "scores it as a missing value and counts it in a warning.")
+    ] = UnknownCategories.error,
     fmt: FormatOption = Format.csv,
 ) -> None:
     """Score new rows: probability of the positive group and the label at the tuned threshold.
 
+    Columns are matched by name (extra ones ignored). Text in a number column or an unseen
+    category is an error naming the rows; empty values are scored as missing, as in training.
+
     Example: mltk xgb-predict analysis/ new_users.csv --format ndjson
     """
-    from mltk.tabular import load_table, predict
+    from mltk.predictors.tabular import TwoGroupPredictor
+    from mltk.tabular import load_table
 
-    scored = predict(model_dir, load_table(data))
+    predictor = TwoGroupPredictor.open(model_dir)  # the predictor mltk serve uses too
+    scored = predictor.score_frame(load_table(data), unknown_categories.value)
     get_output(ctx).emit(scored.to_dict("records"), fmt)

@@ -15,6 +15,7 @@ from mltk.colors.core import ColorExtractor, ColorNamer, named_colors, rgb_to_he
 from mltk.colors.palette import Palette, default_palette, load_palette
 from mltk.colors.pipeline import (
     ColorSettings,
+    analyze_bytes,
     analyze_image,
     analyze_paths,
     iter_image_paths,
@@ -22,7 +23,8 @@ from mltk.colors.pipeline import (
 )
 
 __all__ = [
-    "ColorExtractor", "ColorNamer", "ColorSettings", "Palette", "analyze_image", "analyze_paths",
+    "ColorExtractor", "ColorNamer", "ColorSettings", "Palette", "analyze_bytes", "analyze_image",
+    "analyze_paths",
     "default_palette", "iter_image_paths", "load_palette", "named_colors", "rgb_to_hex",
     "rgb_to_lab", "summarize",
 ]

@@ -79,9 +79,15 @@ class ColorSettings:
 def load_working_image(path: str | os.PathLike, settings: ColorSettings) -> tuple[Any, Any, int,
                                                                                    int]:
     """The product crop at working size: (rgb, opaque-mask or None, width, height)."""
+    data, fmt = read_image_bytes(path)
+    return working_image_from_bytes(data, settings, fmt)
+
+
+def working_image_from_bytes(data: bytes, settings: ColorSettings, fmt: str | None = None,
+                             ) -> tuple[Any, Any, int, int]:
+    """:func:`load_working_image` for image bytes already in memory."""
     import cv2
 
-    data, fmt = read_image_bytes(path)
     x0, y0, x1, y1 = settings.crop
     # The smallest decode that still covers the working size.
     img = decode_image(data, fmt, min_side=settings.size if settings.reduced_decode else None,
@@ -120,11 +126,22 @@ def _span(f0: float, f1: float, n: int) -> tuple[int, int]:
 def analyze_image(path: str | os.PathLike, settings: ColorSettings,
                   namer: ColorNamer | None = None) -> dict[str, Any]:
     """One image's record: path, width, height, colors (top names), other_share, error."""
+    return _analyze(os.fspath(path), lambda: load_working_image(path, settings), settings, namer)
+
+
+def analyze_bytes(data: bytes, settings: ColorSettings, namer: ColorNamer | None = None,
+                  path: str | None = None) -> dict[str, Any]:
+    """:func:`analyze_image` for image bytes in memory (``path`` is only echoed)."""
+    return _analyze(path, lambda: working_image_from_bytes(data, settings), settings, namer)
+
+
+def _analyze(path: str | None, load: Any, settings: ColorSettings,
+             namer: ColorNamer | None) -> dict[str, Any]:
     namer = namer or ColorNamer(settings.palette, settings.distance, settings.achromatic)
-    record: dict[str, Any] = {"path": os.fspath(path), "width": None, "height": None,
+    record: dict[str, Any] = {"path": path, "width": None, "height": None,
                               "colors": [], "other_share": None, "error": None}
     try:
-        rgb, mask, width, height = load_working_image(path, settings)
+        rgb, mask, width, height = load()
         record["width"], record["height"] = width, height
         ext = ColorExtractor(settings.k, settings.seed, settings.max_iter).fit(rgb, mask)
         named = named_colors(ext, namer)

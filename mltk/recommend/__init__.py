@@ -11,6 +11,7 @@ index built at fit time; a pairwise RankNet orders them.
 
 from mltk.recommend.models import ndcg, sample_pairs
 from mltk.recommend.pipeline import Recommender, evaluate, fit, run_rules, write_rules
+from mltk.recommend.queries import QueryRow, read_queries
 
-__all__ = ["Recommender", "evaluate", "fit", "ndcg", "run_rules", "sample_pairs",
-           "write_rules"]
+__all__ = ["QueryRow", "Recommender", "evaluate", "fit", "ndcg", "read_queries", "run_rules",
+           "sample_pairs", "write_rules"]

@@ -13,21 +13,30 @@ from mltk.tabular.data import load_table
 log = logging.getLogger(__name__)
 
 
-def load_items(path: str | os.PathLike, cfg: Mapping[str, Any]) -> Any:
-    """The items table with its configured columns checked; duplicate ids are an error."""
+# The item columns each step reads: `rules` only needs each item's category.
+STEP_COLUMNS = {"rules": ("item_id", "category_id"), "fit": ("item_id", "category_id", "price")}
+
+
+def load_items(path: str | os.PathLike, cfg: Mapping[str, Any], step: str = "fit") -> Any:
+    """The items table with the columns ``step`` (``rules`` or ``fit``) uses checked; duplicate
+    ids are an error. For ``fit``, absent signal and flag columns are reported (counted as 0)."""
     cols = cfg["columns"]
     items = load_table(path)
-    for key in ("item_id", "category_id", "price"):
+    for key in STEP_COLUMNS[step]:
         if cols[key] not in items.columns:
             raise InputError(f"{path}: items need a {cols[key]!r} column ({key})")
     dup = items[cols["item_id"]].duplicated()
     if dup.any():
         shown = ", ".join(map(str, items.loc[dup, cols["item_id"]].head(5)))
         raise InputError(f"{path}: duplicate item ids ({int(dup.sum())}: {shown})")
-    missing_signals = [s for s in cfg["signals"] if s not in items.columns]
-    if missing_signals:
-        log.warning(f"signal column(s) missing from the items, counted as 0: "
-                    f"{', '.join(missing_signals)}")
+    if step == "fit":
+        for what, names in (("signal", cfg["signals"]),
+                            ("kind flag", cols.get("kind_flags") or []),
+                            ("sex flag", cols.get("sex_flags") or [])):
+            absent = [n for n in names if n not in items.columns]
+            if absent:
+                log.warning(f"{what} column(s) missing from the items, counted as 0: "
+                            f"{', '.join(absent)}")
     return items.reset_index(drop=True)
 
 

@@ -1,14 +1,31 @@
 """The candidate index built at fit time: items sorted by (meta-category, kind, sex, price),
 with each item's precomputed top meta-categories and RankNet score, so that a query is a few
-binary searches and a partial sort, never a scan of the catalogue."""
+lookups, binary searches and a partial sort, never a scan of the catalogue. The results and
+``explain`` come from the same pass, so they cannot disagree.
+
+A missing value is never a match: an unknown kind or sex (code -1) is a run of its own and a
+missing price sorts after every price, so no filter's slice holds them; a query item that
+lacks a value a filter compares is an error naming the item and the field."""
 
 from __future__ import annotations
 
 import dataclasses
+import numbers
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from mltk.errors import InputError
+
+# How errors name the fields the filters compare (Recommender passes the configured columns).
+FIELD_NAMES = {"price": "price", "kind": "kind flags", "sex": "sex flags"}
+
+
+def check_k(k: Any) -> int:
+    """``k`` (results per query) as an int, or an error naming the setting."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise InputError(f"k must be a positive integer, got {k!r}")
+    return int(k)
 
 
 @dataclasses.dataclass
@@ -25,9 +42,11 @@ class CandidateIndex:
     COLUMNS = ("item_id", "category_id", "meta_id", "kind_code", "sex_code", "price",
                "product_code", "net_score", "rank_score")
 
-    def __init__(self, table: Any, top_meta: Any) -> None:
+    def __init__(self, table: Any, top_meta: Any, fields: Mapping[str, str] | None = None
+                 ) -> None:
         import numpy as np
 
+        self.fields = {**FIELD_NAMES, **(fields or {})}
         order = np.lexsort((table["price"].to_numpy(), table["sex_code"].to_numpy(),
                             table["kind_code"].to_numpy(), table["meta_id"].to_numpy()))
         self.table = table.iloc[order].reset_index(drop=True)
@@ -43,17 +62,12 @@ class CandidateIndex:
         self.score = t["net_score"].to_numpy(float)
         self.rank_score = t["rank_score"].to_numpy(float)
         self.row_of = {v: i for i, v in enumerate(self.item_id.tolist())}
-        keys = np.stack([self.meta, self.kind, self.sex], 1)
-        change = np.flatnonzero(np.any(np.diff(keys, axis=0) != 0, axis=1)) + 1
-        starts = np.concatenate([[0], change])
-        ends = np.concatenate([change, [len(keys)]])
-        self.groups = {tuple(keys[s].tolist()): (int(s), int(e))
-                       for s, e in zip(starts, ends, strict=True)}
-        mchange = np.flatnonzero(np.diff(self.meta) != 0) + 1
-        mstarts = np.concatenate([[0], mchange])
-        mends = np.concatenate([mchange, [len(self.meta)]])
-        self.meta_span = {int(self.meta[s]): (int(s), int(e))
-                          for s, e in zip(mstarts, mends, strict=True)}
+        # the rows of each meta, (meta, kind) and (meta, kind, sex): a filter is a lookup
+        self.meta_span = {m: span for (m,), span in _spans(self.meta).items()}
+        self.kind_span = _spans(self.meta, self.kind)
+        self.groups = _spans(self.meta, self.kind, self.sex)
+        # priced rows before each row: NaN prices sort last in a group, so this gives its end
+        self._priced_before = np.concatenate([[0], np.cumsum(~np.isnan(self.price))])
 
     def save(self, folder: Path) -> None:
         from mltk._atomic import atomic_path
@@ -65,7 +79,7 @@ class CandidateIndex:
             t.to_parquet(tmp, index=False)
 
     @classmethod
-    def load(cls, folder: Path) -> CandidateIndex:
+    def load(cls, folder: Path, fields: Mapping[str, str] | None = None) -> CandidateIndex:
         import pandas as pd
 
         path = folder / "index.parquet"
@@ -73,7 +87,7 @@ class CandidateIndex:
             raise InputError(f"{folder}: not a recommend model folder (no index.parquet)")
         t = pd.read_parquet(path)
         tops = sorted(c for c in t.columns if c.startswith("top_meta_"))
-        return cls(t[list(cls.COLUMNS)], t[tops].to_numpy())
+        return cls(t[list(cls.COLUMNS)], t[tops].to_numpy(), fields)
 
     def row(self, item_id: Any) -> int:
         """The index row of an item id (a command-line string is matched to the ids' dtype)."""
@@ -84,78 +98,110 @@ class CandidateIndex:
             raise InputError(f"unknown item id {item_id!r}")
         return row
 
-    def query(self, item_id: Any, k: int, band: float, metas: Any = None, explain: bool = False,
-              relax: bool = False) -> Recommendation:
+    def require_filter_fields(self, row: int) -> None:
+        """The query item at ``row`` must have every value a filter compares; the error names
+        the item and the field it lacks."""
         import numpy as np
 
+        item = _plain(self.item_id[row])
+        if np.isnan(self.price[row]):
+            raise InputError(f"item {item!r} has no price ({self.fields['price']}): the "
+                             f"price-band filter needs one")
+        for key in ("kind", "sex"):
+            if getattr(self, key)[row] < 0:
+                raise InputError(f"item {item!r} has a missing {key} flag "
+                                 f"({self.fields[key]}): the {key} filter needs them")
+
+    def query(self, item_id: Any, k: int, band: float, metas: Any = None, explain: bool = False,
+              relax: bool = False) -> Recommendation:
+        """The k best candidates by RankNet score; ``explain`` adds the survivors of each filter,
+        counted by the same pass that picked the candidates."""
+        import numpy as np
+
+        k = check_k(k)
         row = self.row(item_id)
+        self.require_filter_fields(row)
         metas = self.top_meta[row] if metas is None else metas
-        kind, sex, price, product = self.kind[row], self.sex[row], self.price[row], \
-            self.product[row]
         widen = 0
-        while True:
-            cand = self._candidates(metas, kind, sex, price, band * (2 ** widen))
-            cand = cand[(cand != row) & ((self.product[cand] != product) | (product < 0))]
-            if len(cand) >= k or not relax or widen >= 3 or np.isnan(price):
-                break
+        cand, stages = self._filter(row, metas, band)
+        while relax and len(cand) < k and widen < 3:
             widen += 1
-        top = cand[np.argsort(-self.score[cand], kind="stable")[:k]] if len(cand) else cand
+            cand, stages = self._filter(row, metas, band * 2 ** widen)
+        top = cand[np.argsort(-self.score[cand], kind="stable")[:k]]
         items = [{"rank": r + 1, "item_id": _plain(self.item_id[i]),
                   "meta_id": int(self.meta[i]), "price": _plain(self.price[i]),
                   "score": round(float(self.score[i]), 6),
                   "rank_score": round(float(self.rank_score[i]), 6)}
                  for r, i in enumerate(top)]
-        note = None
-        if len(items) < k:
-            note = f"only {len(items)} of {k} candidates survive the filters"
-        if widen:
-            note = (note or "") + f" (price band widened to ±{band * 2 ** widen:g})"
-        info = self._explain(row, metas, band * (2 ** widen)) if explain else None
-        return Recommendation(_plain(self.item_id[row]), items, info, note)
+        info = None
+        if explain:
+            info = {"query": {"meta_id": int(self.meta[row]), "kind_code": int(self.kind[row]),
+                              "sex_code": int(self.sex[row]), "price": _plain(self.price[row])},
+                    "top_meta": [int(m) for m in metas], "price_band": band * 2 ** widen,
+                    "filters": stages, "survivors": int(len(cand)), "returned": len(items)}
+        return Recommendation(_plain(self.item_id[row]), items, info,
+                              _note(len(items), k, band, widen))
 
-    def _candidates(self, metas: Any, kind: int, sex: int, price: float, band: float) -> Any:
+    def _filter(self, row: int, metas: Any, band: float) -> tuple[Any, list[dict[str, Any]]]:
+        """(candidate rows, per meta-category the survivors of each filter): the one pass that
+        both the results and --explain come from, so the two can never disagree."""
         import numpy as np
 
-        parts = []
+        parts, stages = [], []
         for m in metas:
-            span = self.groups.get((int(m), int(kind), int(sex)))
-            if span is None:
-                continue
-            s, e = span
-            if np.isnan(price):
-                parts.append(np.arange(s, e))
-                continue
-            prices = self.price[s:e]  # sorted; NaN prices sort last and never match
-            lo = np.searchsorted(prices, price - band, "left")
-            hi = np.searchsorted(prices, price + band, "right")
-            parts.append(np.arange(s + lo, s + hi))
-        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+            idx, stage = self._filter_meta(row, int(m), band)
+            parts.append(idx)
+            stages.append(stage)
+        return (np.concatenate(parts) if parts else np.zeros(0, np.int64)), stages
 
-    def _explain(self, row: int, metas: Any, band: float) -> dict[str, Any]:
+    def _filter_meta(self, row: int, meta: int, band: float) -> tuple[Any, dict[str, Any]]:
+        """Each filter narrows a slice of the (meta, kind, sex, price) order: lookups, then a
+        binary search for the price band. ``missing_*`` count the items a filter drops for
+        lacking its value (an unknown kind or sex is a run of its own; NaN prices sort last)."""
         import numpy as np
 
-        stages = []
-        for m in metas:
-            s, e = self.meta_span.get(int(m), (0, 0))
-            idx = np.arange(s, e)
-            idx = idx[idx != row]
-            kind_known = self.kind[idx] >= 0
-            same_kind = kind_known & (self.kind[idx] == self.kind[row])
-            sex_known = self.sex[idx] >= 0
-            same_sex = same_kind & sex_known & (self.sex[idx] == self.sex[row])
-            price_known = ~np.isnan(self.price[idx])
-            in_band = same_sex & price_known & (np.abs(self.price[idx] - self.price[row]) <= band)
-            not_same = in_band & (self.product[idx] != self.product[row])
-            stages.append({"meta_id": int(m), "in_meta": int(len(idx)),
-                           "same_kind": int(same_kind.sum()), "same_sex": int(same_sex.sum()),
-                           "in_price_band": int(in_band.sum()),
-                           "not_same_product": int(not_same.sum()),
-                           "missing_kind": int((~kind_known).sum()),
-                           "missing_sex": int((~sex_known).sum()),
-                           "missing_price": int((~price_known).sum())})
-        return {"query": {"meta_id": int(self.meta[row]), "kind_code": int(self.kind[row]),
-                          "sex_code": int(self.sex[row]), "price": _plain(self.price[row])},
-                "top_meta": [int(m) for m in metas], "price_band": band, "filters": stages}
+        kind, sex, price = int(self.kind[row]), int(self.sex[row]), self.price[row]
+        own = int(self.meta[row] == meta)  # the query item lies in each slice of its own meta
+        s, e = self.meta_span.get(meta, (0, 0))
+        ks, ke = self.kind_span.get((meta, kind), (s, s))
+        gs, ge = self.groups.get((meta, kind, sex), (s, s))
+        priced = int(self._priced_before[ge] - self._priced_before[gs])
+        prices = self.price[gs:gs + priced]
+        lo = gs + int(prices.searchsorted(price - band, "left"))
+        hi = max(lo, gs + int(prices.searchsorted(price + band, "right")))
+        idx = np.arange(lo, hi)
+        product = self.product[row]
+        idx = idx[(idx != row) & ((self.product[idx] != product) | (product < 0))]
+        unknown_kind = self.kind_span.get((meta, -1), (0, 0))
+        unknown_sex = self.groups.get((meta, kind, -1), (0, 0))
+        return idx, {"meta_id": meta, "in_meta": e - s - own, "same_kind": ke - ks - own,
+                     "same_sex": ge - gs - own, "in_price_band": hi - lo - int(lo <= row < hi),
+                     "not_same_product": int(len(idx)),
+                     "missing_kind": unknown_kind[1] - unknown_kind[0],
+                     "missing_sex": unknown_sex[1] - unknown_sex[0],
+                     "missing_price": ge - gs - priced}
+
+
+def _spans(*keys: Any) -> dict[tuple, tuple[int, int]]:
+    """{key tuple: (start, end)} of the runs of equal keys in rows sorted by them."""
+    import numpy as np
+
+    if not len(keys[0]):
+        return {}
+    stacked = np.stack(keys, 1)
+    change = np.flatnonzero(np.any(np.diff(stacked, axis=0) != 0, axis=1)) + 1
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change, [len(stacked)]])
+    return {tuple(stacked[s].tolist()): (int(s), int(e))
+            for s, e in zip(starts, ends, strict=True)}
+
+
+def _note(n: int, k: int, band: float, widen: int) -> str | None:
+    widened = f"price band widened to ±{band * 2 ** widen:g}" if widen else None
+    if n >= k:
+        return widened
+    short = f"only {n} of {k} candidates survive the filters"
+    return f"{short} ({widened})" if widened else short
 
 
 def _plain(v: Any) -> Any:

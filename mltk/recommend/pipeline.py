@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from mltk._atomic import atomic_path, write_json
 from mltk.errors import InputError
 from mltk.recommend.data import load_items, load_transactions, rank_score
-from mltk.recommend.index import CandidateIndex, Recommendation
+from mltk.recommend.index import CandidateIndex, Recommendation, check_k
+from mltk.recommend.queries import QueryRow
 from mltk.recommend.rules import baskets, meta_categories, mine_rules
 
 log = logging.getLogger(__name__)
@@ -45,26 +46,35 @@ def write_rules(out: Path, rules: Any, meta: Any) -> None:
 
 
 # -- features -----------------------------------------------------------------------------------
-def _codes(items: Any, flags: list[str]) -> Any:
-    """Index of the set flag (kind) per item, -1 when missing or none set."""
+def _flag_matrix(items: Any, flags: list[str]) -> Any:
+    """The flag columns as floats: an absent column counts as 0, a missing value stays NaN."""
     import numpy as np
 
-    present = [f for f in flags if f in items.columns]
-    if not present:
-        return np.full(len(items), -1)
-    m = items[present].to_numpy(float)
-    code = np.where(np.nan_to_num(m).sum(1) > 0, np.nan_to_num(m).argmax(1), -1)
+    columns = [items[f].to_numpy(float) if f in items.columns else np.zeros(len(items))
+               for f in flags]
+    return np.stack(columns, 1) if columns else np.zeros((len(items), 0))
+
+
+def _codes(items: Any, flags: list[str]) -> Any:
+    """Index of the set kind flag per item, ``len(flags)`` when none is set, -1 when a flag is
+    missing (unknown: such an item never passes the kind filter, nor can it be a query)."""
+    import numpy as np
+
+    if not flags:
+        return np.zeros(len(items), np.int64)  # no kind flags configured: one kind for all
+    m = _flag_matrix(items, flags)
+    filled = np.nan_to_num(m)
+    code = np.where(filled.sum(1) > 0, filled.argmax(1), len(flags))
     code[np.isnan(m).any(1)] = -1
     return code
 
 
 def _sex_code(items: Any, flags: list[str]) -> Any:
+    """The sex flags as bits (first flag highest), -1 when a flag is missing (unknown)."""
     import numpy as np
 
-    if not all(f in items.columns for f in flags):
-        return np.full(len(items), -1)
-    m = items[flags].to_numpy(float)
-    code = (np.nan_to_num(m) * (2 ** np.arange(len(flags))[::-1])).sum(1).astype(int)
+    m = _flag_matrix(items, flags)
+    code = (np.nan_to_num(m) * (2 ** np.arange(len(flags))[::-1])).sum(1).astype(np.int64)
     code[np.isnan(m).any(1)] = -1
     return code
 
@@ -280,7 +290,7 @@ class Recommender:
         if not (self.folder / "config.yaml").exists():
             raise InputError(f"{self.folder}: not a recommend model folder (no config.yaml)")
         self.cfg = _config.load_yaml(self.folder / "config.yaml")
-        self.index = CandidateIndex.load(self.folder)
+        self.index = CandidateIndex.load(self.folder, _field_names(self.cfg["columns"]))
         self._clf = None
         self._users = None
 
@@ -314,28 +324,49 @@ class Recommender:
         proba = self._clf.predict(X, verbose=0)[0]
         return np.argsort(-proba)[: int(self.cfg["top_meta"])]
 
+    def _k(self, k: int | None) -> int:
+        return check_k(self.cfg["k"] if k is None else k)
+
     def query(self, item_id: Any, k: int | None = None, user_id: Any = None,
               explain: bool = False) -> Recommendation:
-        k = int(k or self.cfg["k"])
+        """The k most similar items (``k``: a positive integer, default the model's ``k``). A
+        query item without a price or a kind/sex flag is an InputError naming both."""
+        k = self._k(k)
         metas = None
         if user_id is not None:
             row = self.index.row(item_id)
+            self.index.require_filter_fields(row)  # before the classifier is loaded
             metas = self._user_metas(row, user_id)
         return self.index.query(item_id, k, float(self.cfg["price_band"]), metas, explain,
                                 bool(self.cfg.get("relax_price_band")))
 
-    def batch(self, rows: Iterable[Mapping[str, Any]], k: int | None = None,
-              explain: bool = False) -> Iterable[dict[str, Any]]:
-        """One result per input row; a bad row gives an error record and the rest go on."""
+    def batch(self, rows: Iterable[Mapping[str, Any] | QueryRow], k: int | None = None,
+              explain: bool = False) -> Iterator[dict[str, Any]]:
+        """One record per input row (a mapping with item_id[, user_id], or a QueryRow from
+        ``read_queries``); a bad row gives an error record and the rest go on. Records: row,
+        item_id, user_id, recommendations, note, [explain], error, line (the row's line in its
+        file, else None); errors of rows read from a file start with ``line N:``. ``k`` is
+        checked at once, before the first row."""
+        return self._batch(rows, self._k(k), explain)
+
+    def _batch(self, rows: Iterable[Any], k: int, explain: bool) -> Iterator[dict[str, Any]]:
         for i, row in enumerate(rows):
-            try:
-                rec = self.query(row.get("item_id"), k, row.get("user_id"), explain)
-                yield {"row": i, "item_id": rec.item_id, "user_id": row.get("user_id"),
-                       "recommendations": rec.items, "note": rec.note,
-                       **({"explain": rec.explain} if explain else {}), "error": None}
-            except InputError as exc:
-                yield {"row": i, "item_id": row.get("item_id"), "user_id": row.get("user_id"),
-                       "recommendations": [], "note": None, "error": str(exc)}
+            line, fields, error = _unpack(row)
+            record = {"row": i, "item_id": fields.get("item_id"),
+                      "user_id": fields.get("user_id"), "recommendations": [], "note": None,
+                      **({"explain": None} if explain else {}), "error": None, "line": line}
+            if error is None and record["item_id"] is None:
+                error = "no item_id"
+            if error is None:
+                try:
+                    rec = self.query(record["item_id"], k, record["user_id"], explain)
+                    record.update(item_id=rec.item_id, recommendations=rec.items, note=rec.note,
+                                  **({"explain": rec.explain} if explain else {}))
+                except InputError as exc:
+                    error = str(exc)
+            if error is not None:
+                record["error"] = error if line is None else f"line {line}: {error}"
+            yield record
 
 
 # -- evaluate -------------------------------------------------------------------------------------
@@ -347,7 +378,7 @@ def evaluate(folder: str | os.PathLike, tx_path: str | os.PathLike, k: int | Non
     from mltk.tabular.data import load_table
 
     rec = Recommender(folder)
-    k = int(k or rec.cfg["k"])
+    k = rec._k(k)
     idx = rec.index
     tx = load_table(tx_path)
     known = tx["item_id"].isin(idx.row_of)
@@ -366,9 +397,14 @@ def evaluate(folder: str | os.PathLike, tx_path: str | os.PathLike, k: int | Non
     items_cat = _category_rows(rec)
     rng = np.random.default_rng(seed)
     methods = {"mltk": [], "popular_in_category": [], "random_in_meta": []}
+    unqueryable = 0
     for q, target in pairs:
         qrow, trow = idx.row_of[q], idx.row_of[target]
-        methods["mltk"].append([idx.row_of[r["item_id"]] for r in rec.query(q, k).items])
+        try:
+            found = rec.query(q, k).items
+        except InputError:  # no price or a missing flag: nothing to recommend, a miss
+            found, unqueryable = [], unqueryable + 1
+        methods["mltk"].append([idx.row_of[r["item_id"]] for r in found])
         same_cat = items_cat[qrow]
         same_cat = same_cat[(same_cat != qrow) & (idx.product[same_cat] != idx.product[qrow])]
         methods["popular_in_category"].append(
@@ -378,6 +414,9 @@ def evaluate(folder: str | os.PathLike, tx_path: str | os.PathLike, k: int | Non
         pool = pool[(pool != qrow) & (idx.product[pool] != idx.product[qrow])]
         methods["random_in_meta"].append(rng.choice(pool, min(k, len(pool)),
                                                     replace=False).tolist())
+    if unqueryable:
+        log.warning(f"{tx_path}: {unqueryable} query items lack a price or a kind/sex flag; "
+                    f"counted as misses for mltk")
     out = []
     for name, recs in methods.items():
         hits, gains = [], []
@@ -392,6 +431,22 @@ def evaluate(folder: str | os.PathLike, tx_path: str | os.PathLike, k: int | Non
                     "ndcg": round(float(np.mean(gains)), 4),
                     "coverage": round(covered / len(idx.item_id), 4)})
     return out
+
+
+def _unpack(row: Any) -> tuple[int | None, Mapping[str, Any], str | None]:
+    """(line, fields, error) of a batch row."""
+    if isinstance(row, QueryRow):
+        return row.line, row.fields, row.error
+    if isinstance(row, Mapping):
+        return None, row, None
+    return None, {}, f"expected a mapping with an item_id, got {type(row).__name__}"
+
+
+def _field_names(cols: Mapping[str, Any]) -> dict[str, str]:
+    """How query errors name the fields the filters compare: the configured columns."""
+    return {"price": f"column {cols['price']!r}",
+            "kind": "columns " + ", ".join(cols.get("kind_flags") or []),
+            "sex": "columns " + ", ".join(cols.get("sex_flags") or [])}
 
 
 def _category_rows(rec: Recommender) -> list[Any]:

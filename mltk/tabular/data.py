@@ -1,4 +1,5 @@
-"""Loading and checking a two-group table: target, id columns, categoricals, useless columns."""
+"""Loading and checking a two-group table: target, id columns, categoricals, useless columns;
+and typing new rows as at training time, refusing values the model cannot score."""
 
 from __future__ import annotations
 
@@ -7,35 +8,80 @@ import io
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mltk.errors import InputError
+from mltk.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
+UNKNOWN_CATEGORIES = ("error", "missing")
+# pandas.read_csv's default missing-value strings: the same text in a JSON payload or a mixed
+# column is a missing value too, as it would have been in the training CSV.
+NA_STRINGS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
+                        "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a",
+                        "nan", "null"})
+SHOWN_PROBLEMS = 3  # bad values named in the error message
+KEPT_PROBLEMS = 100  # bad values kept on the exception for a caller (a server) to return
 
 
 def load_table(path: str | os.PathLike) -> Any:
-    """CSV or Parquet (by extension); ``-`` reads CSV from stdin."""
+    """CSV or Parquet (by extension); ``-`` reads CSV from stdin. Warns about duplicate column
+    names in a CSV header (pandas reads the copies as ``name.1``, ``name.2``, ...)."""
     import pandas as pd
 
     if os.fspath(path) == "-":
         text = sys.stdin.read()
         if not text.strip():
             raise InputError("stdin: no data")
-        return pd.read_csv(io.StringIO(text))
+        df = pd.read_csv(io.StringIO(text))
+        _warn_duplicate_header(io.StringIO(text), df.columns)
+        return df
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
     try:
         if p.suffix.lower() in (".parquet", ".pq"):
             return pd.read_parquet(p)
-        return pd.read_csv(p)
+        df = pd.read_csv(p)
     except pd.errors.EmptyDataError:
         raise InputError(f"{p}: the file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
         raise InputError(f"{p}: cannot read table ({str(exc).splitlines()[0]})") from None
+    _warn_duplicate_header(p, df.columns)
+    return df
+
+
+def _warn_duplicate_header(source: Any, columns: Any) -> None:
+    """Compare the header as written with pandas' column names, which rename duplicates."""
+    import pandas as pd
+
+    try:  # the first line only, parsed as data so that nothing is renamed
+        first = pd.read_csv(source, header=None, nrows=1, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError,
+            OSError):
+        return
+    header = [str(v) for v in first.iloc[0]]
+    if len(header) != len(columns):
+        return
+    counts = Counter(header)
+    renamed: dict[str, list[str]] = {}
+    for name, col in zip(header, columns, strict=True):
+        if counts[name] > 1 and name.strip() and str(col) != name:
+            renamed.setdefault(name, []).append(str(col))
+    if renamed:
+        log.warning("duplicate column names in the header: " + "; ".join(
+            f"{name!r} appears {counts[name]} times (the later ones are read as "
+            f"{', '.join(map(repr, cols))})" for name, cols in renamed.items()))
+
+
+def _check_unique_columns(df: Any, wanted: Sequence[str] | None = None) -> None:
+    names = df.columns[df.columns.duplicated()].unique()
+    dups = [str(c) for c in names if wanted is None or c in wanted]
+    if dups:
+        raise InputError(f"column name(s) used more than once: {', '.join(map(repr, dups))} "
+                         "(each column needs its own name)")
 
 
 @dataclasses.dataclass
@@ -57,6 +103,7 @@ def prepare(df: Any, target: str, id_cols: Sequence[str] = (), positive: Any = N
 
     if df is None or len(df) == 0:
         raise InputError("the data has no rows")
+    _check_unique_columns(df)
     if target not in df.columns:
         raise InputError(f"target column {target!r} not found (columns: "
                          f"{', '.join(map(str, df.columns[:20]))})")
@@ -101,12 +148,24 @@ def prepare(df: Any, target: str, id_cols: Sequence[str] = (), positive: Any = N
     X = X.drop(columns=list(dropped))
     if X.shape[1] == 0:
         raise InputError("no usable feature columns left")
+    X, categorical, categories = _type_features(X)
+    return Prepared(X, y, positive, negative, [str(c) for c in X.columns], categorical,
+                    categories, dropped)
+
+
+def _type_features(X: Any) -> tuple[Any, list[str], dict[str, list[str]]]:
+    """Text, boolean and category columns become categoricals (levels as text); the rest
+    numbers."""
+    import pandas as pd
+
     categorical = []
     categories: dict[str, list[str]] = {}
     for col in X.columns:
         s = X[col]
         if isinstance(s.dtype, pd.CategoricalDtype) or s.dtype == object or \
                 pd.api.types.is_string_dtype(s) or pd.api.types.is_bool_dtype(s):
+            if not isinstance(s.dtype, pd.CategoricalDtype) and not pd.api.types.is_bool_dtype(s):
+                _warn_mixed(col, s)
             cats = sorted(str(v) for v in s.dropna().unique())
             X[col] = pd.Categorical(s.astype("string").astype(object).where(s.notna()),
                                     categories=cats)
@@ -114,26 +173,215 @@ def prepare(df: Any, target: str, id_cols: Sequence[str] = (), positive: Any = N
             categories[col] = cats
         else:
             X[col] = pd.to_numeric(s, errors="coerce").astype(float)
-    return Prepared(X, y, positive, negative, [str(c) for c in X.columns], categorical,
-                    categories, dropped)
+    return X, categorical, categories
 
 
-def apply_schema(df: Any, features: Sequence[str], categories: dict[str, list[str]]) -> Any:
-    """Features of new rows typed as at training time (unknown categories become missing)."""
+def _warn_mixed(col: Any, s: Any) -> None:
+    """A text column in which some values are numbers: often a number column with a few stray
+    texts ('?', 'unknown'). It is still used as a categorical, since that may be meant."""
+    import numpy as np
     import pandas as pd
 
+    try:
+        counts = s.value_counts(dropna=True)
+    except TypeError:  # unhashable values (lists from JSON): not a column of numbers anyway
+        return
+    levels = pd.Series(counts.index, dtype=object)
+    is_bool = levels.map(lambda v: isinstance(v, (bool, np.bool_)))
+    is_number = pd.to_numeric(levels, errors="coerce").notna().to_numpy() & ~is_bool.to_numpy()
+    numbers = int(counts.to_numpy()[is_number].sum())
+    if numbers == 0 or is_number.all():
+        return
+    text = counts[~is_number]
+    examples = ", ".join(repr(v) for v in text.index[:3]) + (", ..." if len(text) > 3 else "")
+    log.warning(f"column {col!r}: {numbers} numbers and {int(text.sum())} text values; "
+                f"treated as categorical (text values: {examples})")
+
+
+# -- typing new rows as at training time ---------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class BadValue:
+    """One value that cannot be scored: ``row`` counts the data rows from 1 (as a user counts
+    the data lines of a CSV, or the records of a JSON list)."""
+
+    row: int
+    column: str
+    value: Any
+    reason: str
+
+    def __str__(self) -> str:
+        return f"row {self.row}, column {self.column!r}: {_show(self.value)} {self.reason}"
+
+
+class InvalidRowsError(InputError):
+    """Rows with values the model cannot score (text in a number column, unseen categories).
+
+    ``problems`` holds the first bad values in row order (up to 100), ``count`` all of them,
+    ``rows`` the number of rows affected and ``columns`` the count per column, for a caller
+    that returns them as data.
+    """
+
+    def __init__(self, problems: Sequence[BadValue], columns: Mapping[str, int],
+                 rows: int) -> None:
+        self.problems, self.columns, self.rows = list(problems), dict(columns), rows
+        self.count = sum(self.columns.values())
+        shown = "; ".join(str(p) for p in self.problems[:SHOWN_PROBLEMS])
+        if self.count == 1:
+            message = shown
+        else:
+            per_column = ", ".join(f"{c!r} {n}" for c, n in self.columns.items())
+            more = "; ..." if self.count > SHOWN_PROBLEMS else ""
+            message = (f"{self.count} values in {rows} row{'s' if rows != 1 else ''} cannot "
+                       f"be scored (by column: {per_column}): {shown}{more}")
+        super().__init__(message)
+
+
+def apply_schema(df: Any, features: Sequence[str], categories: Mapping[str, Sequence[str]],
+                 unknown_categories: str = "error") -> Any:
+    """Features of new rows typed as at training time, matched by name (extra columns ignored).
+
+    Missing values (empty, NaN, None, pandas' NA strings) stay missing, as at training time.
+    Text in a number column raises :class:`InvalidRowsError` naming rows and columns; so does a
+    category not seen in training unless ``unknown_categories="missing"``, which scores it as
+    missing and counts it in one warning.
+    """
+    import pandas as pd
+
+    if unknown_categories not in UNKNOWN_CATEGORIES:
+        raise ConfigError(f"unknown_categories must be error or missing, got "
+                          f"{unknown_categories!r}")
     missing = [c for c in features if c not in df.columns]
     if missing:
-        raise InputError(f"column(s) missing from the data: {', '.join(missing)}")
-    X = df[list(features)].copy()
+        raise InputError(f"column(s) missing from the data: {', '.join(map(repr, missing))}")
+    _check_unique_columns(df, features)
+    X = pd.DataFrame(index=df.index)
+    bad: dict[str, tuple[Any, Any]] = {}
+    unseen: dict[str, int] = {}
     for col in features:
         if col in categories:
-            s = X[col]
-            X[col] = pd.Categorical(s.astype("string").astype(object).where(s.notna()),
-                                    categories=categories[col])
+            X[col], mask = _to_category(df[col], list(categories[col]))
+            if mask.any() and unknown_categories == "missing":
+                unseen[col] = int(mask.sum())
+            elif mask.any():
+                bad[col] = (mask, lambda v, known=categories[col]: _unseen_reason(v, known))
         else:
-            X[col] = pd.to_numeric(X[col], errors="coerce").astype(float)
+            X[col], mask = _to_number(df[col])
+            if mask.any():
+                bad[col] = (mask, lambda v: "is not a number")
+    if bad:
+        raise _invalid_rows(df, bad)
+    if unseen:
+        total = sum(unseen.values())
+        log.warning(f"scored {total} value{'s' if total != 1 else ''} of categories not seen in "
+                    "training as missing: " + ", ".join(f"column {c!r}: {n}"
+                                                        for c, n in unseen.items()))
     return X
+
+
+def _factorize(s: Any) -> tuple[Any, Any]:
+    """(codes, distinct values) with code -1 for missing; unhashable values (lists or dicts
+    from JSON) become their text."""
+    import pandas as pd
+
+    try:
+        return pd.factorize(s)
+    except TypeError:
+        return pd.factorize(s.map(lambda v: v if isinstance(v, Hashable) else repr(v)))
+
+
+def _to_number(s: Any) -> tuple[Any, Any]:
+    """(floats, mask of values that are neither numbers nor missing)."""
+    import numpy as np
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+        return pd.to_numeric(s, errors="coerce").astype(float), np.zeros(len(s), bool)
+    codes, uniques = _factorize(s)
+    levels = pd.Series(uniques, dtype=object)
+    na_text = levels.map(lambda v: isinstance(v, str) and v.strip() in NA_STRINGS).to_numpy(bool)
+    numbers = pd.to_numeric(levels.where(~na_text), errors="coerce").astype(float).to_numpy()
+    not_number = np.isnan(numbers) & ~na_text
+    values = np.append(numbers, np.nan)[codes]  # code -1 (missing) takes the last entry
+    return pd.Series(values, index=s.index), np.append(not_number, False)[codes]
+
+
+def _to_category(s: Any, known: list[str]) -> tuple[Any, Any]:
+    """(pandas Categorical with the training levels, mask of values not seen in training)."""
+    import numpy as np
+    import pandas as pd
+
+    codes, uniques = _factorize(s)
+    lookup = set(known)
+    boolean = bool(known) and lookup <= {"True", "False"}
+    matched = [_match_category(v, lookup, boolean) for v in uniques]
+    levels = np.array([m if m is not _UNSEEN else None for m in matched] + [None], dtype=object)
+    unseen = np.array([m is _UNSEEN for m in matched] + [False], dtype=bool)
+    return pd.Categorical(levels[codes], categories=known), unseen[codes]
+
+
+_UNSEEN = object()
+
+
+def _match_category(value: Any, known: set[str], boolean: bool) -> Any:
+    """The training level a value stands for, None when it is missing, else _UNSEEN.
+
+    Levels were stored as text: a number matches in any of its spellings (3, 3.0, '3'), as
+    a column's type can change between files; 'true'/'false' match a boolean column's levels.
+    """
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()  # numpy scalars as Python numbers
+    if isinstance(value, bool):
+        texts = [str(value)]
+    elif isinstance(value, (int, float)):
+        texts = [str(value), str(float(value))]
+        if isinstance(value, float) and value.is_integer():
+            texts.append(str(int(value)))
+    else:
+        texts = [str(value)]
+        if boolean and isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            texts.append(value.strip().capitalize())
+    for text in texts:
+        if text in known:
+            return text
+    if isinstance(value, str) and value.strip() in NA_STRINGS:
+        return None
+    return _UNSEEN
+
+
+def _unseen_reason(value: Any, known: Sequence[str]) -> str:
+    text = str(value).strip().casefold()
+    close = [k for k in known if k.strip().casefold() == text]
+    if close:
+        return f"is not a category seen in training (did you mean {close[0]!r}?)"
+    shown = ", ".join(_show(k) for k in known[:3])
+    more = f", ... {len(known)} in all" if len(known) > 3 else ""
+    return f"is not a category seen in training (known: {shown}{more})"
+
+
+def _show(value: Any) -> str:
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _invalid_rows(df: Any, bad: Mapping[str, tuple[Any, Any]]) -> InvalidRowsError:
+    """The error for every bad cell: first ones in row order (then column order), the count,
+    and how many rows they touch."""
+    import numpy as np
+
+    found = []
+    positions = {}
+    for order, (col, (mask, reason)) in enumerate(bad.items()):
+        positions[str(col)] = where = np.flatnonzero(mask)
+        found += [(int(i), order, col, reason) for i in where[:KEPT_PROBLEMS]]
+    found.sort(key=lambda f: f[:2])
+    problems = [BadValue(i + 1, str(col), df[col].iloc[i], reason(df[col].iloc[i]))
+                for i, _, col, reason in found[:KEPT_PROBLEMS]]
+    rows = len(np.unique(np.concatenate(list(positions.values()))))
+    return InvalidRowsError(problems, {c: len(w) for c, w in positions.items()}, int(rows))
 
 
 def onehot(X: Any, categories: dict[str, list[str]]) -> Any:

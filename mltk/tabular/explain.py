@@ -1,6 +1,9 @@
 """What separates the two groups: group profile, metrics with an MCC threshold sweep, feature
 importances (XGBoost's own, SHAP, permutation) with a consensus, and a standardized logistic
-regression with correlations and variance inflation factors."""
+regression with correlations and variance inflation factors.
+
+Each explanation is its own function, so that the analysis can run them one by one and carry
+on without the ones that fail (see ``mltk.tabular.analyze``)."""
 
 from __future__ import annotations
 
@@ -100,59 +103,74 @@ class _BoosterModel:
         return np.stack([1 - p, p], 1)
 
 
-def importances(booster: Any, X: Any, y: Any, features: Sequence[str], enable_categorical: bool,
-                repeats: int, seed: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Every feature (zero ones too) with each measure, a consensus rank, and the Spearman rank
-    correlation between the measures. Checks that SHAP contributions add up to the margin."""
-    import numpy as np
-    import pandas as pd
-    import xgboost as xgb
-    from sklearn.inspection import permutation_importance
-    from sklearn.metrics import roc_auc_score
-
-    table = pd.DataFrame(index=list(features))
+def booster_importances(booster: Any, features: Sequence[str]) -> dict[str, list[float]]:
+    """XGBoost's own measures (split counts, gain, cover) for every feature, zero ones too."""
+    out = {}
     for kind in IMPORTANCE_TYPES:
         score = booster.get_score(importance_type=kind)
-        table[kind] = [float(score.get(f, 0.0)) for f in features]
+        out[kind] = [float(score.get(f, 0.0)) for f in features]
+    return out
+
+
+def shap_values(booster: Any, X: Any, enable_categorical: bool) -> tuple[Any, float]:
+    """(SHAP contributions per row and feature, without the bias column; the largest gap
+    between their sum and the margin). Raises when they do not add up."""
+    import numpy as np
+    import xgboost as xgb
+
     dm = xgb.DMatrix(X, enable_categorical=enable_categorical)
     contribs = booster.predict(dm, pred_contribs=True)
     margin = booster.predict(dm, output_margin=True)
-    shap_gap = float(np.abs(contribs.sum(1) - margin).max())
-    if shap_gap > 1e-3:
-        raise RuntimeError(f"SHAP contributions do not add up to the margin (gap {shap_gap})")
-    table["mean_abs_shap"] = np.abs(contribs[:, :-1]).mean(0)
-    model = _BoosterModel(booster, enable_categorical)
+    gap = float(np.abs(contribs.sum(1) - margin).max()) if len(margin) else 0.0
+    if gap > 1e-3:
+        raise RuntimeError(f"SHAP contributions do not add up to the margin (gap {gap})")
+    return contribs[:, :-1], gap
+
+
+def permutation_auc_drop(booster: Any, X: Any, y: Any, enable_categorical: bool, repeats: int,
+                         seed: int) -> dict[str, list[float]]:
+    """Mean and std of the test AUC drop when each feature is shuffled (scikit-learn)."""
+    from sklearn.inspection import permutation_importance
+    from sklearn.metrics import roc_auc_score
+
     perm = permutation_importance(
-        model, X, y, n_repeats=repeats, random_state=seed,
+        _BoosterModel(booster, enable_categorical), X, y, n_repeats=repeats, random_state=seed,
         scoring=lambda est, Xp, yp: roc_auc_score(yp, est.predict_proba(Xp)[:, 1]))
-    table["permutation_auc_drop"] = perm.importances_mean
-    table["permutation_std"] = perm.importances_std
-    measures = [*IMPORTANCE_TYPES, "mean_abs_shap", "permutation_auc_drop"]
-    ranks = table[measures].rank(ascending=False, method="average")
+    return {"permutation_auc_drop": [float(v) for v in perm.importances_mean],
+            "permutation_std": [float(v) for v in perm.importances_std]}
+
+
+def consensus(features: Sequence[str], measures: dict[str, list[float]]
+              ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+    """Every feature with each measure (None where a measure was not computed), a consensus
+    rank, and the Spearman rank correlation between the measures that were computed."""
+    import pandas as pd
+
+    names = [*IMPORTANCE_TYPES, "mean_abs_shap", "permutation_auc_drop"]
+    table = pd.DataFrame({m: measures[m] for m in [*names, "permutation_std"] if m in measures},
+                         index=list(features), dtype=float)
+    present = [m for m in names if m in table]
+    ranks = table[present].rank(ascending=False, method="average")
     # The consensus averages the measures of contribution; split counts (weight) and cover
     # favour continuous features with many split points, so they are reported, not voted.
-    table["consensus_rank"] = ranks[list(CONSENSUS)].mean(axis=1).rank(method="min").astype(int)
-    corr = ranks.corr(method="spearman").round(4)
-    table = table.sort_values(["consensus_rank", "mean_abs_shap"], ascending=[True, False])
+    voters = [m for m in CONSENSUS if m in table]
+    mean_rank = ranks[voters].mean(axis=1) if voters else pd.Series(1.0, index=table.index)
+    table["consensus_rank"] = mean_rank.rank(method="min").astype(int)
+    order = ["consensus_rank"] + (["mean_abs_shap"] if "mean_abs_shap" in table else [])
+    table = table.sort_values(order, ascending=[True] + [False] * (len(order) - 1),
+                              kind="stable")
     rows = [{"feature": f, "consensus_rank": int(r["consensus_rank"]),
-             **{m: float(r[m]) for m in measures}, "permutation_std": float(r["permutation_std"])}
+             **{m: float(r[m]) if m in table else None for m in [*names, "permutation_std"]}}
             for f, r in table.iterrows()]
-    extra = {"rank_correlation": {a: {b: float(corr.loc[a, b]) for b in measures}
-                                  for a in measures},
-             "shap_additivity_max_gap": shap_gap, "shap_values": contribs[:, :-1]}
-    return rows, extra
+    corr = ranks.corr(method="spearman").round(4)
+    return rows, {a: {b: float(corr.loc[a, b]) for b in present} for a in present}
 
 
-def regression_analysis(X: Any, y: Any, categories: dict[str, list[str]]) -> dict[str, Any]:
-    """Standardized logistic regression (statsmodels), correlation matrix and VIFs.
-
-    Missing values are filled with the column median; categoricals are one-hot encoded with the
-    first level as the reference; every column is standardized so coefficients compare.
-    """
-    import numpy as np
+def standardized_design(X: Any, categories: dict[str, list[str]]) -> Any:
+    """The regression's inputs: missing values filled with the column median, categoricals
+    one-hot encoded with the first level as the reference, constant columns dropped, every
+    column standardized so coefficients compare."""
     import pandas as pd
-    import statsmodels.api as sm
-    from statsmodels.stats.outliers_influence import variance_inflation_factor
 
     parts = [X.drop(columns=list(categories)).astype(float)]
     for col, cats in categories.items():
@@ -162,10 +180,17 @@ def regression_analysis(X: Any, y: Any, categories: dict[str, list[str]]) -> dic
     Z = pd.concat(parts, axis=1)
     Z = Z.fillna(Z.median())
     Z = Z.loc[:, Z.std() > 0]
-    Z = (Z - Z.mean()) / Z.std()
+    return (Z - Z.mean()) / Z.std()
+
+
+def logistic_regression(Z: Any, y: Any) -> dict[str, Any]:
+    """Standardized logistic regression (statsmodels): coefficients per SD with standard
+    errors and p-values; an L1-regularized fit, noted, when the maximum-likelihood fit fails
+    (separable groups). Raises when both fail."""
+    import numpy as np
+    import statsmodels.api as sm
+
     design = sm.add_constant(Z, has_constant="add")
-    coefs: list[dict[str, Any]] = []
-    note = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence is checked below instead
@@ -173,33 +198,60 @@ def regression_analysis(X: Any, y: Any, categories: dict[str, list[str]]) -> dic
         if not fit.mle_retvals.get("converged", True) or not np.all(np.isfinite(fit.bse)):
             raise ValueError("the maximum-likelihood fit did not converge (the groups are "
                              "(almost) perfectly separable)")
-        for name in Z.columns:
-            coefs.append({"feature": name, "coef": float(fit.params[name]),
-                          "std_err": float(fit.bse[name]), "z": float(fit.tvalues[name]),
-                          "p_value": float(fit.pvalues[name]),
-                          "odds_ratio_per_sd": float(np.exp(fit.params[name]))})
-        pseudo_r2 = float(fit.prsquared)
     except (np.linalg.LinAlgError, ValueError) as exc:
-        note = (f"logistic regression: {exc}; coefficients are from an L1-regularized fit "
-                "instead, without standard errors or p-values")
-        log.warning(note)
+        return _l1_regression(Z, y, design, exc)
+    coefs = [{"feature": name, "coef": float(fit.params[name]),
+              "std_err": float(fit.bse[name]), "z": float(fit.tvalues[name]),
+              "p_value": float(fit.pvalues[name]),
+              "odds_ratio_per_sd": float(np.exp(fit.params[name]))} for name in Z.columns]
+    coefs.sort(key=lambda r: -abs(r["coef"]))
+    return {"coefficients": coefs, "pseudo_r2": float(fit.prsquared), "note": None}
+
+
+def _l1_regression(Z: Any, y: Any, design: Any, why: Exception) -> dict[str, Any]:
+    import numpy as np
+    import statsmodels.api as sm
+
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fit = sm.Logit(np.asarray(y, float), design).fit_regularized(disp=0, alpha=1.0)
-        coefs = [{"feature": n, "coef": float(fit.params[n]), "std_err": None, "z": None,
-                  "p_value": None, "odds_ratio_per_sd": float(np.exp(fit.params[n]))}
-                 for n in Z.columns]
-        pseudo_r2 = None
+    except (np.linalg.LinAlgError, ValueError) as exc:
+        first = " ".join(str(exc).split()).split(". ")[0].rstrip(".")  # not the advice after
+        raise RuntimeError(f"the maximum-likelihood fit failed ({why}) and so did the "
+                           f"L1-regularized fit ({first})") from exc
+    note = (f"logistic regression: {why}; coefficients are from an L1-regularized fit "
+            "instead, without standard errors or p-values")
+    log.warning(note)
+    coefs = [{"feature": n, "coef": float(fit.params[n]), "std_err": None, "z": None,
+              "p_value": None, "odds_ratio_per_sd": float(np.exp(fit.params[n]))}
+             for n in Z.columns]
     coefs.sort(key=lambda r: -abs(r["coef"]))
+    return {"coefficients": coefs, "pseudo_r2": None, "note": note}
+
+
+def variance_inflation(Z: Any) -> list[dict[str, Any]]:
+    """VIF per column of the standardized design (> 5 flagged as collinear; inf when a column
+    is a linear combination of the others)."""
+    import numpy as np
+    import statsmodels.api as sm
+    from statsmodels.stats.outliers_influence import variance_inflation_factor
+
+    design = sm.add_constant(Z, has_constant="add").to_numpy()
     vif = []
     for i, name in enumerate(Z.columns):
         try:
-            value = float(variance_inflation_factor(design.to_numpy(), i + 1))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # rank-deficient designs: the VIF says so
+                value = float(variance_inflation_factor(design, i + 1))
         except (np.linalg.LinAlgError, ZeroDivisionError):
             value = float("inf")
         vif.append({"feature": name, "vif": value, "collinear": bool(value > 5)})
     vif.sort(key=lambda r: -r["vif"])
+    return vif
+
+
+def correlation(Z: Any) -> dict[str, dict[str, float]]:
+    """Pearson correlation between the columns of the standardized design."""
     corr = Z.corr().round(4)
-    return {"coefficients": coefs, "pseudo_r2": pseudo_r2, "vif": vif, "note": note,
-            "correlation": {a: {b: float(corr.loc[a, b]) for b in corr.columns}
-                            for a in corr.columns}}
+    return {a: {b: float(corr.loc[a, b]) for b in corr.columns} for a in corr.columns}

@@ -214,7 +214,7 @@ def encode_item(path: str, label: int, classes: Sequence[str], opts: BuildOption
     import cv2
     import numpy as np
 
-    from mltk._imaging import check_image_bytes, header_info, jpeg_size
+    from mltk._imaging import check_image_bytes, check_pixels, jpeg_size
     from mltk.tfrecords.format import encode_example
 
     try:
@@ -238,7 +238,7 @@ def encode_item(path: str, label: int, classes: Sequence[str], opts: BuildOption
         if opts.verify_images and cv2.imdecode(np.frombuffer(data, np.uint8),
                                                cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
             raise InputError("cannot decode JPEG (corrupt data)")
-        head = header_info(data)
+        head = check_pixels(data)
         keep = head.mode == "RGB"  # grayscale and CMYK JPEGs are converted below
     if keep:
         encoded, width, height = data, head.width, head.height

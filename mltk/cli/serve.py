@@ -1,0 +1,62 @@
+"""``mltk serve``: every model mltk writes behind the SageMaker contract and the V2 protocol."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mltk.cli._common import ConfigOption, command, get_output
+
+
+def register(app: typer.Typer) -> None:
+    command(app, "serve")(serve)
+
+
+def serve(
+    ctx: typer.Context,
+    models: Annotated[list[str] | None, typer.Argument(
+        help="Model folders (mltk train, xgb-analyze, recommend fit), NAME=PATH, or colors. "
+        "None: $MLTK_MODEL_DIR, else /opt/ml/model.", show_default=False)] = None,
+    host: Annotated[str | None, typer.Option(
+        "--host", help="Address to bind (127.0.0.1; env MLTK_SERVE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(
+        "--port", help="Port (8080; env SAGEMAKER_BIND_TO_PORT).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="Server processes (1; env SAGEMAKER_MODEL_SERVER_WORKERS).")
+    ] = None,
+    max_batch_size: Annotated[int | None, typer.Option(
+        "--max-batch-size", min=1, help="Adaptive batching: inputs per model call (32).")
+    ] = None,
+    max_latency_ms: Annotated[float | None, typer.Option(
+        "--max-latency-ms", min=0, help="Adaptive batching: longest wait for more inputs (5).")
+    ] = None,
+    max_body_mb: Annotated[float | None, typer.Option(
+        "--max-body-mb", min=0.001, help="Largest request body; larger get 413 (6).")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", min=0.001, help="Seconds per request, then 504 (60; env "
+        "SAGEMAKER_MODEL_SERVER_TIMEOUT).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Serve models over HTTP: SageMaker's /ping and /invocations, the Open Inference Protocol
+    (V2) under /v2, Prometheus /metrics. SIGTERM finishes the requests in flight and exits 0.
+
+    Example: mltk serve analysis/ runs/first colors --port 8080
+    """
+    from mltk.predictors import detect_kind, parse_model_spec
+    from mltk.serving.server import run
+    from mltk.serving.settings import resolve_settings
+
+    output = get_output(ctx)
+    settings = resolve_settings(tuple(models or ()), {
+        "host": host, "port": port, "workers": workers, "max_batch_size": max_batch_size,
+        "max_latency_ms": max_latency_ms, "max_body_mb": max_body_mb, "timeout": timeout,
+        "access_log": True if output.verbosity > 0 else None}, config)
+    described = []
+    for spec in settings.models:
+        name, path = parse_model_spec(spec)
+        kind = "colors" if path == "colors" else detect_kind(path)
+        described.append(f"{name} ({kind})")
+    output.info(f"mltk serve: http://{settings.host}:{settings.port} with "
+                f"{settings.workers} worker(s); models: {', '.join(described)}")
+    run(settings)

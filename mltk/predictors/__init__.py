@@ -1,0 +1,92 @@
+"""Every model mltk writes, opened by one function and used through one interface.
+
+``open_predictor("runs/first")`` reads the folder's ``config.yaml`` to tell what it holds (an
+image classifier from ``mltk train``, a two-group model from ``xgb-analyze``, a recommender from
+``recommend fit``) and returns a :class:`Predictor`; the word ``colors`` gives the colour namer.
+The CLI commands (``predict``, ``xgb-predict``, ``recommend query``), the server and the batch
+workers all score through these predictors, so they cannot disagree.
+
+Example::
+
+    from mltk.predictors import open_predictor
+    p = open_predictor("analysis/")            # kind "two-group"
+    p.predict([{"age": 31, "country": "DE"}])  # [{"probability": 0.81, "label": 1}]
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from mltk.errors import InputError
+from mltk.predictors.base import Outcome, Predictor, TensorSpec
+
+KINDS = ("image-classifier", "two-group", "recommender", "colors")
+
+__all__ = ["KINDS", "Outcome", "Predictor", "TensorSpec", "detect_kind", "open_predictor",
+           "parse_model_spec"]
+
+
+def detect_kind(folder: str | os.PathLike) -> str:
+    """What an mltk folder holds, from its config.yaml (an explicit ``kind`` key, else the
+    settings only that command writes); raises InputError naming the folder otherwise."""
+    from mltk import _config
+
+    d = Path(folder)
+    if not d.is_dir():
+        raise InputError(f"{d}: no such model folder")
+    cfg_file = d / "config.yaml"
+    if not cfg_file.is_file():
+        raise InputError(f"{d}: not an mltk model folder (no config.yaml)")
+    cfg = _config.load_yaml(cfg_file)
+    kind = cfg.get("kind")
+    if kind in KINDS:
+        return kind
+    if "raw_features" in cfg and "threshold" in cfg:
+        return "two-group"
+    if "n_meta" in cfg and "price_band" in cfg:
+        return "recommender"
+    if "image_size" in cfg and "model" in cfg:
+        return "image-classifier"
+    raise InputError(f"{cfg_file}: not written by mltk train, xgb-analyze or recommend fit "
+                     "(cannot tell which model the folder holds)")
+
+
+def parse_model_spec(spec: str) -> tuple[str, str]:
+    """``NAME=PATH`` or ``PATH`` (named after its folder) or ``colors`` -> (name, path)."""
+    if "=" in spec:
+        name, _, path = spec.partition("=")
+        if not name or not path:
+            raise InputError(f"{spec!r}: expected NAME=PATH")
+        return name, path
+    if spec == "colors":
+        return "colors", "colors"
+    return (Path(spec).resolve().name or spec), spec
+
+
+def open_predictor(spec: str | os.PathLike, name: str | None = None, **options: Any,
+                   ) -> Predictor:
+    """The predictor for a folder mltk wrote, or for ``colors``.
+
+    ``options``: ``top_k`` (image classifier), ``config`` and ``palette`` (colors).
+    """
+    spec = os.fspath(spec)
+    if spec == "colors":
+        from mltk.predictors.colors import ColorsPredictor
+
+        return ColorsPredictor.open(name or "colors", options.get("config"),
+                                    options.get("palette"))
+    kind = detect_kind(spec)
+    name = name or Path(spec).resolve().name
+    if kind == "image-classifier":
+        from mltk.predictors.image import ImageClassifier
+
+        return ImageClassifier.open(spec, name, top_k=options.get("top_k", 3))
+    if kind == "two-group":
+        from mltk.predictors.tabular import TwoGroupPredictor
+
+        return TwoGroupPredictor.open(spec, name)
+    from mltk.predictors.recommender import RecommenderPredictor
+
+    return RecommenderPredictor.open(spec, name)

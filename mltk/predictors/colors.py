@@ -1,0 +1,63 @@
+"""Dominant colours as a model: image bytes -> the record ``mltk colors`` prints for the file.
+
+There is no folder to open: the settings come from ``configs/colors.yaml`` (or a given config
+file, or a palette), exactly as for ``mltk colors``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from mltk.errors import InputError
+from mltk.predictors.base import Outcome, Predictor, TensorSpec
+
+
+class ColorsPredictor(Predictor):
+    kind = "colors"
+    input_kind = "image"
+
+    def __init__(self, name: str, settings: Any, source: str = "colors") -> None:
+        super().__init__(name, source)
+        from mltk.colors import ColorNamer
+
+        self.settings = settings
+        self.namer = ColorNamer(settings.palette, settings.distance, settings.achromatic)
+
+    @classmethod
+    def open(cls, name: str = "colors", config: str | os.PathLike | None = None,
+             palette: str | os.PathLike | None = None) -> ColorsPredictor:
+        from mltk import _config
+        from mltk.colors import ColorSettings
+
+        cfg = _config.resolve("colors", {}, config)
+        return cls(name, ColorSettings.from_config(cfg, palette_file=palette))
+
+    def inputs(self) -> list[TensorSpec]:
+        return [TensorSpec("image", "BYTES", (-1,))]
+
+    def outputs(self) -> list[TensorSpec]:
+        return [TensorSpec("colors", "BYTES", (-1,))]
+
+    def prepare(self, item: Any) -> Any:
+        from mltk._imaging import check_image_bytes, check_pixels
+
+        data = bytes(item)
+        check_image_bytes(data)
+        check_pixels(data, self.settings.max_pixels)
+        return data
+
+    def predict_prepared(self, prepared: Sequence[Any]) -> list[Outcome]:
+        from mltk.colors import analyze_bytes
+
+        out: list[Outcome] = []
+        for data in prepared:
+            rec = analyze_bytes(data, self.settings, self.namer)
+            out.append(InputError(rec["error"]) if rec["error"] else rec)
+        return out
+
+    def example(self) -> bytes:
+        from mltk.predictors.image import gray_png
+
+        return gray_png(64)

@@ -1,0 +1,86 @@
+"""The two-group model of an ``xgb-analyze`` folder: rows -> probability and label.
+
+The same scoring as ``mltk xgb-predict`` (:class:`mltk.tabular.TwoGroupModel`): columns by name
+in any order, id columns echoed, extra columns ignored, and a missing column, text in a numeric
+column or an unseen category is an error naming the row and column, never a silent NaN.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mltk.errors import InputError
+from mltk.predictors.base import Outcome, Predictor, TensorSpec
+
+
+class TwoGroupPredictor(Predictor):
+    kind = "two-group"
+    input_kind = "row"
+
+    def __init__(self, name: str, source: str, model: Any) -> None:
+        super().__init__(name, source)
+        self.model = model
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike, name: str | None = None) -> TwoGroupPredictor:
+        from mltk.tabular import TwoGroupModel
+
+        return cls(name or Path(folder).name, os.fspath(folder), TwoGroupModel(folder))
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.model.features)
+
+    @property
+    def id_cols(self) -> list[str]:
+        return list(self.model.id_cols)
+
+    def inputs(self) -> list[TensorSpec]:
+        cats = self.model.categories or {}
+        return [TensorSpec(c, "BYTES" if c in cats else "FP64", (-1,)) for c in self.features]
+
+    def outputs(self) -> list[TensorSpec]:
+        return [TensorSpec("probability", "FP64", (-1,)), TensorSpec("label", "BYTES", (-1,))]
+
+    def prepare(self, item: Any) -> Any:
+        if not isinstance(item, Mapping):
+            raise InputError(f"expected an object of column values, got {type(item).__name__}")
+        return item
+
+    def predict_prepared(self, prepared: Sequence[Any]) -> list[Outcome]:
+        import pandas as pd
+
+        for n, row in enumerate(prepared, 1):
+            # An absent key is a missing column, not a missing value (send null for that).
+            absent = [c for c in self.features if c not in row]
+            if absent:
+                exc = InputError(f"row {n}: column(s) missing: "
+                                 f"{', '.join(map(repr, absent[:5]))}"
+                                 f"{f' and {len(absent) - 5} more' if len(absent) > 5 else ''}")
+                return [exc] * len(prepared)
+        df = pd.DataFrame.from_records(list(prepared))
+        try:
+            scored = self.model.score(df)
+        except InputError as exc:
+            return [exc] * len(prepared)
+        return [_plain_record(r) for r in scored.to_dict("records")]
+
+    def score_frame(self, df: Any, unknown_categories: str = "error") -> Any:
+        """Score a whole DataFrame (``mltk xgb-predict``): id columns, probability, label."""
+        return self.model.score(df, unknown_categories=unknown_categories)
+
+    def example(self) -> dict[str, Any]:
+        cats = self.model.categories or {}
+        return {c: (cats[c][0] if cats.get(c) else None) if c in cats else 0.0
+                for c in self.features}
+
+
+def _plain_record(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Numpy scalars to Python ones, so every codec can write the record."""
+    out = {}
+    for k, v in row.items():
+        out[str(k)] = v.item() if hasattr(v, "item") else v
+    return out

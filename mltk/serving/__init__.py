@@ -1,0 +1,7 @@
+"""``mltk serve``: the HTTP server over :mod:`mltk.predictors`.
+
+- :mod:`mltk.serving.codecs` and :mod:`mltk.serving.v2codec`: wire formats, no HTTP.
+- :mod:`mltk.serving.dataplane`: loading, readiness, queues, batching, timeouts, metrics.
+- :mod:`mltk.serving.app`: the SageMaker and V2 routes (FastAPI), token and body limits.
+- :mod:`mltk.serving.server`: uvicorn, worker processes, SIGTERM.
+"""

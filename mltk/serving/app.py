@@ -1,0 +1,348 @@
+"""The HTTP side of ``mltk serve``: a FastAPI app speaking two protocols over one data plane.
+
+- SageMaker's inference container contract: ``GET /ping``, ``POST /invocations``,
+  ``GET /execution-parameters``.
+- The Open Inference Protocol (KServe V2) over REST, with the binary tensor data extension.
+- ``GET /metrics`` (Prometheus), ``GET /openapi.json`` and an offline ``GET /docs`` page.
+
+Routes only parse, delegate to :class:`~mltk.serving.dataplane.DataPlane` and pick status
+codes; every error is a JSON body ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException
+
+from mltk import __version__
+from mltk.errors import InputError, PixelLimitError
+from mltk.serving import codecs, v2codec
+from mltk.serving.batching import QueueFull
+from mltk.serving.codecs import CodecError
+from mltk.serving.dataplane import DataPlane, ModelNotFound, NotReady
+from mltk.serving.settings import ServeSettings
+
+#: Routes open without the bearer token (health checks of SageMaker and Kubernetes).
+OPEN_PATHS = frozenset({"/ping", "/v2/health/live", "/v2/health/ready"})
+_BINARY_HEADER = "Inference-Header-Content-Length"
+_CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+_TARGET_MODEL = "X-Amzn-SageMaker-Target-Model"
+_BODY_DOC = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {}}, "text/csv": {"schema": {"type": "string"}},
+    "application/jsonlines": {"schema": {"type": "string"}},
+    "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+    "image/png": {"schema": {"type": "string", "format": "binary"}}}}}
+_V2_BODY_DOC = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["inputs"], "properties": {
+        "id": {"type": "string"},
+        "inputs": {"type": "array", "items": {"type": "object", "required": [
+            "name", "shape", "datatype"], "properties": {
+            "name": {"type": "string"}, "shape": {"type": "array", "items": {
+                "type": "integer"}}, "datatype": {"type": "string"}, "data": {}}}},
+        "outputs": {"type": "array", "items": {"type": "object"}}}}}}}}
+
+
+def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Any:
+    return JSONResponse({"error": message}, status_code=status, headers=dict(headers or {}))
+
+
+def status_of(exc: BaseException) -> int:
+    """The HTTP status for an exception raised while answering a request."""
+    if isinstance(exc, CodecError):
+        return exc.status
+    if isinstance(exc, PixelLimitError):
+        return 413
+    if isinstance(exc, ModelNotFound):
+        return 404
+    if isinstance(exc, (NotReady, QueueFull)):
+        return 503
+    if isinstance(exc, TimeoutError):
+        return 504
+    if isinstance(exc, InputError):
+        return 400
+    return 500
+
+
+def message_of(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "the request took longer than the timeout"
+    if status_of(exc) == 500:
+        return f"internal error: {type(exc).__name__}: {exc}"
+    return str(exc)
+
+
+def create_app(settings: ServeSettings, plane: DataPlane | None = None) -> Any:
+    """The ASGI app (body limit and token checks wrap it). Models load when it starts."""
+    import contextlib
+
+    plane = plane or DataPlane(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any):
+        _drain_on_stop()
+        plane.start_loading()
+        yield
+        await plane.close()
+
+    app = FastAPI(title="mltk serve", version=__version__, docs_url=None, redoc_url=None,
+                  lifespan=lifespan,
+                  description="mltk models behind the SageMaker container contract and the "
+                  "Open Inference Protocol (V2).")
+    app.state.plane = plane
+    _exception_handlers(app)
+    _sagemaker_routes(app, plane, settings)
+    _v2_routes(app, plane)
+    _misc_routes(app, plane)
+    return _Guard(app, settings)
+
+
+def _drain_on_stop() -> None:
+    """Chain a drain of the batchers before uvicorn's own SIGTERM/SIGINT handling, so inputs
+    held for a batch are scored at once when the server is asked to stop."""
+    import signal
+    import threading
+
+    from mltk.serving.batching import drain_all
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            continue
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            drain_all()
+            previous(signum, frame)
+
+        signal.signal(sig, handler)
+
+
+def _exception_handlers(app: Any) -> None:
+    @app.exception_handler(HTTPException)
+    async def http_error(_req: Any, exc: HTTPException) -> Any:
+        return error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_req: Any, exc: RequestValidationError) -> Any:
+        return error(400, f"invalid request: {exc.errors()[:3]}")
+
+    @app.exception_handler(Exception)
+    async def any_error(_req: Any, exc: Exception) -> Any:
+        return error(status_of(exc), message_of(exc))
+
+
+# -- SageMaker ------------------------------------------------------------------------------------
+def _sagemaker_routes(app: Any, plane: DataPlane, settings: ServeSettings) -> None:
+    @app.get("/ping", summary="SageMaker health check: 200 once every model is ready")
+    async def ping() -> Any:
+        if not plane.ready:
+            return error(503, plane.load_error or "models are loading")
+        return {"status": "ready"}
+
+    @app.get("/execution-parameters", summary="SageMaker batch transform parameters")
+    async def execution_parameters() -> Any:
+        return {"MaxConcurrentTransforms": settings.workers, "BatchStrategy": "MULTI_RECORD",
+                "MaxPayloadInMB": int(settings.max_body_mb)}
+
+    @app.post("/invocations", summary="SageMaker inference: one output per input, in order",
+              openapi_extra=_BODY_DOC)
+    async def invocations(request: Request) -> Any:
+        echo = {k: v for k, v in ((_CUSTOM_ATTRIBUTES, request.headers.get(_CUSTOM_ATTRIBUTES)),)
+                if v is not None}
+        t0, name, status = time.perf_counter(), "-", 500
+        try:
+            p = plane.get(request.headers.get(_TARGET_MODEL))
+            name = p.name
+            accept = codecs.negotiate(request.headers.get("accept"))
+            items = codecs.decode(p.input_kind, request.headers.get("content-type"),
+                                  await request.body(), _columns(p))
+            outcomes = await plane.infer(p.name, items)
+            records = _records(outcomes)
+            body, ctype = codecs.encode(records, accept)
+            if ctype == codecs.CSV and "header=present" in (request.headers.get("accept") or ""):
+                body = codecs.csv_header(records) + body
+            status = 200
+            return Response(body, media_type=ctype, headers=echo)
+        except Exception as exc:
+            status = status_of(exc)
+            return error(status, message_of(exc), echo)
+        finally:
+            plane.metrics.observe(name, "sagemaker", status, time.perf_counter() - t0)
+
+
+def _columns(p: Any) -> list[str]:
+    return list(getattr(p, "features", []) or [])
+
+
+def _records(outcomes: list[Any]) -> list[dict[str, Any]]:
+    """The records, or the first bad input's error (naming it when there are several)."""
+    for i, o in enumerate(outcomes):
+        if isinstance(o, InputError):
+            if len(outcomes) == 1 or str(o).startswith(("row ", "line ")):
+                raise o
+            raise type(o)(f"input {i + 1}: {o}")
+    return outcomes
+
+
+# -- Open Inference Protocol (V2) -----------------------------------------------------------------
+def _v2_routes(app: Any, plane: DataPlane) -> None:
+    @app.get("/v2", summary="Server metadata")
+    async def server_metadata() -> Any:
+        return {"name": "mltk", "version": __version__, "extensions": ["binary_tensor_data"]}
+
+    @app.get("/v2/health/live", summary="Liveness: 200 while the process runs")
+    async def live() -> Any:
+        return {"live": True}
+
+    @app.get("/v2/health/ready", summary="Readiness: 200 once every model is ready")
+    async def ready() -> Any:
+        if not plane.ready:
+            return error(503, plane.load_error or "models are loading")
+        return {"ready": True}
+
+    @app.get("/v2/models/{name}", summary="Model metadata")
+    @app.get("/v2/models/{name}/versions/{version}", include_in_schema=False)
+    async def model_metadata(name: str, version: str | None = None) -> Any:
+        try:
+            return plane.get(name).metadata()
+        except Exception as exc:
+            return error(status_of(exc), message_of(exc))
+
+    @app.get("/v2/models/{name}/ready", summary="Model readiness")
+    @app.get("/v2/models/{name}/versions/{version}/ready", include_in_schema=False)
+    async def model_ready(name: str, version: str | None = None) -> Any:
+        try:
+            plane.get(name)
+        except Exception as exc:
+            return error(status_of(exc), message_of(exc))
+        return {"name": name, "ready": True}
+
+    @app.post("/v2/models/{name}/infer", summary="Inference with V2 tensors",
+              openapi_extra=_V2_BODY_DOC)
+    @app.post("/v2/models/{name}/versions/{version}/infer", include_in_schema=False)
+    async def infer(name: str, request: Request, version: str | None = None) -> Any:
+        t0, status = time.perf_counter(), 500
+        try:
+            p = plane.get(name)
+            req, values = v2codec.parse_request(await request.body(),
+                                                request.headers.get(_BINARY_HEADER))
+            items = v2codec.to_items(p.input_kind, values, req, _columns(p))
+            records = _records(await plane.infer(p.name, items))
+            tensors, blobs = v2codec.outputs(records, req)
+            doc = {"model_name": p.name, "model_version": "1", "outputs": tensors}
+            if "id" in req:
+                doc["id"] = req["id"]
+            status = 200
+            head = codecs._json_bytes(doc)
+            if not blobs:
+                return Response(head, media_type="application/json")
+            return Response(head + b"".join(blobs), media_type="application/octet-stream",
+                            headers={_BINARY_HEADER: str(len(head))})
+        except Exception as exc:
+            status = status_of(exc)
+            return error(status, message_of(exc))
+        finally:
+            plane.metrics.observe(name, "v2", status, time.perf_counter() - t0)
+
+
+# -- metrics and docs -----------------------------------------------------------------------------
+def _misc_routes(app: Any, plane: DataPlane) -> None:
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def metrics() -> Any:
+        body, ctype = plane.metrics.render()
+        return Response(body, media_type=ctype)
+
+    @app.get("/docs", summary="This API, as a page that needs no internet",
+             response_class=HTMLResponse)
+    async def docs() -> Any:
+        return HTMLResponse(render_docs(app.openapi()))
+
+
+def render_docs(spec: Mapping[str, Any]) -> str:
+    """A self-contained HTML page of the OpenAPI routes (no scripts, no CDN)."""
+    rows = []
+    for path, ops in spec.get("paths", {}).items():
+        for method, op in ops.items():
+            types = ", ".join((op.get("requestBody") or {}).get("content", {}))
+            rows.append(f"<tr><td><code>{method.upper()}</code></td><td><code>"
+                        f"{html.escape(path)}</code></td><td>{html.escape(op.get('summary', ''))}"
+                        f"</td><td>{html.escape(types)}</td></tr>")
+    info = spec.get("info", {})
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>mltk serve API</title>"
+            "<style>body{font-family:sans-serif;margin:2em}td{padding:4px 12px;"
+            "border-bottom:1px solid #ddd}</style></head><body>"
+            f"<h1>{html.escape(info.get('title', ''))} {html.escape(info.get('version', ''))}"
+            f"</h1><p>{html.escape(info.get('description', ''))}</p>"
+            "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a>.</p>"
+            "<table><tr><th>method</th><th>path</th><th>what</th><th>request body</th></tr>"
+            + "".join(rows) + "</table></body></html>")
+
+
+# -- body limit and token -------------------------------------------------------------------------
+class _Guard:
+    """ASGI middleware: the bearer token and the body size limit, before any route runs."""
+
+    def __init__(self, app: Any, settings: ServeSettings) -> None:
+        self.app = app
+        self.settings = settings
+        self.limit = settings.max_body_bytes
+        self.token = settings.token
+
+    @property
+    def state(self) -> Any:
+        return self.app.state
+
+    async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]],
+                       send: Callable[[dict], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", [])}
+        if self.token and scope["path"] not in OPEN_PATHS:
+            given = headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+                await _send_error(send, 401, "missing or wrong bearer token",
+                                  {"www-authenticate": "Bearer"})
+                return
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await _send_error(send, 413, f"the body is {int(length):,} bytes, more than "
+                              f"max_body_mb ({self.settings.max_body_mb:g} MB)")
+            return
+        await self.app(scope, self._limited(receive, send), send)
+
+    def _limited(self, receive: Callable[[], Awaitable[dict]], send: Any) -> Any:
+        seen = 0
+        limit = self.limit
+
+        async def wrapped() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise CodecError(413, f"the body is more than max_body_mb "
+                                     f"({self.settings.max_body_mb:g} MB)")
+            return message
+
+        return wrapped
+
+
+async def _send_error(send: Any, status: int, message: str,
+                      headers: Mapping[str, str] | None = None) -> None:
+    body = json.dumps({"error": message}).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,161 @@
+"""The server's business logic, shared by the SageMaker and the V2 routes (no HTTP here).
+
+Holds the loaded predictors, readiness, per-model queues (adaptive batching where the model
+gains from it, a bounded count of waiting inputs everywhere), the request timeout and metrics.
+Models load in a background thread after the server process starts, so liveness answers at
+once and readiness only once every model is loaded and has made one real prediction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from mltk.errors import InputError, MltkError
+from mltk.serving.batching import Batcher, QueueFull
+from mltk.serving.metrics import Metrics
+from mltk.serving.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+
+class ModelNotFound(MltkError):
+    """No loaded model of that name (HTTP 404)."""
+
+
+class NotReady(MltkError):
+    """Models are still loading, or failed to (HTTP 503)."""
+
+
+class DataPlane:
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.models: dict[str, Any] = {}
+        self.kinds: dict[str, str] = {}
+        self.ready = False
+        self.load_error: str | None = None
+        self._executors: dict[str, ThreadPoolExecutor] = {}
+        self._batchers: dict[str, Batcher] = {}
+        self._waiting: dict[str, int] = {}
+        self._loader: threading.Thread | None = None
+
+    # -- loading ---------------------------------------------------------------------------
+    def start_loading(self) -> None:
+        self._loader = threading.Thread(target=self._load_all, name="mltk-load", daemon=True)
+        self._loader.start()
+
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        if self._loader is not None:
+            self._loader.join(timeout)
+        return self.ready
+
+    def _load_all(self) -> None:
+        from mltk.predictors import open_predictor, parse_model_spec
+
+        try:
+            for spec in self.settings.models:
+                name, path = parse_model_spec(spec)
+                if name in self.models:
+                    raise InputError(f"two models are named {name!r}: name them NAME=PATH")
+                t0 = time.perf_counter()
+                p = open_predictor(path, name, top_k=self.settings.top_k)
+                if hasattr(p, "max_pixels"):
+                    p.max_pixels = self.settings.max_pixels
+                p.warmup()
+                seconds = time.perf_counter() - t0
+                self.metrics.load_seconds.labels(name).set(seconds)
+                self._executors[name] = ThreadPoolExecutor(1, thread_name_prefix=f"model-{name}")
+                self._waiting[name] = 0
+                self.models[name] = p
+                self.kinds[name] = p.kind
+                log.info("model %s (%s) loaded and warmed up in %.1f s", name, p.kind, seconds)
+            self.ready = True
+        except Exception as exc:  # reported by readiness and every request, never a crash
+            from mltk.cli._common import describe
+
+            self.load_error = describe(exc)
+            log.error("loading models failed: %s", self.load_error)
+
+    # -- requests --------------------------------------------------------------------------
+    def check_ready(self) -> None:
+        if self.load_error:
+            raise NotReady(f"models failed to load: {self.load_error}")
+        if not self.ready:
+            raise NotReady("models are loading")
+
+    def get(self, name: str | None) -> Any:
+        self.check_ready()
+        if name is None:
+            if len(self.models) == 1:
+                return next(iter(self.models.values()))
+            raise ModelNotFound(f"{len(self.models)} models are loaded ("
+                                f"{', '.join(self.models)}): name one with the "
+                                "X-Amzn-SageMaker-Target-Model header")
+        try:
+            return self.models[name]
+        except KeyError:
+            raise ModelNotFound(f"no model named {name!r} (loaded: "
+                                f"{', '.join(self.models)})") from None
+
+    async def infer(self, name: str, items: Sequence[Any]) -> list[Any]:
+        """One outcome per input (a record, or the InputError for that input), in order."""
+        p = self.models[name]
+        if self._waiting[name] + len(items) > self.settings.max_queue:
+            raise QueueFull(f"model {name!r} has {self._waiting[name]} inputs waiting "
+                            f"(max_queue {self.settings.max_queue})")
+        self._waiting[name] += len(items)
+        self.metrics.queue_depth.labels(name).inc(len(items))
+        try:
+            return await asyncio.wait_for(self._infer(name, p, items), self.settings.timeout)
+        finally:
+            self._waiting[name] -= len(items)
+            self.metrics.queue_depth.labels(name).dec(len(items))
+
+    async def _infer(self, name: str, p: Any, items: Sequence[Any]) -> list[Any]:
+        from starlette.concurrency import run_in_threadpool
+
+        staged = await run_in_threadpool(_prepare_all, p, items)
+        good = [x for ok, x in staged if ok]
+        scored: list[Any] = []
+        if good:
+            if p.batchable and self.settings.max_batch_size > 1:
+                scored = await self._batcher(name, p).submit(good)
+            else:
+                self.metrics.batch_size.labels(name).observe(len(good))
+                loop = asyncio.get_running_loop()
+                scored = await loop.run_in_executor(self._executors[name], p.predict_prepared,
+                                                    good)
+        it = iter(scored)
+        return [next(it) if ok else x for ok, x in staged]
+
+    def _batcher(self, name: str, p: Any) -> Batcher:
+        b = self._batchers.get(name)
+        if b is None:
+            b = Batcher(p.predict_prepared, self.settings.max_batch_size,
+                        self.settings.max_latency_ms / 1000.0, self.settings.max_queue,
+                        self._executors[name], self.metrics.batch_size.labels(name).observe)
+            b.start()
+            self._batchers[name] = b
+        return b
+
+    async def close(self) -> None:
+        for b in self._batchers.values():
+            await b.stop()
+        for ex in self._executors.values():
+            ex.shutdown(wait=False)
+
+
+def _prepare_all(p: Any, items: Sequence[Any]) -> list[tuple[bool, Any]]:
+    out: list[tuple[bool, Any]] = []
+    for item in items:
+        try:
+            out.append((True, p.prepare(item)))
+        except InputError as exc:
+            out.append((False, exc))
+    return out

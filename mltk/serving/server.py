@@ -1,0 +1,78 @@
+"""Running the app on uvicorn: one process, or ``workers`` processes sharing one socket.
+
+Worker processes are started by uvicorn's supervisor with ``spawn`` and each loads every model
+itself after it starts (a TensorFlow model loaded before a fork hangs in the child), reading
+the settings from ``MLTK_SERVE_SETTINGS``. SIGTERM is a normal stop: uvicorn stops accepting,
+finishes the requests in flight (``graceful_timeout`` seconds at most) and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import tempfile
+from typing import Any
+
+import uvicorn
+
+from mltk.serving.settings import ServeSettings
+
+SETTINGS_ENV = "MLTK_SERVE_SETTINGS"
+
+
+def app_from_env() -> Any:
+    """App factory for uvicorn's worker processes."""
+    from mltk.serving.app import create_app
+
+    _log_to_stderr(mltk_too=os.getpid() != int(os.environ.get("MLTK_SERVE_PARENT", "0")))
+    return create_app(ServeSettings.from_json(os.environ[SETTINGS_ENV]))
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, for which SIGTERM is a clean stop (exit 0), not a death by signal."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        if sig == signal.SIGTERM and sig in self._captured_signals:
+            self._captured_signals.remove(sig)
+
+
+def run(settings: ServeSettings) -> None:
+    """Serve until stopped (SIGTERM: exit normally; SIGINT: KeyboardInterrupt)."""
+    os.environ[SETTINGS_ENV] = settings.to_json()
+    os.environ["MLTK_SERVE_PARENT"] = str(os.getpid())
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mltk-metrics-")
+    config = uvicorn.Config(
+        "mltk.serving.server:app_from_env", factory=True, host=settings.host,
+        port=settings.port, workers=settings.workers, access_log=settings.access_log,
+        timeout_graceful_shutdown=int(settings.graceful_timeout), log_config=None,
+        log_level="info" if settings.access_log else "warning", lifespan="on",
+        proxy_headers=False, server_header=False)
+    server = Server(config)
+    if settings.workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        sock = config.bind_socket()
+        Multiprocess(config, sockets=[sock]).run()
+    else:
+        _log_to_stderr(mltk_too=False)  # the CLI already sends mltk's log lines to stderr
+        server.run()
+
+
+def _log_to_stderr(mltk_too: bool) -> None:
+    """uvicorn's own messages (and access lines with -v) on stderr, one line each."""
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            logger.addHandler(handler)
+            logger.propagate = False
+    mltk_log = logging.getLogger("mltk")
+    if mltk_too and not mltk_log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        mltk_log.addHandler(handler)
+        mltk_log.setLevel(logging.INFO)
