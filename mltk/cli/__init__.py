@@ -13,7 +13,7 @@ import typer
 
 from mltk import __version__
 from mltk._output import Output
-from mltk.cli import colors, datasets, demo, recommend, serve, tfrecord, train, xgb
+from mltk.cli import colors, datasets, demo, jobs, recommend, serve, tfrecord, train, xgb
 from mltk.cli._common import env_flag
 
 app = typer.Typer(
@@ -54,6 +54,7 @@ def root(
 colors.register(app)
 datasets.register(app)
 demo.register(app)
+jobs.register(app)
 recommend.register(app)
 serve.register(app)
 tfrecord.register(app)

@@ -13,6 +13,10 @@ def register(app: typer.Typer) -> None:
     command(app, "serve")(serve)
 
 
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def serve(
     ctx: typer.Context,
     models: Annotated[list[str] | None, typer.Argument(
@@ -43,7 +47,12 @@ def serve(
 
     Example: mltk serve analysis/ runs/first colors --port 8080
     """
+    import signal
+
     from mltk.predictors import detect_kind, parse_model_spec
+
+    # Stopped before the server is up (uvicorn installs its own handlers): still a clean stop.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     from mltk.serving.server import run
     from mltk.serving.settings import resolve_settings
 

@@ -146,7 +146,7 @@ def _sagemaker_routes(app: Any, plane: DataPlane, settings: ServeSettings) -> No
     @app.get("/ping", summary="SageMaker health check: 200 once every model is ready")
     async def ping() -> Any:
         if not plane.ready:
-            return error(503, plane.load_error or "models are loading")
+            return error(503, _not_ready(plane))
         return {"status": "ready"}
 
     @app.get("/execution-parameters", summary="SageMaker batch transform parameters")
@@ -180,6 +180,14 @@ def _sagemaker_routes(app: Any, plane: DataPlane, settings: ServeSettings) -> No
             plane.metrics.observe(name, "sagemaker", status, time.perf_counter() - t0)
 
 
+def _not_ready(plane: DataPlane) -> str:
+    try:
+        plane.check_ready()
+    except NotReady as exc:
+        return str(exc)
+    return "models are loading"
+
+
 def _columns(p: Any) -> list[str]:
     return list(getattr(p, "features", []) or [])
 
@@ -207,7 +215,7 @@ def _v2_routes(app: Any, plane: DataPlane) -> None:
     @app.get("/v2/health/ready", summary="Readiness: 200 once every model is ready")
     async def ready() -> Any:
         if not plane.ready:
-            return error(503, plane.load_error or "models are loading")
+            return error(503, _not_ready(plane))
         return {"ready": True}
 
     @app.get("/v2/models/{name}", summary="Model metadata")

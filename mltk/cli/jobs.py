@@ -1,0 +1,278 @@
+"""``mltk jobs`` and ``mltk worker``: per-item batch work on Celery workers, or a local pool."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mltk._output import Format
+from mltk.cli._common import ConfigOption, FormatOption, command, get_output, parse_floats
+
+jobs_app = typer.Typer(help="Batch jobs: colours, predictions, scoring and queries in chunks on "
+                       "Celery workers (or locally), resumable, each item exactly once.",
+                       no_args_is_help=True)
+
+BrokerOption = Annotated[str | None, typer.Option(
+    "--broker", envvar="MLTK_BROKER_URL", help="Redis URL, e.g. redis://host:6379/0 (env "
+    "MLTK_BROKER_URL). None: run locally.")]
+JobDir = Annotated[Path, typer.Argument(help="The job folder (--out of submit).")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(jobs_app, name="jobs")
+    command(app, "worker")(worker)
+
+
+@command(jobs_app, "submit")
+def submit(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Argument(help="colors | predict | xgb-predict | recommend.")],
+    args: Annotated[list[str], typer.Argument(
+        help="The command's arguments: colors PATH...; predict RUN_DIR PATH...; xgb-predict "
+        "MODEL_DIR DATA.csv; recommend MODEL_DIR QUERIES.csv. '-' reads paths from stdin.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The job folder.")],
+    chunk_size: Annotated[int, typer.Option("--chunk-size", min=1, help="Items per chunk.")
+                          ] = 256,
+    broker: BrokerOption = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends.")
+                    ] = False,
+    jobs: Annotated[int | None, typer.Option(
+        "--jobs", "-j", min=1, help="Local runs: worker processes (default: all cores).")
+    ] = None,
+    lease: Annotated[float, typer.Option(
+        "--lease", min=0.1, help="Seconds without a heartbeat after which a chunk's worker is "
+        "taken for dead and the chunk is run again.")] = 60.0,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk sub-folders.")
+                         ] = False,
+    k: Annotated[int | None, typer.Option(
+        "-k", min=1, help="colors: clusters per image; recommend: results per query.")] = None,
+    top: Annotated[int | None, typer.Option("--top", min=1, help="colors: names per image.")
+                   ] = None,
+    palette: Annotated[Path | None, typer.Option("--palette", help="colors: palette YAML.")
+                       ] = None,
+    crop: Annotated[str | None, typer.Option("--crop", help="colors: x0,y0,x1,y1 fractions.")
+                    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="colors: k-means seed.")] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="predict: labels per "
+                                              "image.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="predict: "
+                                                   "images per batch.")] = None,
+    unknown_categories: Annotated[str | None, typer.Option(
+        "--unknown-categories", help="xgb-predict: error (default) or missing.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Plan a job into a folder and run it: on Celery workers with --broker (prints the job id
+    and returns, or follows with --wait), else in a local process pool. Submitting the same job
+    again redoes nothing and re-enqueues exactly the chunks without output.
+
+    Example: mltk jobs submit colors photos/ -r --out jobs/photos --broker redis://localhost:6379/0
+    """
+    from mltk.jobs import JobFolder, JobSettings, core, queue
+
+    output = get_output(ctx)
+    if "-" in args:
+        stdin = [ln.strip() for ln in sys.stdin if ln.strip()]
+        args = [q for a in args for q in (stdin if a == "-" else [a])]
+    options = _kind_options(kind, recursive=recursive, k=k, top=top, palette=palette,
+                            crop=crop, seed=seed, top_k=top_k, batch_size=batch_size,
+                            unknown_categories=unknown_categories, config=config)
+    folder = JobFolder(out)
+    url = queue.broker_url(broker)
+    if url:
+        queue.check_broker(url)
+    job = core.create(folder, kind, args, options, JobSettings(chunk_size, lease), url)
+    todo = core.pending_chunks(folder, job)
+    output.info(f"job {job['id']}: {job['kind']}, {job['items']} items in "
+                f"{len(job['chunks'])} chunks, {len(job['chunks']) - len(todo)} done already")
+    typer.echo(job["id"])
+    if url:
+        app = queue.app_for(url)
+        queue.register_job(url, job, folder)
+        folder.clear_failures()
+        output.info(f"enqueued {queue.enqueue(app, folder, todo)} chunks on {url}")
+        if wait:
+            _wait(output, folder, None)
+        return
+    import os
+
+    with output.progress(len(todo), "chunks") as bar:
+        core.run_local(folder, jobs or os.cpu_count() or 1, lambda i, s: bar.advance())
+    _finish(output, folder)
+
+
+def _kind_options(kind: str, **given: Any) -> dict[str, Any]:
+    """The options that apply to ``kind``; an option of another kind is a usage error."""
+    allowed = {"colors": {"recursive", "k", "top", "palette", "crop", "seed", "config"},
+               "predict": {"recursive", "top_k", "batch_size"},
+               "xgb-predict": {"unknown_categories"}, "recommend": {"k"}}
+    if kind not in allowed:
+        raise typer.BadParameter(f"unknown kind {kind!r} (kinds: {', '.join(allowed)})",
+                                 param_hint="KIND")
+    extra = [name for name, v in given.items() if v not in (None, False)
+             and name not in allowed[kind]]
+    if extra:
+        raise typer.BadParameter(f"not an option of {kind}: "
+                                 + ", ".join("--" + e.replace("_", "-") for e in extra))
+    opts = {n: v for n, v in given.items() if n in allowed[kind] and v not in (None, False)}
+    if "crop" in opts:
+        opts["crop"] = list(parse_floats(opts["crop"], 4, "--crop"))
+    for key in ("palette", "config"):
+        if key in opts:
+            opts[key] = str(opts[key])
+    return opts
+
+
+def _finish(output: Any, folder: Any) -> None:
+    from mltk.jobs import core
+
+    st = core.status(folder)
+    output.info(f"{st['done']}/{st['chunks']} chunks done, {st['items_done']} items, "
+                f"{st['errors']} with errors")
+    if st["failed"]:
+        for f in st["failures"]:
+            output.warn(f"chunk {f['chunk']} failed: {f['reason']}")
+        raise typer.Exit(1)
+
+
+def _wait(output: Any, folder: Any, timeout: float | None) -> None:
+    from mltk.errors import MltkError
+    from mltk.jobs import core, queue
+
+    job = folder.load()
+    app = queue.app_for(job["broker"]) if job.get("broker") else None
+    end = None if timeout is None else time.monotonic() + timeout
+    with output.progress(len(job["chunks"]), "chunks") as bar:
+        seen = 0
+        while True:
+            st = core.status(folder)
+            bar.advance(st["done"] - seen)
+            seen = st["done"]
+            if st["complete"] or (st["failed"] and not st["running"] and not st["pending"]):
+                break
+            if st["cancelled"]:
+                raise MltkError(f"job {job['id']} was cancelled ({st['done']} of "
+                                f"{st['chunks']} chunks done)")
+            if app is not None:
+                stale = core.stale_chunks(folder, job)
+                if stale:
+                    output.warn(f"re-enqueued chunk(s) {stale}: their worker stopped")
+                    queue.enqueue(app, folder, stale)
+            if end is not None and time.monotonic() > end:
+                raise MltkError(f"timed out after {timeout:g} s: {st['done']} of "
+                                f"{st['chunks']} chunks done")
+            time.sleep(0.5)
+    _finish(output, folder)
+
+
+@command(jobs_app, "status")
+def status(ctx: typer.Context, job_dir: JobDir, fmt: FormatOption = Format.table) -> None:
+    """Chunks done/running/failed/pending, items, errors, rate and ETA.
+
+    Example: mltk jobs status jobs/photos --format json
+    """
+    from mltk.jobs import JobFolder, core
+
+    st = core.status(JobFolder(job_dir))
+    failures = st.pop("failures")
+    get_output(ctx).emit([st], fmt, title=f"Job {st['id']}")
+    for f in failures:
+        get_output(ctx).warn(f"chunk {f['chunk']} failed: {f['reason']}")
+
+
+@command(jobs_app, "wait")
+def wait_cmd(
+    ctx: typer.Context, job_dir: JobDir,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=0, help="Give up after this "
+                                                  "many seconds (exit 1).")] = None,
+) -> None:
+    """Follow a job until every chunk is done (exit 0) or some failed for good (exit 1);
+    re-enqueues the chunks of workers that died.
+
+    Example: mltk jobs wait jobs/photos --timeout 3600
+    """
+    from mltk.jobs import JobFolder
+
+    _wait(get_output(ctx), JobFolder(job_dir), timeout)
+
+
+@command(jobs_app, "results")
+def results(ctx: typer.Context, job_dir: JobDir, fmt: FormatOption = Format.ndjson) -> None:
+    """The merged output in input order: the records the one-machine command prints.
+
+    Example: mltk jobs results jobs/photos --format csv > colors.csv
+    """
+    from mltk.jobs import JobFolder, core
+
+    get_output(ctx).emit(core.results(JobFolder(job_dir)), fmt)
+
+
+@command(jobs_app, "cancel")
+def cancel(ctx: typer.Context, job_dir: JobDir) -> None:
+    """Cancel a job: chunks not yet started are skipped (finished parts are kept).
+
+    Example: mltk jobs cancel jobs/photos
+    """
+    from mltk.jobs import JobFolder
+
+    folder = JobFolder(job_dir)
+    job = folder.load()
+    folder.cancel()
+    get_output(ctx).info(f"job {job['id']} cancelled")
+
+
+@command(jobs_app, "list")
+def list_jobs(ctx: typer.Context, broker: BrokerOption = None,
+              fmt: FormatOption = Format.table) -> None:
+    """The jobs submitted to a broker, with their progress.
+
+    Example: mltk jobs list --broker redis://localhost:6379/0
+    """
+    from mltk.errors import MltkError
+    from mltk.jobs import JobFolder, core, queue
+
+    url = queue.broker_url(broker)
+    if not url:
+        raise typer.BadParameter("give --broker URL (or MLTK_BROKER_URL)", param_hint="--broker")
+    queue.check_broker(url)
+    rows = []
+    for jid, path in sorted(queue.registered_jobs(url).items()):
+        try:
+            st = core.status(JobFolder(path))
+            rows.append({"id": jid, "folder": path, "kind": st["kind"], "chunks": st["chunks"],
+                         "done": st["done"], "failed": st["failed"],
+                         "complete": st["complete"], "cancelled": st["cancelled"]})
+        except MltkError as exc:
+            rows.append({"id": jid, "folder": path, "kind": None, "chunks": None,
+                         "done": None, "failed": None, "complete": None, "cancelled": None,
+                         "error": str(exc)})
+    get_output(ctx).emit(rows, fmt, title="Jobs")
+
+
+def worker(
+    ctx: typer.Context,
+    broker: BrokerOption = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1,
+                                             help="Worker processes (1).")] = 1,
+    queues: Annotated[str, typer.Option("--queues", "-Q", help="Queues to consume.")
+                      ] = "mltk",
+) -> None:
+    """A Celery worker for mltk jobs: models are loaded once per worker process and kept.
+    SIGTERM: finish the running chunk, then exit.
+
+    Example: MLTK_BROKER_URL=redis://redis:6379/0 mltk worker --concurrency 2
+    """
+    from mltk.jobs import queue
+
+    url = queue.broker_url(broker)
+    if not url:
+        raise typer.BadParameter("give --broker URL (or MLTK_BROKER_URL)", param_hint="--broker")
+    queue.check_broker(url)
+    output = get_output(ctx)
+    output.info(f"mltk worker on {url}, queues {queues}, concurrency {concurrency}")
+    queue.run_worker(url, concurrency, queues,
+                     "DEBUG" if output.verbosity > 0 else "INFO" if output.verbosity == 0
+                     else "WARNING")

@@ -1,0 +1,21 @@
+"""Batch jobs: the per-item work of mltk in chunks, on Celery workers or a local pool.
+
+A job is a folder (:class:`JobFolder`): planned once by :func:`core.create` from a kind
+(``colors``, ``predict``, ``xgb-predict``, ``recommend``) and the command's arguments, then run
+chunk by chunk (:func:`core.run_chunk`) anywhere that sees the folder, and merged in input order
+(:func:`core.results`). :mod:`mltk.jobs.queue` puts chunks on Celery with a Redis broker.
+
+Example::
+
+    from mltk.jobs import JobFolder, core
+    folder = JobFolder("jobs/photos")
+    core.create(folder, "colors", ["photos/"], {"recursive": True})
+    core.run_local(folder, jobs=2)
+    records = list(core.results(folder))
+"""
+
+from mltk.jobs import core
+from mltk.jobs.core import JobSettings
+from mltk.jobs.folder import JobFolder
+
+__all__ = ["JobFolder", "JobSettings", "core"]

@@ -1,0 +1,130 @@
+"""Celery on Redis: the task that runs one chunk, how chunks are enqueued, the worker.
+
+Settings for long tasks, as Celery advises: late acknowledgement (a chunk is acknowledged when
+it is done, so a lost worker's chunk is delivered again), requeue when a worker is lost,
+prefetch of one task, a visibility timeout longer than the longest chunk (set in the broker's
+transport options, where Celery's Redis transport reads it), retries with backoff for transient
+errors (a broker or file system that went away), none for bad input. Chunks take references
+(the job folder and a chunk number), never payloads; their output goes to the job folder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from mltk.errors import MltkError
+from mltk.jobs import core
+from mltk.jobs.folder import JobFolder
+
+BROKER_ENV = "MLTK_BROKER_URL"
+QUEUE = "mltk"
+TASK = "mltk.run_chunk"
+REGISTRY = "mltk:jobs"  # Redis hash: job id -> job folder
+VISIBILITY_TIMEOUT = 6 * 3600  # longer than any chunk; dead workers are found by their leases
+MAX_RETRIES = 3
+TRANSIENT = (OSError, ConnectionError, TimeoutError)
+
+_apps: dict[str, Any] = {}
+
+
+def broker_url(given: str | None = None) -> str | None:
+    return given or os.environ.get(BROKER_ENV) or None
+
+
+def app_for(broker: str) -> Any:
+    """The Celery app for ``broker`` (one per URL and process), with the mltk task."""
+    if broker in _apps:
+        return _apps[broker]
+    from celery import Celery
+
+    app = Celery("mltk", broker=broker, backend=broker, set_as_current=False)
+    app.conf.update(
+        task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
+        task_default_queue=QUEUE, task_serializer="json", result_serializer="json",
+        accept_content=["json"], result_expires=24 * 3600, task_track_started=True,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        broker_connection_retry_on_startup=True, broker_connection_max_retries=None,
+        worker_hijack_root_logger=False, worker_send_task_events=False,
+    )
+    _register(app)
+    _apps[broker] = app
+    return app
+
+
+def _register(app: Any) -> None:
+    @app.task(name=TASK, bind=True, max_retries=MAX_RETRIES)
+    def run_chunk(self: Any, job_dir: str, index: int) -> str:
+        attempt = self.request.retries + 1
+        try:
+            outcome = core.run_chunk(job_dir, index, attempt, final=False)
+        except TRANSIENT as exc:
+            if self.request.retries < self.max_retries:
+                raise self.retry(exc=exc, countdown=min(60, 2 ** attempt)) from exc
+            _fail(job_dir, index, exc, attempt)
+            return "failed"
+        except Exception as exc:  # a bug or bad data: retrying would fail the same way
+            _fail(job_dir, index, exc, attempt)
+            return "failed"
+        _requeue_stale(app, job_dir)
+        return outcome
+
+
+def _fail(job_dir: str, index: int, exc: BaseException, attempt: int) -> None:
+    from mltk.cli._common import describe
+
+    JobFolder(job_dir).mark_failed(index, describe(exc), attempt)
+
+
+def _requeue_stale(app: Any, job_dir: str) -> None:
+    folder = JobFolder(job_dir)
+    try:
+        job = folder.load()
+    except MltkError:
+        return
+    stale = core.stale_chunks(folder, job)
+    if stale:
+        enqueue(app, folder, stale)
+
+
+def enqueue(app: Any, folder: JobFolder, chunks: Iterable[int]) -> int:
+    """Send one task per chunk (stale leases are dropped first); returns how many."""
+    n = 0
+    for i in chunks:
+        folder.drop_lease(i)
+        app.send_task(TASK, args=[str(folder.path), int(i)], queue=QUEUE)
+        n += 1
+    return n
+
+
+def register_job(broker: str, job: dict[str, Any], folder: JobFolder) -> None:
+    import redis
+
+    redis.Redis.from_url(broker).hset(REGISTRY, job["id"], str(folder.path))
+
+
+def registered_jobs(broker: str) -> dict[str, str]:
+    import redis
+
+    raw = redis.Redis.from_url(broker).hgetall(REGISTRY)
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def check_broker(broker: str) -> None:
+    """Fail fast, in one line, when the broker cannot be reached."""
+    import redis
+
+    try:
+        redis.Redis.from_url(broker, socket_connect_timeout=5).ping()
+    except (redis.RedisError, OSError) as exc:
+        raise MltkError(f"cannot reach the broker {broker} ({exc})") from None
+
+
+def run_worker(broker: str, concurrency: int, queues: str, loglevel: str = "INFO") -> None:
+    """Run a Celery worker in this process until it is stopped (SIGTERM: warm shutdown)."""
+    app = app_for(broker)
+    app.worker_main(["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}",
+                     "-Q", queues, "--pool=prefork", "-n", f"mltk-{os.getpid()}@%h",
+                     "--without-gossip", "--without-mingle"])

@@ -1,0 +1,318 @@
+"""mltk jobs / mltk worker: the local backend, and Celery on real redis-server and worker processes.
+
+Every wait is on a condition (a file, a route, a process ending). Without redis-server the
+Celery tests skip, unless MLTK_REQUIRE_REDIS=1 (set by .ci/run), where they fail instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import mltk_executable
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mltk(*args, env=None, input=None, timeout=600):
+    return subprocess.run(mltk_executable() + [str(a) for a in args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, input=input,
+                          timeout=timeout)
+
+
+def ndjson(text: str) -> list[dict]:
+    return [json.loads(ln) for ln in text.splitlines() if ln.strip()]
+
+
+def wait_for(condition, what: str, timeout: float = 300, every: float = 0.02):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    from mltk.datasets import make
+
+    root = tmp_path_factory.mktemp("jobs")
+    make("product-images", root / "photos", n=120, seed=0)
+    (root / "photos" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    expected = mltk("colors", root / "photos", "--format", "ndjson")
+    assert expected.returncode == 0, expected.stderr
+    return root / "photos", ndjson(expected.stdout)
+
+
+# -- local backend ----------------------------------------------------------------------------
+def test_local_colors_job_equals_the_command_and_is_idempotent(photos, tmp_path):
+    folder, expected = photos
+    job = tmp_path / "job"
+    first = mltk("jobs", "submit", "colors", folder, "--out", job, "--chunk-size", "16", "-j",
+                 "2")
+    assert first.returncode == 0, first.stderr
+    job_id = first.stdout.strip()
+    results = mltk("jobs", "results", job)
+    assert ndjson(results.stdout) == expected
+    assert sum(1 for r in ndjson(results.stdout) if r["error"]) == 1  # the broken file
+    parts = sorted((job / "parts").iterdir())
+    stamps = [p.stat().st_mtime_ns for p in parts]
+    again = mltk("jobs", "submit", "colors", folder, "--out", job, "--chunk-size", "16")
+    assert again.returncode == 0 and again.stdout.strip() == job_id
+    assert "8 done already" in again.stderr
+    assert [p.stat().st_mtime_ns for p in parts] == stamps  # nothing redone
+    status = json.loads(mltk("jobs", "status", job, "--format", "json").stdout)[0]
+    assert status["complete"] and status["items_done"] == 121 and status["errors"] == 1
+    other = mltk("jobs", "submit", "colors", folder, "--out", job, "-k", "3")
+    assert other.returncode == 1 and "holds another job" in other.stderr
+
+
+def test_a_chunk_run_twice_writes_the_same_bytes(photos, tmp_path):
+    from mltk.jobs import JobFolder, core
+
+    folder = JobFolder(tmp_path / "job")
+    core.create(folder, "colors", [str(photos[0])], {}, core.JobSettings(chunk_size=10))
+    assert core.run_chunk(str(folder.path), 2) == "done"
+    first = folder.part(2).read_bytes()
+    assert core.run_chunk(str(folder.path), 2) == "skipped"  # done is never run again
+    folder.part(2).unlink()
+    assert core.run_chunk(str(folder.path), 2) == "done"
+    assert folder.part(2).read_bytes() == first
+    assert not list(folder.path.rglob("*.tmp*"))  # no temporary files left
+
+
+def test_local_resume_after_a_lost_part(photos, tmp_path):
+    folder, expected = photos
+    job = tmp_path / "job"
+    assert mltk("jobs", "submit", "colors", folder, "--out", job, "--chunk-size", "40"
+                ).returncode == 0
+    (job / "parts" / "chunk-00001.ndjson").unlink()  # as if that chunk never finished
+    assert json.loads(mltk("jobs", "status", job, "-f", "json").stdout)[0]["pending"] == 1
+    again = mltk("jobs", "submit", "colors", folder, "--out", job, "--chunk-size", "40")
+    assert again.returncode == 0 and "3 done already" in again.stderr
+    assert ndjson(mltk("jobs", "results", job).stdout) == expected
+
+
+@pytest.fixture(scope="module")
+def cancer_model(tmp_path_factory):
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer
+
+    from mltk import _config
+    from mltk.tabular import analyze
+
+    root = tmp_path_factory.mktemp("xgbjob")
+    df = load_breast_cancer(as_frame=True).frame
+    df["diagnosis"] = np.where(df.pop("target") == 1, "benign", "malignant")
+    df.insert(0, "patient", [f"p{i}" for i in range(len(df))])
+    analyze(df, "diagnosis", _config.resolve("xgb", {"max_evals": 2, "max_rounds": 30,
+                                                     "folds": 3, "booster": "gbtree"}),
+            root / "model", id_cols=["patient"])
+    df.drop(columns=["diagnosis"]).head(50).to_csv(root / "rows.csv", index=False)
+    return root
+
+
+def test_xgb_predict_job_bad_row_is_an_error_record(cancer_model, tmp_path):
+    import pandas as pd
+
+    rows = pd.read_csv(cancer_model / "rows.csv")
+    expected = ndjson(mltk("xgb-predict", cancer_model / "model", cancer_model / "rows.csv",
+                           "--format", "ndjson").stdout)
+    rows["mean area"] = rows["mean area"].astype(object)
+    rows.loc[6, "mean area"] = "lots"
+    rows.to_csv(tmp_path / "bad.csv", index=False)
+    r = mltk("jobs", "submit", "xgb-predict", cancer_model / "model", tmp_path / "bad.csv",
+             "--out", tmp_path / "job", "--chunk-size", "16")
+    assert r.returncode == 0, r.stderr
+    got = ndjson(mltk("jobs", "results", tmp_path / "job").stdout)
+    assert len(got) == 50 and [g["patient"] for g in got] == list(rows["patient"])
+    assert got[6]["error"] == "row 7: column 'mean area': 'lots' is not a number"
+    assert got[6]["probability"] is None
+    for i, (g, e) in enumerate(zip(got, expected, strict=True)):
+        if i != 6:
+            assert g["error"] is None and g["label"] == e["label"]
+            assert g["probability"] == pytest.approx(e["probability"])
+
+
+def test_recommend_job_equals_query(tmp_path):
+    import pandas as pd
+
+    from mltk import _config
+    from mltk.datasets import make
+    from mltk.recommend.pipeline import fit
+
+    market = make("marketplace", tmp_path / "market", n=1500, seed=0)
+    fit(market.files["items"], market.files["transactions"], tmp_path / "model",
+        _config.resolve("recommend", {}))
+    ids = pd.read_csv(market.files["items"])["item_id"].head(25).tolist()
+    queries = tmp_path / "q.csv"
+    queries.write_text("item_id\n" + "".join(f"{i}\n" for i in ids) + "no-such-item\n")
+    expected = ndjson(mltk("recommend", "query", tmp_path / "model", "--queries", queries,
+                           "--format", "ndjson").stdout)
+    r = mltk("jobs", "submit", "recommend", tmp_path / "model", queries, "--out",
+             tmp_path / "job", "--chunk-size", "7", "-k", "10")
+    assert r.returncode == 0, r.stderr
+    assert ndjson(mltk("jobs", "results", tmp_path / "job").stdout) == expected
+
+
+def test_submit_usage_and_input_errors(photos, tmp_path):
+    r = mltk("jobs", "submit", "colors", photos[0], "--out", tmp_path / "j", "--top-k", "3")
+    assert r.returncode == 2 and "--top-k" in r.stderr
+    r = mltk("jobs", "submit", "paint", "x", "--out", tmp_path / "j")
+    assert r.returncode == 2 and "paint" in r.stderr
+    r = mltk("jobs", "submit", "colors", tmp_path / "nope", "--out", tmp_path / "j")
+    assert r.returncode == 1 and "nope" in r.stderr
+    r = mltk("jobs", "status", tmp_path)
+    assert r.returncode == 1 and "not a job folder" in r.stderr
+
+
+# -- Celery on Redis --------------------------------------------------------------------------
+REDIS = shutil.which("redis-server")
+needs_redis = pytest.mark.skipif(
+    REDIS is None and os.environ.get("MLTK_REQUIRE_REDIS") != "1",
+    reason="redis-server is not installed (apt-get install redis-server); "
+    "MLTK_REQUIRE_REDIS=1 makes this a failure")
+
+
+class Redis:
+    def __init__(self, port: int | None = None) -> None:
+        assert REDIS, "redis-server is required (MLTK_REQUIRE_REDIS=1)"
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = subprocess.Popen([REDIS, "--port", str(self.port), "--bind", "127.0.0.1",
+                                      "--save", "", "--appendonly", "no"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis
+
+        client = redis.Redis(port=self.port)
+
+        def up():
+            try:
+                return client.ping()
+            except redis.ConnectionError:
+                assert self.proc.poll() is None, "redis-server exited"
+                return False
+
+        wait_for(up, "redis-server", 60)
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(30)
+
+    def restart(self) -> None:
+        """Kill and start again on the same port: without persistence, every queue is gone."""
+        self.stop()
+        self.__init__(self.port)
+
+
+class Worker:
+    """``mltk worker`` in a process group of its own (killed as a node dies: all at once)."""
+
+    def __init__(self, broker: str, log: Path) -> None:
+        self.log = log
+        self.proc = subprocess.Popen(mltk_executable() + ["worker", "--broker", broker],
+                                     stdout=subprocess.DEVNULL, stderr=open(log, "w"),  # noqa: SIM115
+                                     start_new_session=True)
+
+    def kill9(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # warm shutdown
+        try:
+            return self.proc.wait(120)
+        finally:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def redis_server():
+    server = Redis()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@needs_redis
+def test_two_workers_share_a_job(photos, redis_server, tmp_path):
+    folder, expected = photos
+    workers = [Worker(redis_server.url, tmp_path / f"w{i}.log") for i in range(2)]
+    try:
+        r = mltk("jobs", "submit", "colors", folder, "--out", tmp_path / "job", "--chunk-size",
+                 "8", "--broker", redis_server.url, "--wait")
+        assert r.returncode == 0, r.stderr
+        assert ndjson(mltk("jobs", "results", tmp_path / "job").stdout) == expected
+        ran = {json.loads(p.read_text())["worker"] for p in (tmp_path / "job" / "stats").iterdir()}
+        assert len(ran) >= 1
+        listed = mltk("jobs", "list", "--broker", redis_server.url, "-f", "json")
+        assert json.loads(listed.stdout)[0]["complete"] is True
+    finally:
+        for w in workers:
+            assert w.stop() == 0, w.log.read_text()[-2000:]
+
+
+@needs_redis
+def test_kill_9_a_worker_mid_job_then_another_finishes_it(photos, redis_server, tmp_path):
+    folder, expected = photos
+    job = tmp_path / "job"
+    r = mltk("jobs", "submit", "colors", folder, "--out", job, "--chunk-size", "6", "--lease",
+             "3", "--broker", redis_server.url)
+    assert r.returncode == 0, r.stderr
+    first = Worker(redis_server.url, tmp_path / "w1.log")
+    # condition: the worker holds a chunk that has no part yet -> kill it with its children
+    leased = wait_for(lambda: [p for p in (job / "leases").glob("*.json")]
+                      if (job / "leases").exists() else None, "a chunk to start")
+    first.kill9()
+    n_chunks = len(json.loads((job / "job.json").read_text())["chunks"])
+    assert len(list((job / "parts").glob("*.ndjson"))) < n_chunks, "the job ended before the kill"
+    assert any(not (job / "parts" / p.name.replace(".json", ".ndjson")).exists()
+               for p in leased)
+    second = Worker(redis_server.url, tmp_path / "w2.log")
+    try:
+        waited = mltk("jobs", "wait", job, "--timeout", "300", timeout=400)
+        assert waited.returncode == 0, waited.stderr
+        got = ndjson(mltk("jobs", "results", job).stdout)
+        assert got == expected  # every item exactly once, in order, as `mltk colors` prints
+    finally:
+        assert second.stop() == 0, (tmp_path / "w2.log").read_text()[-2000:]
+
+
+@needs_redis
+def test_redis_restart_then_submit_again_finishes_the_job(photos, redis_server, tmp_path):
+    folder, expected = photos
+    job = tmp_path / "job"
+    worker = Worker(redis_server.url, tmp_path / "w.log")
+    try:
+        r = mltk("jobs", "submit", "colors", folder, "--out", job, "--chunk-size", "6",
+                 "--broker", redis_server.url)
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: (job / "parts").exists() and any((job / "parts").iterdir()),
+                 "a first part")
+        redis_server.restart()
+        again = mltk("jobs", "submit", "colors", folder, "--out", job, "--chunk-size", "6",
+                     "--broker", redis_server.url, "--wait", timeout=400)
+        assert again.returncode == 0, again.stderr
+        assert r.stdout == again.stdout  # the same job id
+        assert ndjson(mltk("jobs", "results", job).stdout) == expected
+    finally:
+        assert worker.stop() == 0, (tmp_path / "w.log").read_text()[-2000:]
