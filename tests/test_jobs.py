@@ -316,3 +316,41 @@ def test_redis_restart_then_submit_again_finishes_the_job(photos, redis_server, 
         assert ndjson(mltk("jobs", "results", job).stdout) == expected
     finally:
         assert worker.stop() == 0, (tmp_path / "w.log").read_text()[-2000:]
+
+
+@needs_redis
+def test_server_submits_and_follows_jobs(photos, redis_server, tmp_path):
+    """mltk serve --broker: POST /jobs and GET /jobs/{id}, the original's API-to-Celery path."""
+    import httpx
+
+    folder, expected = photos
+    port = free_port()
+    worker = Worker(redis_server.url, tmp_path / "w.log")
+    server = subprocess.Popen(mltk_executable() + [
+        "serve", "colors", "--port", str(port), "--broker", redis_server.url],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def ready():
+            try:
+                return httpx.get(url + "/v2/health/ready").status_code == 200
+            except httpx.TransportError:
+                assert server.poll() is None, "the server exited"
+                return False
+
+        wait_for(ready, "the server")
+        body = {"kind": "colors", "args": [str(folder)], "out": str(tmp_path / "job"),
+                "chunk_size": 32}
+        r = httpx.post(url + "/jobs", json=body)
+        assert r.status_code == 202, r.text
+        job_id = r.json()["id"]
+        assert r.json()["enqueued"] == r.json()["chunks"] == 4
+        wait_for(lambda: httpx.get(f"{url}/jobs/{job_id}").json()["complete"], "the job")
+        assert ndjson(mltk("jobs", "results", tmp_path / "job").stdout) == expected
+        assert httpx.get(url + "/jobs/0000").status_code == 404
+        bad = httpx.post(url + "/jobs", json={**body, "kind": "paint"})
+        assert bad.status_code == 400 and "paint" in bad.json()["error"]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(60) == 0
+        assert worker.stop() == 0

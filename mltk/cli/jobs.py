@@ -106,18 +106,19 @@ def submit(
 
 def _kind_options(kind: str, **given: Any) -> dict[str, Any]:
     """The options that apply to ``kind``; an option of another kind is a usage error."""
-    allowed = {"colors": {"recursive", "k", "top", "palette", "crop", "seed", "config"},
-               "predict": {"recursive", "top_k", "batch_size"},
-               "xgb-predict": {"unknown_categories"}, "recommend": {"k"}}
-    if kind not in allowed:
-        raise typer.BadParameter(f"unknown kind {kind!r} (kinds: {', '.join(allowed)})",
+    from mltk.jobs.kinds import OPTIONS, check_options
+
+    def flag(name: str) -> str:
+        return "-k" if name == "k" else "--" + name.replace("_", "-")
+
+    if kind not in OPTIONS:
+        raise typer.BadParameter(f"unknown kind {kind!r} (kinds: {', '.join(OPTIONS)})",
                                  param_hint="KIND")
-    extra = [name for name, v in given.items() if v not in (None, False)
-             and name not in allowed[kind]]
+    extra = [n for n, v in given.items() if v not in (None, False) and n not in OPTIONS[kind]]
     if extra:
-        raise typer.BadParameter(f"not an option of {kind}: "
-                                 + ", ".join("--" + e.replace("_", "-") for e in extra))
-    opts = {n: v for n, v in given.items() if n in allowed[kind] and v not in (None, False)}
+        raise typer.BadParameter(f"not an option of {kind}: {', '.join(map(flag, extra))} "
+                                 f"(its options: {', '.join(map(flag, sorted(OPTIONS[kind])))})")
+    opts = check_options(kind, given)
     if "crop" in opts:
         opts["crop"] = list(parse_floats(opts["crop"], 4, "--crop"))
     for key in ("palette", "config"):

@@ -40,6 +40,9 @@ def serve(
     timeout: Annotated[float | None, typer.Option(
         "--timeout", min=0.001, help="Seconds per request, then 504 (60; env "
         "SAGEMAKER_MODEL_SERVER_TIMEOUT).")] = None,
+    broker: Annotated[str | None, typer.Option(
+        "--broker", envvar="MLTK_BROKER_URL", help="Redis URL of mltk jobs: adds POST /jobs "
+        "and GET /jobs/{id} (env MLTK_BROKER_URL).")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Serve models over HTTP: SageMaker's /ping and /invocations, the Open Inference Protocol
@@ -60,6 +63,7 @@ def serve(
     settings = resolve_settings(tuple(models or ()), {
         "host": host, "port": port, "workers": workers, "max_batch_size": max_batch_size,
         "max_latency_ms": max_latency_ms, "max_body_mb": max_body_mb, "timeout": timeout,
+        "broker": broker,
         "access_log": True if output.verbosity > 0 else None}, config)
     described = []
     for spec in settings.models:

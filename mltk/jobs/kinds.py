@@ -20,6 +20,26 @@ from mltk.errors import InputError
 
 KINDS = ("colors", "predict", "xgb-predict", "recommend")
 
+#: The options of the one-machine command that each kind takes.
+OPTIONS: dict[str, frozenset[str]] = {
+    "colors": frozenset({"recursive", "k", "top", "palette", "crop", "seed", "config"}),
+    "predict": frozenset({"recursive", "top_k", "batch_size"}),
+    "xgb-predict": frozenset({"unknown_categories"}),
+    "recommend": frozenset({"k"}),
+}
+
+
+def check_options(kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options given for ``kind`` (None/False dropped); another kind's option is an error."""
+    if kind not in OPTIONS:
+        raise InputError(f"unknown job kind {kind!r} (kinds: {', '.join(OPTIONS)})")
+    given = {k: v for k, v in options.items() if v not in (None, False)}
+    extra = sorted(set(given) - OPTIONS[kind])
+    if extra:
+        raise InputError(f"not an option of {kind}: {', '.join(extra)} (its options: "
+                         f"{', '.join(sorted(OPTIONS[kind]))})")
+    return given
+
 
 @dataclasses.dataclass
 class Plan:
@@ -62,10 +82,8 @@ def _image_items(paths: Sequence[str], recursive: bool) -> list[list[str]]:
 # -- planning ---------------------------------------------------------------------------------
 def plan(kind: str, args: Sequence[str], options: Mapping[str, Any]) -> Plan:
     """The plan of a job of ``kind`` for the command-line arguments and options given."""
-    planner = _PLANNERS.get(kind)
-    if planner is None:
-        raise InputError(f"unknown job kind {kind!r} (kinds: {', '.join(KINDS)})")
-    return planner(list(args), dict(options))
+    options = check_options(kind, options)
+    return _PLANNERS[kind](list(args), dict(options))
 
 
 def _plan_colors(args: list[str], opts: dict[str, Any]) -> Plan:

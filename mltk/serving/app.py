@@ -28,7 +28,7 @@ from mltk.errors import InputError, PixelLimitError
 from mltk.serving import codecs, v2codec
 from mltk.serving.batching import QueueFull
 from mltk.serving.codecs import CodecError
-from mltk.serving.dataplane import DataPlane, ModelNotFound, NotReady
+from mltk.serving.dataplane import DataPlane, NotFound, NotReady
 from mltk.serving.settings import ServeSettings
 
 #: Routes open without the bearer token (health checks of SageMaker and Kubernetes).
@@ -61,7 +61,7 @@ def status_of(exc: BaseException) -> int:
         return exc.status
     if isinstance(exc, PixelLimitError):
         return 413
-    if isinstance(exc, ModelNotFound):
+    if isinstance(exc, NotFound):
         return 404
     if isinstance(exc, (NotReady, QueueFull)):
         return 503
@@ -102,6 +102,8 @@ def create_app(settings: ServeSettings, plane: DataPlane | None = None) -> Any:
     _sagemaker_routes(app, plane, settings)
     _v2_routes(app, plane)
     _misc_routes(app, plane)
+    if settings.broker:
+        _job_routes(app, settings.broker)
     return _Guard(app, settings)
 
 
@@ -261,6 +263,70 @@ def _v2_routes(app: Any, plane: DataPlane) -> None:
             return error(status, message_of(exc))
         finally:
             plane.metrics.observe(name, "v2", status, time.perf_counter() - t0)
+
+
+# -- jobs (with a broker) ------------------------------------------------------------------------
+_JOB_BODY_DOC = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["kind", "args", "out"], "properties": {
+        "kind": {"type": "string", "enum": ["colors", "predict", "xgb-predict", "recommend"]},
+        "args": {"type": "array", "items": {"type": "string"}},
+        "out": {"type": "string"}, "chunk_size": {"type": "integer", "minimum": 1},
+        "options": {"type": "object"}}}}}}}
+
+
+def _job_routes(app: Any, broker: str) -> None:
+    """The original practice's Flask-to-Celery path: submit a job, follow it by id."""
+    from starlette.concurrency import run_in_threadpool
+
+    @app.post("/jobs", summary="Submit an mltk job to the workers (as mltk jobs submit)",
+              status_code=202, openapi_extra=_JOB_BODY_DOC)
+    async def submit_job(request: Request) -> Any:
+        try:
+            body = json.loads(await request.body())
+            if not isinstance(body, dict):
+                raise CodecError(400, "expected a JSON object with kind, args and out")
+            return JSONResponse(await run_in_threadpool(_submit_job, broker, body), 202)
+        except json.JSONDecodeError as exc:
+            return error(400, f"invalid JSON ({exc.msg})")
+        except Exception as exc:
+            return error(status_of(exc), message_of(exc))
+
+    @app.get("/jobs/{job_id}", summary="Progress of a job submitted to the workers")
+    async def job_status(job_id: str) -> Any:
+        try:
+            return await run_in_threadpool(_job_status, broker, job_id)
+        except Exception as exc:
+            return error(status_of(exc), message_of(exc))
+
+
+def _submit_job(broker: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    from mltk.jobs import JobFolder, JobSettings, core, queue
+
+    kind, args, out = body.get("kind"), body.get("args"), body.get("out")
+    if not isinstance(kind, str) or not isinstance(out, str) or not isinstance(args, list) \
+            or not all(isinstance(a, str) for a in args):
+        raise CodecError(400, "expected kind (text), args (a list of text) and out (text)")
+    options = body.get("options") or {}
+    if not isinstance(options, dict):
+        raise CodecError(400, "options must be an object")
+    folder = JobFolder(out)
+    job = core.create(folder, kind, args, options,
+                      JobSettings(int(body.get("chunk_size") or core.DEFAULT_CHUNK_SIZE)),
+                      broker)
+    queue.register_job(broker, job, folder)
+    folder.clear_failures()
+    sent = queue.enqueue(queue.app_for(broker), folder, core.pending_chunks(folder, job))
+    return {"id": job["id"], "out": str(folder.path), "chunks": len(job["chunks"]),
+            "enqueued": sent}
+
+
+def _job_status(broker: str, job_id: str) -> dict[str, Any]:
+    from mltk.jobs import JobFolder, core, queue
+
+    path = queue.registered_jobs(broker).get(job_id)
+    if path is None:
+        raise NotFound(f"no job {job_id!r} on this broker")
+    return core.status(JobFolder(path))
 
 
 # -- metrics and docs -----------------------------------------------------------------------------

@@ -24,7 +24,11 @@ from mltk.serving.settings import ServeSettings
 log = logging.getLogger(__name__)
 
 
-class ModelNotFound(MltkError):
+class NotFound(MltkError):
+    """Nothing of that name here (HTTP 404)."""
+
+
+class ModelNotFound(NotFound):
     """No loaded model of that name (HTTP 404)."""
 
 

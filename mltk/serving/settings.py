@@ -32,6 +32,7 @@ class ServeSettings:
     token: str | None = None
     graceful_timeout: float = 25.0
     access_log: bool = False
+    broker: str | None = None  # with a broker: POST /jobs and GET /jobs/{id}
 
     def __post_init__(self) -> None:
         for key in ("port", "workers", "max_batch_size", "max_queue", "max_pixels", "top_k"):
