@@ -283,6 +283,20 @@ def test_metrics_docs_and_openapi(server, models):
     assert "/invocations" in page and "<script" not in page and "cdn" not in page.lower()
 
 
+def test_openapi_fuzz_finds_no_server_errors(server):
+    """schemathesis over the server's own OpenAPI spec: no request gets a 5xx."""
+    import sys
+
+    st = Path(sys.executable).with_name("st")
+    proc = subprocess.run([str(st), "run", server.url + "/openapi.json", "--checks",
+                           "not_a_server_error", "--max-examples", "25",
+                           "--generation-deterministic", "--workers", "1"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert " passed" in proc.stdout and "failed" not in proc.stdout.split("SUMMARY")[-1]
+    assert httpx.get(server.url + "/v2/health/live").status_code == 200  # still up
+
+
 # -- Open Inference Protocol with a real client ----------------------------------------------
 def test_v2_with_tritonclient(server, models, digits_dir):
     import tritonclient.http as th

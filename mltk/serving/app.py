@@ -98,6 +98,7 @@ def create_app(settings: ServeSettings, plane: DataPlane | None = None) -> Any:
                   description="mltk models behind the SageMaker container contract and the "
                   "Open Inference Protocol (V2).")
     app.state.plane = plane
+    _document_model_names(app, settings)
     _exception_handlers(app)
     _sagemaker_routes(app, plane, settings)
     _v2_routes(app, plane)
@@ -105,6 +106,27 @@ def create_app(settings: ServeSettings, plane: DataPlane | None = None) -> Any:
     if settings.broker:
         _job_routes(app, settings.broker)
     return _Guard(app, settings)
+
+
+def _document_model_names(app: Any, settings: ServeSettings) -> None:
+    """The ``name`` path parameter lists the served models, so clients and fuzzers see them."""
+    from mltk.predictors import parse_model_spec
+
+    names = [parse_model_spec(spec)[0] for spec in settings.models]
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = plain()
+            for ops in spec.get("paths", {}).values():
+                for op in ops.values():
+                    for param in op.get("parameters", []):
+                        if param.get("in") == "path" and param.get("name") == "name":
+                            param["schema"] = {**param.get("schema", {}), "enum": names}
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def _drain_on_stop() -> None:
