@@ -86,31 +86,61 @@ def resolve(
     hold the settings flat or under a top-level ``SECTION:`` key (so one file can configure
     several commands). Keys unknown to the defaults are an error naming them.
     """
+    return resolve_with_origins(section, cli, config_file, environ, defaults)[0]
+
+
+def resolve_with_origins(
+    section: str,
+    cli: Mapping[str, Any] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """:func:`resolve`, plus where each value came from, for errors about a value's type.
+
+    The origin of a key is the environment variable's name (``MLTK_COLORS_CROP``), the
+    ``--config`` file's path, ``command line``, or the default file (``configs/SECTION.yaml``).
+    """
     environ = os.environ if environ is None else environ
     settings = copy.deepcopy(dict(defaults if defaults is not None else load_default(section)))
+    origins = dict.fromkeys(settings, f"configs/{section}.yaml")
     if config_file is not None:
-        user = load_yaml(config_file)
-        if isinstance(user.get(section), dict):
-            user = user[section]
-        unknown = sorted(set(user) - set(settings))
-        if unknown:
-            raise ConfigError(
-                f"{config_file}: unknown setting(s) for {section}: {', '.join(unknown)} "
-                f"(known: {', '.join(sorted(settings))})"
-            )
+        user = _config_file_settings(section, config_file, settings)
         settings.update(user)
-    yaml = _yaml()
+        origins.update(dict.fromkeys(user, str(config_file)))
     for key in settings:
         name = env_var(section, key)
         if name in environ:
-            try:
-                settings[key] = yaml.safe_load(environ[name])
-            except yaml.YAMLError:
-                raise ConfigError(f"{name}: cannot parse value {environ[name]!r}") from None
+            settings[key] = parse_env(name, environ[name])
+            origins[key] = name
     for key, value in (cli or {}).items():
         if value is not None:
             settings[key] = value
-    return settings
+            origins[key] = "command line"
+    return settings, origins
+
+
+def _config_file_settings(section: str, config_file: str | os.PathLike[str],
+                          known: Mapping[str, Any]) -> dict[str, Any]:
+    user = load_yaml(config_file)
+    if isinstance(user.get(section), dict):
+        user = user[section]
+    unknown = sorted(set(user) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"{config_file}: unknown setting(s) for {section}: {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    return user
+
+
+def parse_env(name: str, text: str) -> Any:
+    """An environment variable's value as YAML (``7`` -> 7, ``[1, 2]`` -> a list)."""
+    yaml = _yaml()
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"{name}: cannot parse value {text!r} as YAML") from None
 
 
 def dump(settings: Mapping[str, Any]) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import enum
+import io
 import logging
 import os
 import sys
@@ -244,11 +245,17 @@ class Output:
         for row in rows:
             table.add_row(*(str(flatten_value(row.get(c, ""))) for c in cols))
         tty = _isatty(stream)
+        # Rendered to a string and written here: rich's own console turns a closed pipe
+        # (`| head`) into a silent exit 1, where every other format raises BrokenPipeError
+        # for the command's error boundary (exit 0).
+        text = io.StringIO()
         console = Console(
-            file=stream, no_color=not tty or "NO_COLOR" in os.environ, highlight=False,
-            force_terminal=None if tty else False, width=None if tty else 200,
+            file=text, no_color=not tty or "NO_COLOR" in os.environ, highlight=False,
+            force_terminal=tty, width=None if tty else 200,
         )
         console.print(table)
+        stream.write(text.getvalue())
+        stream.flush()
 
 
 def _isatty(stream: Any) -> bool:

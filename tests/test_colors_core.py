@@ -7,6 +7,7 @@ import pytest
 
 from mltk.colors import ColorExtractor, ColorNamer, Palette, named_colors, rgb_to_lab
 from mltk.colors.palette import load_palette
+from mltk.colors.settings import ColorSettings, SettingError
 from mltk.errors import ConfigError, InputError
 
 
@@ -113,3 +114,63 @@ def test_palette_file_forms(tmp_path):
     bad.write_text("red: ['#ff0000'\n")
     with pytest.raises(ConfigError, match="bad.yaml"):
         load_palette(bad)
+
+
+def test_extractor_on_a_single_pixel():
+    """OpenCV's k-means reads one RGB row as three one-dimensional samples; one pixel (a tiny
+    crop, or a mask that leaves one opaque pixel) must still give that pixel's colour."""
+    one = ColorExtractor().fit(np.array([[10, 20, 200]], np.uint8))
+    np.testing.assert_allclose(one.centers_, [[10, 20, 200]])
+    np.testing.assert_allclose(one.shares_, [1.0])
+    img = two_colour_image((255, 255, 255), (0, 0, 0), frac=0.5, size=10)
+    mask = np.zeros((10, 10), bool)
+    mask[9, 9] = True
+    np.testing.assert_allclose(ColorExtractor().fit(img, mask).centers_, [[0, 0, 0]])
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("crop", "notalist", r"^crop must be 4 numbers x0,y0,x1,y1 .*, got 'notalist'$"),
+    ("crop", [0.1, 0.2, "x", 0.9], r"^crop must be 4 numbers"),
+    ("crop", 5, r"^crop must be 4 numbers"),
+    ("crop", [0.8, 0.1, 0.2, 0.9], r"^crop must be fractions with 0 <= x0 < x1 <= 1"),
+    ("crop", [0.5, 0.5, 0.501, 0.501], r"^crop must be at least one pixel of the 150x150 "),
+    ("k", "5", r"^k must be a positive integer, got '5'$"),
+    ("k", 2.5, r"^k must be a positive integer, got 2.5$"),
+    ("top", True, r"^top must be a positive integer, got True$"),
+    ("size", [150], r"^size must be an integer of at least 8"),
+    ("seed", "x", r"^seed must be an integer from"),
+    ("max_iter", 0, r"^max_iter must be a positive integer"),
+    ("max_pixels", "big", r"^max_pixels must be a positive integer"),
+    ("min_alpha", 300, r"^min_alpha must be an integer from 0 to 255, got 300$"),
+    ("min_share", "abc", r"^min_share must be a number in \[0, 1\), got 'abc'$"),
+    ("min_share", 1.0, r"^min_share must be a number in \[0, 1\)"),
+    ("reduced_decode", "yes", r"^reduced_decode must be true or false, got 'yes'$"),
+    ("distance", 3, r"^distance must be ciede2000 or cie76, got 3$"),
+    ("achromatic", 3, r"^achromatic must be a mapping with keys max_chroma, "),
+    ("achromatic", {"max_chroma": "high"}, r"^achromatic.max_chroma must be a number"),
+    ("achromatic", {"white": 7}, r"^achromatic.white must be a colour name, got 7$"),
+    ("achromatic", {"max_chrome": 5}, r"^achromatic has unknown key\(s\) max_chrome"),
+])
+def test_settings_of_the_wrong_type_name_the_setting(field, value, message):
+    with pytest.raises(SettingError, match=message) as info:
+        ColorSettings(**{field: value})
+    assert isinstance(info.value, ConfigError) and info.value.key == field
+
+
+def test_settings_errors_name_where_the_value_came_from():
+    cfg = {"crop": "notalist", "k": 3}
+    with pytest.raises(ConfigError, match=r"^MLTK_COLORS_CROP: crop must be 4 numbers"):
+        ColorSettings.from_config(cfg, origins={"crop": "MLTK_COLORS_CROP", "k": "command line"})
+    with pytest.raises(ConfigError, match=r"^crop must be 4 numbers"):  # no origins: the key
+        ColorSettings.from_config(cfg)
+    with pytest.raises(ConfigError, match=r"^my.yaml: palette must be a mapping"):
+        ColorSettings.from_config({"palette": "pal.yaml"}, origins={"palette": "my.yaml"})
+
+
+def test_settings_accept_what_the_config_and_environment_give():
+    s = ColorSettings.from_config({"crop": "0.1,0.1,0.7,0.7", "min_share": 0, "seed": -1,
+                                   "achromatic": {"max_chroma": 5}})
+    assert s.crop == (0.1, 0.1, 0.7, 0.7) and s.min_share == 0.0
+    assert s.achromatic["max_chroma"] == 5 and s.achromatic["white"] == "white"
+    # The smallest crop the working size allows is one pixel across.
+    assert ColorSettings(size=100, crop=(0.5, 0.5, 0.51, 0.51)).crop[2] == 0.51

@@ -255,5 +255,70 @@ def test_cli_bad_options(cli, folder, tmp_path):
     assert result.exit_code == 1
     assert "palette entry 'blue' shade 1: 'oops'" in result.stderr
     assert cli("colors", folder, "--crop", "0.1,0.2").exit_code == 2
-    assert cli("colors", folder, "--crop", "0.8,0.1,0.2,0.9").exit_code == 1
-    assert cli("colors", folder, "--distance", "euclid").exit_code == 1
+    # A value an option gives that the settings refuse is a usage error naming the option.
+    assert cli("colors", folder, "--crop", "0.8,0.1,0.2,0.9").exit_code == 2
+    assert cli("colors", folder, "--distance", "euclid").exit_code == 2
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("MLTK_COLORS_CROP", "notalist", "crop must be 4 numbers x0,y0,x1,y1"),
+    ("MLTK_COLORS_CROP", "[0.5, 0.5, 0.501, 0.501]", "crop must be at least one pixel"),
+    ("MLTK_COLORS_K", "abc", "k must be a positive integer, got 'abc'"),
+    ("MLTK_COLORS_MIN_SHARE", "abc", "min_share must be a number in [0, 1), got 'abc'"),
+    ("MLTK_COLORS_ACHROMATIC", "3", "achromatic must be a mapping"),
+    ("MLTK_COLORS_ACHROMATIC", "{max_chroma: x}", "achromatic.max_chroma must be a number"),
+    ("MLTK_COLORS_PALETTE", "mine.yaml", "palette must be a mapping of name -> list of shades"),
+    ("MLTK_COLORS_REDUCED_DECODE", "maybe", "reduced_decode must be true or false"),
+    ("MLTK_COLORS_SEED", "[1", "cannot parse value '[1'"),
+])
+def test_cli_env_values_of_the_wrong_type_name_the_variable(cli, folder, name, value, expected):
+    result = cli("colors", folder, "-f", "json", env={name: value})
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {name}: {expected}"), lines
+    assert result.stdout == ""
+
+
+def test_cli_config_values_of_the_wrong_type_name_the_file(cli, folder, tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("colors:\n  top: many\n")
+    result = cli("colors", folder, "--config", cfg)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"Error: {cfg}: top must be a positive integer, got 'many'"
+
+
+def test_cli_crop_smaller_than_a_pixel_is_a_usage_error(cli, folder):
+    result = cli("colors", folder, "--crop", "0.5,0.5,0.501,0.501", "-f", "ndjson")
+    assert result.exit_code == 2
+    assert "--crop" in result.stderr and "at least one pixel" in result.stderr
+    assert result.stdout == ""
+    # With a working size that makes it a pixel, the same crop works on the whole folder.
+    ok = cli("colors", folder, "--crop", "0.5,0.5,0.501,0.501", "--size", "1000", "-f", "ndjson")
+    assert ok.exit_code == 0 and len(ok.stdout.splitlines()) == 3
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "ndjson", "csv"])
+def test_cli_closed_pipe_is_not_an_error(folder, fmt):
+    """`mltk colors ... | head -1`: the reader takes one line and closes the pipe."""
+    import fcntl
+    import os
+    import subprocess
+
+    from tests.conftest import mltk_executable
+
+    read_fd, write_fd = os.pipe()
+    # A one-page pipe: whatever the format, the output cannot all fit before the reader closes.
+    fcntl.fcntl(write_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 4096)
+    args = ["colors", *[str(folder / "a_red.png")] * 150, "-f", fmt, "-j", "1"]
+    proc = subprocess.Popen(mltk_executable() + args, stdout=write_fd, stderr=subprocess.PIPE,
+                            text=True)
+    os.close(write_fd)
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = os.read(read_fd, 1)  # unbuffered: take exactly the first line
+        assert chunk, "no output"
+        line += chunk
+    os.close(read_fd)
+    stderr = proc.communicate(timeout=300)[1]
+    assert proc.returncode == 0, stderr
+    assert "Error" not in stderr and "Exception" not in stderr and "Traceback" not in stderr

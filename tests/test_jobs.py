@@ -28,10 +28,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def mltk(*args, env=None, input=None, timeout=600):
+def mltk(*args, env=None, input=None, timeout=600, cwd=None):
     return subprocess.run(mltk_executable() + [str(a) for a in args], capture_output=True,
                           text=True, env={**os.environ, **(env or {})}, input=input,
-                          timeout=timeout)
+                          timeout=timeout, cwd=cwd)
 
 
 def ndjson(text: str) -> list[dict]:
@@ -180,6 +180,83 @@ def test_submit_usage_and_input_errors(photos, tmp_path):
     assert r.returncode == 1 and "nope" in r.stderr
     r = mltk("jobs", "status", tmp_path)
     assert r.returncode == 1 and "not a job folder" in r.stderr
+
+
+# -- tfrecord-build: one chunk per shard, then labels.txt and manifest.json -------------------
+TF_OPTIONS = ("--shards", "4", "--split", "train=0.75,validation=0.25", "--seed", "3",
+              "--max-side", "40", "--quality", "90")
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """A labelled-images folder with one bad file, and `mltk tfrecord build` of it (relative
+    paths, so the skipped file is listed as the command shows it)."""
+    from mltk.datasets import make
+
+    root = tmp_path_factory.mktemp("tfjob")
+    make("labelled-images", root / "images", n=60, seed=0)
+    (root / "images" / "3" / "broken.jpg").write_bytes(b"not an image")
+    ref = mltk("tfrecord", "build", "images", "ref", *TF_OPTIONS, cwd=root)
+    assert ref.returncode == 0, ref.stderr
+    return root
+
+
+def assert_same_dataset(got: Path, ref: Path) -> None:
+    """The same shard bytes, labels.txt and manifest (apart from its timing)."""
+    names = sorted(p.name for p in ref.iterdir())
+    assert sorted(p.name for p in got.iterdir() if p.name != ".mltk-job.json") == names
+    for name in names:
+        if name != "manifest.json":
+            assert (got / name).read_bytes() == (ref / name).read_bytes(), name
+    manifests = [json.loads((d / "manifest.json").read_text()) for d in (got, ref)]
+    for m in manifests:
+        assert m.pop("seconds") >= 0
+    assert manifests[0] == manifests[1]
+
+
+def test_local_tfrecord_build_job_writes_the_same_dataset(digits, tmp_path):
+    shards, job = tmp_path / "shards", tmp_path / "job"
+    submit = ("jobs", "submit", "tfrecord-build", "images", shards, "--out", job, *TF_OPTIONS)
+    first = mltk(*submit, "-j", "2", cwd=digits)
+    assert first.returncode == 0, first.stderr
+    assert "4 items in 4 chunks" in first.stderr and "1 files skipped" in first.stderr
+    assert_same_dataset(shards, digits / "ref")
+    records = ndjson(mltk("jobs", "results", job).stdout)
+    assert [r["file"] for r in records] == sorted(p.name for p in shards.glob("*.tfrecord"))
+    assert [s for r in records for s in r["skipped"]] == [
+        {"path": "images/3/broken.jpg", "reason": "not an image (unrecognised format)"}]
+    stamps = {p: p.stat().st_mtime_ns for p in [*shards.iterdir(), *job.rglob("chunk-*")]}
+    again = mltk(*submit, cwd=digits)
+    assert again.returncode == 0 and again.stdout == first.stdout  # the same job id
+    assert "4 done already" in again.stderr
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing redone or rewritten
+    lost = shards / records[1]["file"]
+    lost.unlink()
+    (job / "parts" / "chunk-00001.ndjson").unlink()  # as if that shard's chunk never finished
+    third = mltk(*submit, cwd=digits)
+    assert third.returncode == 0 and "3 done already" in third.stderr
+    assert_same_dataset(shards, digits / "ref")
+    assert {p for p in stamps if p.exists() and p.stat().st_mtime_ns != stamps[p]} == {
+        lost, job / "parts" / "chunk-00001.ndjson", job / "stats" / "chunk-00001.json"}
+    assert not list(shards.glob(".*tmp*")) and not (shards / ".mltk-build").exists()
+    lost.unlink()  # the part says done, the shard is gone: no manifest over a missing shard
+    (shards / "manifest.json").unlink()
+    r = mltk("jobs", "results", job)
+    assert r.returncode == 1 and f"{lost}: missing" in r.stderr
+    assert not (shards / "manifest.json").exists()
+
+
+def test_tfrecord_build_job_refuses_an_out_folder_of_another_build(digits, tmp_path):
+    shards = tmp_path / "shards"
+    r = mltk("jobs", "submit", "tfrecord-build", "images", "ref", "--out", tmp_path / "j0",
+             cwd=digits)
+    assert r.returncode == 1 and "ref is not empty" in r.stderr  # a `tfrecord build` output
+    assert mltk("jobs", "submit", "tfrecord-build", "images", shards, "--out", tmp_path / "j1",
+                "--shards", "2", cwd=digits).returncode == 0
+    r = mltk("jobs", "submit", "tfrecord-build", "images", shards, "--out", tmp_path / "j2",
+             "--shards", "2", "--seed", "9", cwd=digits)
+    assert r.returncode == 1 and f"{shards} is not empty" in r.stderr
+    assert not (tmp_path / "j2").exists()
 
 
 # -- Celery on Redis --------------------------------------------------------------------------
@@ -354,3 +431,22 @@ def test_server_submits_and_follows_jobs(photos, redis_server, tmp_path):
         server.send_signal(signal.SIGTERM)
         assert server.wait(60) == 0
         assert worker.stop() == 0
+
+
+@needs_redis
+def test_tfrecord_build_job_on_workers_is_finished_by_the_last_chunk(digits, redis_server,
+                                                                      tmp_path):
+    shards, job = tmp_path / "shards", tmp_path / "job"
+    workers = [Worker(redis_server.url, tmp_path / f"w{i}.log") for i in range(2)]
+    try:
+        r = mltk("jobs", "submit", "tfrecord-build", "images", shards, "--out", job,
+                 *TF_OPTIONS, "--broker", redis_server.url, cwd=digits)
+        assert r.returncode == 0, r.stderr
+        # nobody waits: the worker that writes the last shard writes labels.txt and manifest
+        wait_for(lambda: (shards / "manifest.json").exists(), "the manifest", every=0.2)
+        assert_same_dataset(shards, digits / "ref")
+        waited = mltk("jobs", "wait", job, "--timeout", "60")
+        assert waited.returncode == 0 and "1 files skipped" in waited.stderr
+    finally:
+        for w in workers:
+            assert w.stop() == 0, w.log.read_text()[-2000:]

@@ -179,7 +179,7 @@ def test_two_group_bad_rows_name_row_and_column(server, models):
     rows[1]["mean radius"] = "abc"
     r = post(server, json.dumps(rows).encode(), "application/json", "cancer")
     assert r.status_code == 400
-    assert "row 2" in r.json()["error"] and "mean radius" in r.json()["error"]
+    assert r.json()["error"] == "row 2: column 'mean radius': 'abc' is not a number"
     del rows[1]["mean radius"]
     r = post(server, json.dumps(rows).encode(), "application/json", "cancer")
     assert r.status_code == 400 and "mean radius" in r.json()["error"]
@@ -283,7 +283,7 @@ def test_metrics_docs_and_openapi(server, models):
     assert "/invocations" in page and "<script" not in page and "cdn" not in page.lower()
 
 
-def test_openapi_fuzz_finds_no_server_errors(server):
+def test_openapi_fuzz_finds_no_server_errors(server, tmp_path):
     """schemathesis over the server's own OpenAPI spec: no request gets a 5xx."""
     import sys
 
@@ -291,7 +291,7 @@ def test_openapi_fuzz_finds_no_server_errors(server):
     proc = subprocess.run([str(st), "run", server.url + "/openapi.json", "--checks",
                            "not_a_server_error", "--max-examples", "25",
                            "--generation-deterministic", "--workers", "1"],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert " passed" in proc.stdout and "failed" not in proc.stdout.split("SUMMARY")[-1]
     assert httpx.get(server.url + "/v2/health/live").status_code == 200  # still up
@@ -417,6 +417,32 @@ def test_sigterm_finishes_accepted_requests(models, digits_dir):
         for t in threads:
             t.join(120)
         assert results == [200] * (n - 1)
+    finally:
+        assert s.stop() == 0, s.log()
+
+
+def test_full_queue_503_and_timeout_504(models, digits_dir, tmp_path):
+    """One input held for a batch that never fills: a second is refused (503, max_queue 1),
+    and the first runs out of time (504)."""
+    config = tmp_path / "serve.yaml"
+    config.write_text("max_queue: 1\n")
+    s = Server(f"digits={models['digits']}", "--max-batch-size", "8", "--max-latency-ms",
+               "600000", "--timeout", "15", "--config", str(config))
+    try:
+        s.wait_ready()
+        image = digit_images(digits_dir, 1)[0].read_bytes()
+        first: list[httpx.Response] = []
+        t = threading.Thread(target=lambda: first.append(post(s, image, "image/jpeg")))
+        t.start()
+        end = time.monotonic() + 15
+        while time.monotonic() < end:  # condition: the first input waits in the queue
+            if 'mltk_queue_depth{model="digits"} 1.0' in httpx.get(s.url + "/metrics").text:
+                break
+            time.sleep(0.02)
+        second = post(s, image, "image/jpeg")
+        assert second.status_code == 503 and "max_queue" in second.json()["error"]
+        t.join(60)
+        assert first[0].status_code == 504 and "timeout" in first[0].json()["error"]
     finally:
         assert s.stop() == 0, s.log()
 

@@ -82,7 +82,7 @@ def colors(
     Example: mltk colors photos/ -r --top 3 --format ndjson
     """
     from mltk import _config
-    from mltk.colors import ColorSettings, analyze_paths, iter_image_paths, summarize
+    from mltk.colors import analyze_paths, iter_image_paths, summarize
 
     out = get_output(ctx)
     cli = {
@@ -93,8 +93,8 @@ def colors(
         "seed": seed,
         "crop": list(parse_floats(crop, 4, "--crop")) if crop else None,
     }
-    cfg = _config.resolve("colors", cli, config)
-    settings = ColorSettings.from_config(cfg, palette_file=palette)
+    cfg, origins = _config.resolve_with_origins("colors", cli, config)
+    settings = _settings(cfg, palette, origins)
     if "-" in paths:
         stdin_paths = [line.strip() for line in sys.stdin if line.strip()]
         paths = [p for p in paths if p != "-"] + stdin_paths
@@ -144,6 +144,24 @@ def colors(
     if strict and roll["failed"]:
         out.error(f"{roll['failed']} of {len(records)} images failed")
         raise typer.Exit(1)
+
+
+#: Settings that an option of the command sets, for usage errors (exit 2) naming the option.
+_OPTIONS = {"k": "-k", "top": "--top", "size": "--size", "distance": "--distance",
+            "seed": "--seed", "crop": "--crop"}
+
+
+def _settings(cfg: dict[str, Any], palette: Path | None, origins: dict[str, str]) -> Any:
+    """ColorSettings; a bad value from an option is a usage error naming the option."""
+    from mltk.colors import ColorSettings
+    from mltk.colors.settings import SettingError
+
+    try:
+        return ColorSettings.from_config(cfg, palette_file=palette, origins=origins)
+    except SettingError as exc:
+        if exc.origin == "command line" and exc.key in _OPTIONS:
+            raise typer.BadParameter(exc.problem, param_hint=_OPTIONS[exc.key]) from None
+        raise
 
 
 def _table_row(rec: dict[str, Any]) -> dict[str, Any]:

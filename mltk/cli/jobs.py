@@ -12,8 +12,9 @@ import typer
 from mltk._output import Format
 from mltk.cli._common import ConfigOption, FormatOption, command, get_output, parse_floats
 
-jobs_app = typer.Typer(help="Batch jobs: colours, predictions, scoring and queries in chunks on "
-                       "Celery workers (or locally), resumable, each item exactly once.",
+jobs_app = typer.Typer(help="Batch jobs: colours, predictions, scoring, queries and TFRecord "
+                       "shards in chunks on Celery workers (or locally), resumable, each item "
+                       "exactly once.",
                        no_args_is_help=True)
 
 BrokerOption = Annotated[str | None, typer.Option(
@@ -30,13 +31,16 @@ def register(app: typer.Typer) -> None:
 @command(jobs_app, "submit")
 def submit(
     ctx: typer.Context,
-    kind: Annotated[str, typer.Argument(help="colors | predict | xgb-predict | recommend.")],
+    kind: Annotated[str, typer.Argument(
+        help="colors | predict | xgb-predict | recommend | tfrecord-build.")],
     args: Annotated[list[str], typer.Argument(
         help="The command's arguments: colors PATH...; predict RUN_DIR PATH...; xgb-predict "
-        "MODEL_DIR DATA.csv; recommend MODEL_DIR QUERIES.csv. '-' reads paths from stdin.")],
+        "MODEL_DIR DATA.csv; recommend MODEL_DIR QUERIES.csv; tfrecord-build SRC OUT (one "
+        "chunk per shard). '-' reads paths from stdin.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The job folder.")],
-    chunk_size: Annotated[int, typer.Option("--chunk-size", min=1, help="Items per chunk.")
-                          ] = 256,
+    chunk_size: Annotated[int, typer.Option(
+        "--chunk-size", min=1, help="Items per chunk (tfrecord-build: always one shard).")
+    ] = 256,
     broker: BrokerOption = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends.")
                     ] = False,
@@ -56,13 +60,37 @@ def submit(
                        ] = None,
     crop: Annotated[str | None, typer.Option("--crop", help="colors: x0,y0,x1,y1 fractions.")
                     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="colors: k-means seed.")] = None,
+    seed: Annotated[int | None, typer.Option(
+        "--seed", help="colors: k-means seed; tfrecord-build: split and shuffle seed.")] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="predict: labels per "
                                               "image.")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="predict: "
                                                    "images per batch.")] = None,
     unknown_categories: Annotated[str | None, typer.Option(
         "--unknown-categories", help="xgb-predict: error (default) or missing.")] = None,
+    split: Annotated[str | None, typer.Option(
+        "--split", help="tfrecord-build: stratified splits, e.g. train=0.9,validation=0.1.")
+    ] = None,
+    shards: Annotated[int | None, typer.Option("--shards", min=1, help="tfrecord-build: "
+                                               "number of shards.")] = None,
+    shard_size: Annotated[str | None, typer.Option(
+        "--shard-size", help="tfrecord-build: target shard size, e.g. 128MB (default).")
+    ] = None,
+    shard_by_label: Annotated[bool, typer.Option(
+        "--shard-by-label", help="tfrecord-build: one shard per class.")] = False,
+    layout: Annotated[str | None, typer.Option(
+        "--layout", help="tfrecord-build: standard (default) or raw.")] = None,
+    size: Annotated[int | None, typer.Option("--size", help="tfrecord-build: raw layout "
+                                             "image side (150).")] = None,
+    quality: Annotated[int | None, typer.Option("--quality", help="tfrecord-build: JPEG "
+                                                "quality (95).")] = None,
+    max_side: Annotated[int | None, typer.Option(
+        "--max-side", help="tfrecord-build: downscale so the longer side is at most this.")
+    ] = None,
+    reencode: Annotated[bool, typer.Option("--reencode", help="tfrecord-build: re-encode "
+                                           "JPEGs too.")] = False,
+    verify_images: Annotated[bool, typer.Option(
+        "--verify-images", help="tfrecord-build: decode every kept JPEG.")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Plan a job into a folder and run it: on Celery workers with --broker (prints the job id
@@ -70,6 +98,8 @@ def submit(
     again redoes nothing and re-enqueues exactly the chunks without output.
 
     Example: mltk jobs submit colors photos/ -r --out jobs/photos --broker redis://localhost:6379/0
+
+    Example: mltk jobs submit tfrecord-build images/ shards/ --shards 8 --out jobs/shards
     """
     from mltk.jobs import JobFolder, JobSettings, core, queue
 
@@ -79,7 +109,10 @@ def submit(
         args = [q for a in args for q in (stdin if a == "-" else [a])]
     options = _kind_options(kind, recursive=recursive, k=k, top=top, palette=palette,
                             crop=crop, seed=seed, top_k=top_k, batch_size=batch_size,
-                            unknown_categories=unknown_categories, config=config)
+                            unknown_categories=unknown_categories, split=split,
+                            shards=shards, shard_size=shard_size, shard_by_label=shard_by_label,
+                            layout=layout, size=size, quality=quality, max_side=max_side,
+                            reencode=reencode, verify_images=verify_images, config=config)
     folder = JobFolder(out)
     url = queue.broker_url(broker)
     if url:
@@ -130,6 +163,7 @@ def _kind_options(kind: str, **given: Any) -> dict[str, Any]:
 def _finish(output: Any, folder: Any) -> None:
     from mltk.jobs import core
 
+    _report_final_step(output, folder, core.finalize(folder))
     st = core.status(folder)
     output.info(f"{st['done']}/{st['chunks']} chunks done, {st['items_done']} items, "
                 f"{st['errors']} with errors")
@@ -137,6 +171,17 @@ def _finish(output: Any, folder: Any) -> None:
         for f in st["failures"]:
             output.warn(f"chunk {f['chunk']} failed: {f['reason']}")
         raise typer.Exit(1)
+
+
+def _report_final_step(output: Any, folder: Any, result: Any) -> None:
+    """One line on what the job's last step wrote (tfrecord-build: the dataset)."""
+    if result is None:
+        return
+    job = folder.load()
+    if job["kind"] == "tfrecord-build":
+        total = sum(s["records"] for s in result["splits"].values())
+        output.info(f"wrote {total} records in {len(result['shards'])} shards to "
+                    f"{job['inputs']['out']} ({len(result['skipped'])} files skipped)")
 
 
 def _wait(output: Any, folder: Any, timeout: float | None) -> None:

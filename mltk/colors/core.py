@@ -53,7 +53,6 @@ class ColorExtractor:
         self.sample = sample
 
     def fit(self, pixels: Any, mask: Any = None) -> ColorExtractor:
-        import cv2
         import numpy as np
 
         if not isinstance(self.k, int) or self.k < 1:
@@ -73,12 +72,8 @@ class ColorExtractor:
         # nearest centre and take the centres as the means of all their pixels. Images with
         # fewer distinct colours than k come out exact: duplicate centres end up empty.
         step = -(-len(data) // self.sample) if self.sample else 1
-        criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, self.max_iter,
-                    self.epsilon)
-        cv2.setRNGSeed(int(self.seed))
-        k = min(self.k, len(data[::step]))
-        _, labels, centers = cv2.kmeans(np.ascontiguousarray(data[::step]), k, None, criteria,
-                                        1, cv2.KMEANS_PP_CENTERS)
+        centers = self._kmeans(np.ascontiguousarray(data[::step]))
+        k = len(centers)
         # Nearest centre for every pixel; ties (duplicate centres) go to the first.
         d2 = (centers * centers).sum(1)[None, :] - 2.0 * (data @ centers.T)
         labels = d2.argmin(1)
@@ -94,6 +89,18 @@ class ColorExtractor:
         self.lab_ = rgb_to_lab(self.centers_)
         self.n_pixels_ = int(len(px))
         return self
+
+    def _kmeans(self, sample: Any) -> Any:
+        """min(k, len(sample)) seeded k-means++ centres of float32 (n, 3) pixels."""
+        import cv2
+
+        if len(sample) == 1:  # OpenCV would read one row as three one-dimensional samples
+            return sample
+        criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, self.max_iter,
+                    self.epsilon)
+        cv2.setRNGSeed(int(self.seed))
+        return cv2.kmeans(sample, min(self.k, len(sample)), None, criteria, 1,
+                          cv2.KMEANS_PP_CENTERS)[2]
 
 
 class ColorNamer:
@@ -127,16 +134,25 @@ class ColorNamer:
 
         lab = np.asarray(lab, dtype=np.float64).reshape(-1, 3)
         nearest = self.palette.shade_owner[np.argmin(self.distances(lab), axis=1)]
-        names = [self.palette.names[i] for i in nearest]
+        return [fixed or self.palette.names[i]
+                for fixed, i in zip(self.achromatic_names(lab), nearest, strict=True)]
+
+    def achromatic_names(self, lab: Any) -> list[str | None]:
+        """Black, gray or white (by lightness) for colours with chroma under ``max_chroma``;
+        None for the others, and where the palette has no such name."""
+        import numpy as np
+
+        lab = np.asarray(lab, dtype=np.float64).reshape(-1, 3)
         ach = self.achromatic
         chroma = np.hypot(lab[:, 1], lab[:, 2])
-        for i, (L, c) in enumerate(zip(lab[:, 0], chroma, strict=True)):
-            if c < ach["max_chroma"]:
-                key = "black" if L < ach["black_below_l"] else (
-                    "white" if L > ach["white_above_l"] else "gray")
-                if ach[key] in self.palette.names:  # a custom palette may not have it
-                    names[i] = ach[key]
-        return names
+        out: list[str | None] = []
+        for L, c in zip(lab[:, 0], chroma, strict=True):
+            key = "black" if L < ach["black_below_l"] else (
+                "white" if L > ach["white_above_l"] else "gray")
+            # A custom palette may not have the name.
+            ok = c < ach["max_chroma"] and ach[key] in self.palette.names
+            out.append(ach[key] if ok else None)
+        return out
 
 
 def named_colors(extractor: ColorExtractor, namer: ColorNamer) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ and the run goes on.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -17,63 +16,11 @@ from typing import Any
 
 from mltk._imaging import decode_image, iter_image_paths, read_image_bytes  # noqa: F401 (re-exported)
 from mltk._parallel import process_context
-from mltk.colors.core import DEFAULT_ACHROMATIC, ColorExtractor, ColorNamer, named_colors
-from mltk.colors.palette import Palette, default_palette, load_palette, palette_mapping_from_yaml
-from mltk.errors import ConfigError, InputError, MltkError
+from mltk.colors.core import ColorExtractor, ColorNamer, named_colors
+from mltk.colors.settings import ColorSettings, SettingError  # noqa: F401 (re-exported)
+from mltk.errors import InputError, MltkError
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class ColorSettings:
-    k: int = 5
-    top: int = 4
-    size: int = 150
-    crop: tuple[float, float, float, float] = (0.2, 0.2, 0.8, 0.8)
-    distance: str = "ciede2000"
-    seed: int = 0
-    max_iter: int = 20
-    max_pixels: int = 250_000_000
-    min_alpha: int = 128
-    min_share: float = 0.05
-    reduced_decode: bool = True
-    achromatic: Mapping[str, Any] = dataclasses.field(
-        default_factory=lambda: dict(DEFAULT_ACHROMATIC))
-    palette: Palette | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.k, int) or self.k < 1:
-            raise ConfigError(f"k must be a positive integer, got {self.k!r}")
-        if not isinstance(self.top, int) or self.top < 1:
-            raise ConfigError(f"top must be a positive integer, got {self.top!r}")
-        if not isinstance(self.size, int) or self.size < 8:
-            raise ConfigError(f"size must be an integer of at least 8, got {self.size!r}")
-        crop = tuple(float(v) for v in self.crop)
-        if len(crop) != 4 or not (0 <= crop[0] < crop[2] <= 1 and 0 <= crop[1] < crop[3] <= 1):
-            raise ConfigError(f"crop must be x0,y0,x1,y1 fractions with 0 <= x0 < x1 <= 1 and "
-                              f"0 <= y0 < y1 <= 1, got {list(self.crop)}")
-        object.__setattr__(self, "crop", crop)
-        if not 0 <= self.min_share < 1:
-            raise ConfigError(f"min_share must be in [0, 1), got {self.min_share!r}")
-        if self.distance not in ("ciede2000", "cie76"):
-            raise ConfigError(f"distance must be ciede2000 or cie76, got {self.distance!r}")
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any], palette_file: str | os.PathLike | None = None,
-                    ) -> ColorSettings:
-        """Settings from a resolved config dict (see configs/colors.yaml)."""
-        if palette_file is not None:
-            palette = load_palette(palette_file)
-        elif isinstance(cfg.get("palette"), Mapping):
-            palette = Palette.from_mapping(palette_mapping_from_yaml(cfg, "config"),
-                                           source="config")
-        else:
-            palette = default_palette()
-        fields = {f.name for f in dataclasses.fields(cls)} - {"palette"}
-        kwargs = {k: v for k, v in cfg.items() if k in fields and v is not None}
-        if "achromatic" in kwargs:
-            kwargs["achromatic"] = {**DEFAULT_ACHROMATIC, **kwargs["achromatic"]}
-        return cls(palette=palette, **kwargs)
 
 
 def load_working_image(path: str | os.PathLike, settings: ColorSettings) -> tuple[Any, Any, int,

@@ -1,7 +1,8 @@
 """Batch jobs: the per-item work of mltk in chunks, on Celery workers or a local pool.
 
 A job is a folder (:class:`JobFolder`): planned once by :func:`core.create` from a kind
-(``colors``, ``predict``, ``xgb-predict``, ``recommend``) and the command's arguments, then run
+(``colors``, ``predict``, ``xgb-predict``, ``recommend``,
+``tfrecord-build``) and the command's arguments, then run
 chunk by chunk (:func:`core.run_chunk`) anywhere that sees the folder, and merged in input order
 (:func:`core.results`). :mod:`mltk.jobs.queue` puts chunks on Celery with a Redis broker.
 

@@ -4,7 +4,10 @@ The job id is a hash of the kind, inputs, settings and model, so submitting the 
 finds the same folder and redoes nothing. A chunk is run by :func:`run_chunk`, which does
 nothing when the chunk's part exists, holds a lease with a heartbeat while it works and writes
 its part atomically; :func:`supervise` re-enqueues chunks whose lease went stale (the worker
-died), so a job completes without waiting for the broker's visibility timeout.
+died), so a job completes without waiting for the broker's visibility timeout. A kind with a
+last step (tfrecord-build: labels.txt and manifest.json) is finished by :func:`finalize`,
+idempotently, by whoever sees every chunk done first: the worker of the last chunk, the local
+run, ``mltk jobs wait`` or ``mltk jobs results``.
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ def create(folder: JobFolder, kind: str, args: Sequence[str], options: Mapping[s
             job["broker"] = broker
             write_json(folder.job_file, job)
         return job
-    size = settings.chunk_size
+    size = plan.chunk_size or settings.chunk_size
     chunks = [[i, min(plan.total, i + size)] for i in range(0, plan.total, size)]
     job = {"id": jid, "kind": plan.kind, "inputs": plan.inputs, "settings": plan.settings,
            "model": plan.model, "items": plan.total, "chunk_size": size, "chunks": chunks,
@@ -107,7 +110,6 @@ def run_chunk(job_dir: str, index: int, attempt: int = 1, final: bool = True) ->
         if folder.is_done(index):  # another worker finished it meanwhile: same bytes anyway
             return "skipped"
         folder.write_part(index, records, time.perf_counter() - t0)
-        return "done"
     except InputError as exc:
         folder.mark_failed(index, str(exc), attempt)
         return "failed"
@@ -120,6 +122,8 @@ def run_chunk(job_dir: str, index: int, attempt: int = 1, final: bool = True) ->
     finally:
         beat.stop()
         folder.drop_lease(index)
+    _finalize_quietly(folder, job)
+    return "done"
 
 
 class _Heartbeat:
@@ -139,6 +143,29 @@ class _Heartbeat:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def finalize(folder: JobFolder) -> Any:
+    """The kind's last step once every chunk is done (see :func:`kinds.finalize`); None while
+    chunks remain or when the kind has none. Safe to call any number of times, anywhere."""
+    job = folder.load()
+    n = len(job["chunks"])
+    if not kinds.has_final_step(job["kind"]) or not all(folder.is_done(i) for i in range(n)):
+        return None
+    finished = [(folder.stats(i) or {}).get("finished") for i in range(n)]
+    last = max((t for t in finished if t), default=time.time())
+    return kinds.finalize(job, list(folder.records(n)), max(0.0, last - float(job["created"])))
+
+
+def _finalize_quietly(folder: JobFolder, job: Mapping[str, Any]) -> None:
+    """After a chunk: finish the job if it was the last one. A failure here is not the chunk's
+    (its part is written); ``wait`` and ``results`` finish the job again."""
+    if not kinds.has_final_step(job["kind"]):
+        return
+    try:
+        finalize(folder)
+    except Exception as exc:
+        log.warning(f"{folder.path}: could not finish the job yet ({exc})")
 
 
 def _local_chunk(job_dir: str, index: int, attempts: int) -> str:
@@ -167,13 +194,15 @@ def run_local(folder: JobFolder, jobs: int = 1,
             status = _local_chunk(str(folder.path), i, attempts)
             if on_chunk:
                 on_chunk(i, status)
-        return
-    with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=process_context()) as pool:
-        futures = {pool.submit(_local_chunk, str(folder.path), i, attempts): i for i in todo}
-        for fut in futures:
-            status = fut.result()
-            if on_chunk:
-                on_chunk(futures[fut], status)
+    else:
+        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=process_context()) as pool:
+            futures = {pool.submit(_local_chunk, str(folder.path), i, attempts): i
+                       for i in todo}
+            for fut in futures:
+                status = fut.result()
+                if on_chunk:
+                    on_chunk(futures[fut], status)
+    finalize(folder)
 
 
 # -- status -----------------------------------------------------------------------------------
@@ -233,6 +262,7 @@ def pending_chunks(folder: JobFolder, job: Mapping[str, Any]) -> list[int]:
 
 def results(folder: JobFolder) -> Any:
     job = folder.load()
+    finalize(folder)
     return folder.records(len(job["chunks"]))
 
 

@@ -4,6 +4,11 @@ Every kind turns the arguments of its one-machine command into a plan (inputs, r
 settings, the identity of the model it uses, the number of items) and runs a chunk of items into
 the same records that command prints. A bad item (an unreadable image, a malformed row, an
 unknown item id) is an error record, never a failed chunk.
+
+``tfrecord-build`` is one item per shard: a chunk writes its shard into OUT (as
+``mltk tfrecord build`` does, bad images skipped and listed) and returns the shard's stats, and
+:func:`finalize` writes labels.txt and manifest.json once every shard is done. OUT holds a
+marker (``.mltk-job.json``) naming the plan it belongs to, so another build is never mixed in.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from mltk.errors import InputError
+from mltk.errors import InputError, MltkError
 
-KINDS = ("colors", "predict", "xgb-predict", "recommend")
+KINDS = ("colors", "predict", "xgb-predict", "recommend", "tfrecord-build")
+TFRECORD_MARK = ".mltk-job.json"  # in a tfrecord-build job's OUT: the plan it belongs to
 
 #: The options of the one-machine command that each kind takes.
 OPTIONS: dict[str, frozenset[str]] = {
@@ -26,6 +32,9 @@ OPTIONS: dict[str, frozenset[str]] = {
     "predict": frozenset({"recursive", "top_k", "batch_size"}),
     "xgb-predict": frozenset({"unknown_categories"}),
     "recommend": frozenset({"k"}),
+    "tfrecord-build": frozenset({"split", "shards", "shard_size", "shard_by_label", "layout",
+                                 "size", "quality", "max_side", "reencode", "verify_images",
+                                 "seed", "config"}),
 }
 
 
@@ -49,6 +58,7 @@ class Plan:
     model: dict[str, Any] | None
     total: int  # number of items
     items: list[Any] | None = None  # stored in items.ndjson when the kind lists its items
+    chunk_size: int | None = None  # forced by the kind (tfrecord-build: one shard per chunk)
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -169,9 +179,72 @@ def _count_csv_rows(path: str) -> int:
     return n
 
 
+def _plan_tfrecord(args: list[str], opts: dict[str, Any]) -> Plan:
+    from mltk.tfrecords.build import options_dict, plan_build
+
+    if len(args) != 2:
+        raise InputError("tfrecord-build: give SRC and OUT")
+    src, out = args
+    options = _build_options(opts)
+    classes, tasks = plan_build(src, options)
+    items = [{"split": t.split, "index": t.index, "count": t.count, "name": t.name,
+              "items": [[os.path.abspath(p), label, p] for p, label in t.items]}
+             for t in tasks]
+    settings = options_dict(options)
+    fingerprint = _digest({"classes": classes, "settings": settings, "shards": items})
+    _check_tfrecord_out(Path(out), fingerprint)
+    inputs = {"src": os.path.abspath(src), "out": os.path.abspath(out), "classes": classes,
+              "fingerprint": fingerprint}
+    return Plan("tfrecord-build", inputs, settings, None, len(items), items, chunk_size=1)
+
+
+def _build_options(opts: dict[str, Any]) -> Any:
+    """The BuildOptions ``mltk tfrecord build`` resolves from these options (and --config)."""
+    from mltk import _config
+    from mltk.tfrecords.build import BuildOptions, parse_size, parse_split
+
+    keys = ("layout", "size", "quality", "shard_size", "shards", "split", "seed")
+    cfg = _config.resolve("tfrecord", {k: opts.get(k) for k in keys}, opts.get("config"))
+    split = cfg["split"]
+    return BuildOptions(
+        layout=cfg["layout"], size=int(cfg["size"]), reencode=bool(opts.get("reencode")),
+        max_side=opts.get("max_side"), quality=int(cfg["quality"]), shards=cfg["shards"],
+        shard_size=parse_size(cfg["shard_size"]),
+        shard_by_label=bool(opts.get("shard_by_label")),
+        verify_images=bool(opts.get("verify_images")),
+        split=parse_split(split) if isinstance(split, str) else split, seed=int(cfg["seed"]))
+
+
+def _check_tfrecord_out(out: Path, fingerprint: str) -> None:
+    """OUT must be empty or hold this plan's files (as ``tfrecord build`` without --resume)."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    mark = _read_json(out / TFRECORD_MARK) or {}
+    if mark.get("fingerprint") != fingerprint:
+        raise InputError(f"{out} is not empty and is not this build's output (its "
+                         f"{TFRECORD_MARK} is missing or names another); give an empty folder")
+
+
+def _digest(obj: Any) -> str:
+    from mltk._json import dumps
+
+    return hashlib.sha256(dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _read_json(path: Path) -> Any:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 _PLANNERS: dict[str, Callable[[list[str], dict[str, Any]], Plan]] = {
     "colors": _plan_colors, "predict": _plan_predict, "xgb-predict": _plan_xgb,
-    "recommend": _plan_recommend}
+    "recommend": _plan_recommend, "tfrecord-build": _plan_tfrecord}
 
 
 # -- running one chunk ------------------------------------------------------------------------
@@ -228,24 +301,16 @@ def _run_xgb(job: Mapping[str, Any], items: Any, start: int, stop: int) -> list[
 
     p = _cached(("xgb", job["model"]["digest"]),
                 lambda: TwoGroupPredictor.open(job["inputs"]["model_dir"]))
+    p.unknown_categories = job["settings"]["unknown_categories"]
     df = pd.read_csv(job["inputs"]["data"], skiprows=range(1, start + 1), nrows=stop - start)
-    unknown = job["settings"]["unknown_categories"]
-    try:
-        return [_plain({**r, "error": None}) for r in
-                p.score_frame(df, unknown).to_dict("records")]
-    except InputError:
-        pass
-    out = []  # one bad row spoils the batch: score row by row to tell good rows from bad
-    for i in range(len(df)):
-        row = df.iloc[[i]]
-        try:
-            (rec,) = p.score_frame(row, unknown).to_dict("records")
-            out.append(_plain({**rec, "error": None}))
-        except InputError as exc:
-            ids = {c: row[c].iloc[0] for c in p.id_cols if c in row.columns}
-            message = str(exc).replace("row 1, ", "", 1)
-            out.append(_plain({**ids, "probability": None, "label": None,
-                               "error": f"row {start + i + 1}: {message}"}))
+    rows = df.to_dict("records")
+    out = []
+    for i, (row, outcome) in enumerate(zip(rows, p.predict(rows), strict=True)):
+        if isinstance(outcome, InputError):
+            ids = {c: row[c] for c in p.id_cols if c in row}
+            outcome = {**ids, "probability": None, "label": None,
+                       "error": f"row {start + i + 1}: {outcome}"}
+        out.append(_plain(outcome if "error" in outcome else {**outcome, "error": None}))
     return out
 
 
@@ -270,6 +335,107 @@ def _plain(record: Mapping[str, Any]) -> dict[str, Any]:
     return {str(k): clean(v.item() if hasattr(v, "item") else v) for k, v in record.items()}
 
 
+def _run_tfrecord(job: Mapping[str, Any], items: Any, start: int, stop: int) -> list[dict]:
+    import cv2
+
+    from mltk.tfrecords.build import ShardTask, write_shard
+
+    (shard,) = items
+    out = Path(job["inputs"]["out"])
+    _claim_tfrecord_out(out, job)
+    cv2.setNumThreads(1)  # as tfrecord build's workers: one process per shard, no oversubscription
+    task = ShardTask(shard["split"], shard["index"], shard["count"], shard["name"],
+                     tuple((path, label) for path, label, _ in shard["items"]))
+    stats = write_shard(task, os.fspath(out), job["inputs"]["classes"],
+                        _options_from(job["settings"]), keep_stats=False)
+    shown = {path: name for path, _, name in shard["items"]}
+    stats["skipped"] = [{**s, "path": shown[s["path"]]} for s in stats["skipped"]]
+    return [stats]
+
+
+def _claim_tfrecord_out(out: Path, job: Mapping[str, Any]) -> None:
+    """Mark OUT as this plan's (first chunk), or refuse when another build holds it."""
+    from mltk._atomic import write_json
+
+    fingerprint = job["inputs"]["fingerprint"]
+    mark = _read_json(out / TFRECORD_MARK)
+    if mark is None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / TFRECORD_MARK, {"fingerprint": fingerprint, "job": job["id"]})
+    elif mark.get("fingerprint") != fingerprint:
+        raise InputError(f"{out / TFRECORD_MARK}: {out} holds the shards of another build "
+                         f"(job {mark.get('job')})")
+
+
+def _options_from(settings: Mapping[str, Any]) -> Any:
+    from mltk.tfrecords.build import BuildOptions
+
+    return BuildOptions(**{**settings, "split": dict(settings["split"])})
+
+
 _RUNNERS: dict[str, Callable[..., list[dict]]] = {
     "colors": _run_colors, "predict": _run_predict, "xgb-predict": _run_xgb,
-    "recommend": _run_recommend}
+    "recommend": _run_recommend, "tfrecord-build": _run_tfrecord}
+
+
+# -- finishing a job --------------------------------------------------------------------------
+def has_final_step(kind: str) -> bool:
+    return kind in _FINALIZERS
+
+
+def finalize(job: Mapping[str, Any], records: list[dict[str, Any]], seconds: float) -> Any:
+    """The kind's last step once every chunk is done (idempotent); ``records`` are the job's
+    records in input order, ``seconds`` its time from submission to its last chunk."""
+    return _FINALIZERS[job["kind"]](job, records, seconds)
+
+
+def _finish_tfrecord(job: Mapping[str, Any], records: list[dict[str, Any]],
+                     seconds: float) -> dict[str, Any]:
+    """labels.txt and manifest.json, as ``tfrecord build`` writes them last; nothing is written
+    when manifest.json already says the same (apart from its timing)."""
+    from mltk._atomic import write_json, write_text
+    from mltk.tfrecords.build import manifest_for
+
+    out = Path(job["inputs"]["out"])
+    classes = job["inputs"]["classes"]
+    manifest = manifest_for(records, classes, _options_from(job["settings"]), seconds)
+    labels = "".join(f"{c}\n" for c in classes)
+    _check_shards(out, records)
+    _remove_leftovers(out)
+    found = _read_json(out / "manifest.json")
+    if (isinstance(found, dict) and _untimed(found) == _untimed(manifest)
+            and _read_text(out / "labels.txt") == labels):
+        return found
+    write_text(out / "labels.txt", labels)
+    write_json(out / "manifest.json", manifest)  # last, as in tfrecord build
+    return manifest
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return None
+
+
+def _check_shards(out: Path, records: list[dict[str, Any]]) -> None:
+    """Every shard is in OUT with the size its chunk wrote (OUT may have been emptied since)."""
+    for i, stats in enumerate(records):
+        shard = out / stats["file"]
+        if not shard.is_file() or shard.stat().st_size != stats["bytes"]:
+            raise MltkError(f"{shard}: missing or not the {stats['bytes']} bytes chunk {i} "
+                            f"wrote; delete parts/chunk-{i:05d}.ndjson in the job folder and "
+                            "submit again to rebuild it")
+
+
+def _untimed(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in manifest.items() if k != "seconds"}
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Temporary shards of runs killed mid-shard (every shard is complete by now)."""
+    for p in out.glob(".*.tfrecord.tmp-*"):
+        p.unlink(missing_ok=True)
+
+
+_FINALIZERS: dict[str, Callable[..., Any]] = {"tfrecord-build": _finish_tfrecord}

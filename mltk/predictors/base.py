@@ -82,6 +82,9 @@ class Predictor:
         scored = iter(self.predict_prepared(good) if good else [])
         return [next(scored) if ok else p for ok, p in staged]
 
+    def limit_threads(self, n: int) -> None:
+        """Use at most ``n`` threads per call (a server runs many calls side by side)."""
+
     def warmup(self) -> None:
         """One real prediction, so the first request does not pay for compilation."""
         outcome = self.predict([self.example()])[0]

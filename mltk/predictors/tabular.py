@@ -19,10 +19,13 @@ from mltk.predictors.base import Outcome, Predictor, TensorSpec
 class TwoGroupPredictor(Predictor):
     kind = "two-group"
     input_kind = "row"
+    batchable = True  # one model call for many rows costs about what one row does
 
-    def __init__(self, name: str, source: str, model: Any) -> None:
+    def __init__(self, name: str, source: str, model: Any,
+                 unknown_categories: str = "error") -> None:
         super().__init__(name, source)
         self.model = model
+        self.unknown_categories = unknown_categories
 
     @classmethod
     def open(cls, folder: str | os.PathLike, name: str | None = None) -> TwoGroupPredictor:
@@ -48,25 +51,37 @@ class TwoGroupPredictor(Predictor):
     def prepare(self, item: Any) -> Any:
         if not isinstance(item, Mapping):
             raise InputError(f"expected an object of column values, got {type(item).__name__}")
+        # An absent key is a missing column, not a missing value (send null for that).
+        absent = [c for c in self.features if c not in item]
+        if absent:
+            more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
+            raise InputError(f"column(s) missing: {', '.join(map(repr, absent[:5]))}{more}")
         return item
 
     def predict_prepared(self, prepared: Sequence[Any]) -> list[Outcome]:
+        """Rows scored together; when one is bad, each row alone, so only it gets the error."""
         import pandas as pd
 
-        for n, row in enumerate(prepared, 1):
-            # An absent key is a missing column, not a missing value (send null for that).
-            absent = [c for c in self.features if c not in row]
-            if absent:
-                exc = InputError(f"row {n}: column(s) missing: "
-                                 f"{', '.join(map(repr, absent[:5]))}"
-                                 f"{f' and {len(absent) - 5} more' if len(absent) > 5 else ''}")
-                return [exc] * len(prepared)
-        df = pd.DataFrame.from_records(list(prepared))
         try:
-            scored = self.model.score(df)
-        except InputError as exc:
-            return [exc] * len(prepared)
-        return [_plain_record(r) for r in scored.to_dict("records")]
+            scored = self.score_frame(pd.DataFrame.from_records(list(prepared)),
+                                      self.unknown_categories)
+            return [_plain_record(r) for r in scored.to_dict("records")]
+        except InputError:
+            if len(prepared) == 1:
+                return [self._alone(prepared[0])]
+        return [self._alone(row) for row in prepared]
+
+    def _alone(self, row: Mapping[str, Any]) -> Outcome:
+        import pandas as pd
+
+        try:
+            scored = self.score_frame(pd.DataFrame.from_records([row]), self.unknown_categories)
+        except InputError as exc:  # "row 1, column 'x': ..." -> "column 'x': ..."
+            return InputError(str(exc).removeprefix("row 1, "))
+        return _plain_record(scored.to_dict("records")[0])
+
+    def limit_threads(self, n: int) -> None:
+        self.model.booster.set_param({"nthread": n})
 
     def score_frame(self, df: Any, unknown_categories: str = "error") -> Any:
         """Score a whole DataFrame (``mltk xgb-predict``): id columns, probability, label."""

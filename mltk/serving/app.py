@@ -185,13 +185,14 @@ def _sagemaker_routes(app: Any, plane: DataPlane, settings: ServeSettings) -> No
                 if v is not None}
         t0, name, status = time.perf_counter(), "-", 500
         try:
+            await plane.wait_own_load()
             p = plane.get(request.headers.get(_TARGET_MODEL))
             name = p.name
             accept = codecs.negotiate(request.headers.get("accept"))
             items = codecs.decode(p.input_kind, request.headers.get("content-type"),
                                   await request.body(), _columns(p))
             outcomes = await plane.infer(p.name, items)
-            records = _records(outcomes)
+            records = _records(outcomes, p.input_kind)
             body, ctype = codecs.encode(records, accept)
             if ctype == codecs.CSV and "header=present" in (request.headers.get("accept") or ""):
                 body = codecs.csv_header(records) + body
@@ -216,13 +217,15 @@ def _columns(p: Any) -> list[str]:
     return list(getattr(p, "features", []) or [])
 
 
-def _records(outcomes: list[Any]) -> list[dict[str, Any]]:
+def _records(outcomes: list[Any], input_kind: str) -> list[dict[str, Any]]:
     """The records, or the first bad input's error (naming it when there are several)."""
     for i, o in enumerate(outcomes):
         if isinstance(o, InputError):
-            if len(outcomes) == 1 or str(o).startswith(("row ", "line ")):
+            if len(outcomes) == 1:
                 raise o
-            raise type(o)(f"input {i + 1}: {o}")
+            noun = {"row": "row", "query": "query", "image": "image"}.get(input_kind, "input")
+            kind = PixelLimitError if isinstance(o, PixelLimitError) else InputError
+            raise kind(f"{noun} {i + 1}: {o}")
     return outcomes
 
 
@@ -265,11 +268,12 @@ def _v2_routes(app: Any, plane: DataPlane) -> None:
     async def infer(name: str, request: Request, version: str | None = None) -> Any:
         t0, status = time.perf_counter(), 500
         try:
+            await plane.wait_own_load()
             p = plane.get(name)
             req, values = v2codec.parse_request(await request.body(),
                                                 request.headers.get(_BINARY_HEADER))
             items = v2codec.to_items(p.input_kind, values, req, _columns(p))
-            records = _records(await plane.infer(p.name, items))
+            records = _records(await plane.infer(p.name, items), p.input_kind)
             tensors, blobs = v2codec.outputs(records, req)
             doc = {"model_name": p.name, "model_version": "1", "outputs": tensors}
             if "id" in req:
@@ -290,7 +294,8 @@ def _v2_routes(app: Any, plane: DataPlane) -> None:
 # -- jobs (with a broker) ------------------------------------------------------------------------
 _JOB_BODY_DOC = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "required": ["kind", "args", "out"], "properties": {
-        "kind": {"type": "string", "enum": ["colors", "predict", "xgb-predict", "recommend"]},
+        "kind": {"type": "string", "enum": ["colors", "predict", "xgb-predict", "recommend",
+                                           "tfrecord-build"]},
         "args": {"type": "array", "items": {"type": "string"}},
         "out": {"type": "string"}, "chunk_size": {"type": "integer", "minimum": 1},
         "options": {"type": "object"}}}}}}}

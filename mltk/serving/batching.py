@@ -3,8 +3,9 @@
 Requests put prepared inputs on a bounded queue; one collector per model takes the first waiting
 input, then keeps gathering until the batch holds ``max_batch_size`` inputs or ``max_latency``
 seconds have passed since that first input, whichever comes first, and scores the batch in the
-model's own thread (one thread per model: Keras models are not re-entrant). When the queue is
-full a request is refused at once (:class:`QueueFull`, HTTP 503) rather than left to wait.
+model's own thread (one thread per model: Keras models are not re-entrant). The data plane
+bounds the inputs waiting per model: past ``max_queue`` a request is refused at once
+(:class:`QueueFull`, HTTP 503) rather than left to wait.
 """
 
 from __future__ import annotations
@@ -35,22 +36,17 @@ def drain_all() -> None:
 
 class Batcher:
     def __init__(self, score: Callable[[Sequence[Any]], list[Any]], max_batch_size: int,
-                 max_latency: float, max_queue: int, executor: ThreadPoolExecutor,
+                 max_latency: float, executor: ThreadPoolExecutor,
                  on_batch: Callable[[int], None] | None = None) -> None:
         self.score = score
         self.max_batch_size = max(1, max_batch_size)
         self.max_latency = max(0.0, max_latency)
-        self.max_queue = max(1, max_queue)
         self.executor = executor
         self.on_batch = on_batch
         self._queue: asyncio.Queue[tuple[Any, asyncio.Future]] | None = None
         self._task: asyncio.Task | None = None
         self._draining: asyncio.Event | None = None
         self._hook: Callable[[], None] | None = None
-
-    @property
-    def depth(self) -> int:
-        return self._queue.qsize() if self._queue is not None else 0
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -72,8 +68,6 @@ class Batcher:
     async def submit(self, items: Sequence[Any]) -> list[Any]:
         """Outcomes for ``items`` (scored with whatever else is waiting)."""
         assert self._queue is not None, "Batcher.start() not called"
-        if self._queue.qsize() + len(items) > self.max_queue:
-            raise QueueFull(f"the queue is full ({self.max_queue} inputs waiting)")
         loop = asyncio.get_running_loop()
         futures = []
         for item in items:

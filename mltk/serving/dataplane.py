@@ -42,8 +42,9 @@ class DataPlane:
         self.metrics = Metrics()
         self.models: dict[str, Any] = {}
         self.kinds: dict[str, str] = {}
-        self.ready = False
+        self.loaded = False  # this process's models are loaded and warm
         self.load_error: str | None = None
+        self._done_loading = threading.Event()
         self._executors: dict[str, ThreadPoolExecutor] = {}
         self._batchers: dict[str, Batcher] = {}
         self._waiting: dict[str, int] = {}
@@ -54,10 +55,19 @@ class DataPlane:
         self._loader = threading.Thread(target=self._load_all, name="mltk-load", daemon=True)
         self._loader.start()
 
-    def wait_loaded(self, timeout: float | None = None) -> bool:
-        if self._loader is not None:
-            self._loader.join(timeout)
-        return self.ready
+    @property
+    def ready(self) -> bool:
+        """Every model loaded and warm, in this process and in every other worker."""
+        return self.loaded and workers_ready(self.settings.workers)
+
+    async def wait_own_load(self) -> None:
+        """Before the first request of a worker that is still loading: when the other workers
+        are ready (the server has said so), wait for this one rather than refuse."""
+        if self.loaded or self.load_error or not workers_ready(1):
+            return
+        from starlette.concurrency import run_in_threadpool
+
+        await run_in_threadpool(self._done_loading.wait, self.settings.timeout)
 
     def _load_all(self) -> None:
         from mltk.predictors import open_predictor, parse_model_spec
@@ -71,6 +81,7 @@ class DataPlane:
                 p = open_predictor(path, name, top_k=self.settings.top_k)
                 if hasattr(p, "max_pixels"):
                     p.max_pixels = self.settings.max_pixels
+                p.limit_threads(1)  # concurrency comes from batching and workers
                 p.warmup()
                 seconds = time.perf_counter() - t0
                 self.metrics.load_seconds.labels(name).set(seconds)
@@ -79,18 +90,21 @@ class DataPlane:
                 self.models[name] = p
                 self.kinds[name] = p.kind
                 log.info("model %s (%s) loaded and warmed up in %.1f s", name, p.kind, seconds)
-            self.ready = True
+            self.loaded = True
+            mark_worker_ready()
         except Exception as exc:  # reported by readiness and every request, never a crash
             from mltk.cli._common import describe
 
             self.load_error = describe(exc)
             log.error("loading models failed: %s", self.load_error)
+        finally:
+            self._done_loading.set()
 
     # -- requests --------------------------------------------------------------------------
     def check_ready(self) -> None:
         if self.load_error:
             raise NotReady(f"models failed to load: {self.load_error}")
-        if not self.ready:
+        if not self.loaded:
             raise NotReady("models are loading")
 
     def get(self, name: str | None) -> Any:
@@ -142,8 +156,8 @@ class DataPlane:
         b = self._batchers.get(name)
         if b is None:
             b = Batcher(p.predict_prepared, self.settings.max_batch_size,
-                        self.settings.max_latency_ms / 1000.0, self.settings.max_queue,
-                        self._executors[name], self.metrics.batch_size.labels(name).observe)
+                        self.settings.max_latency_ms / 1000.0, self._executors[name],
+                        self.metrics.batch_size.labels(name).observe)
             b.start()
             self._batchers[name] = b
         return b
@@ -153,6 +167,41 @@ class DataPlane:
             await b.stop()
         for ex in self._executors.values():
             ex.shutdown(wait=False)
+
+
+# -- readiness across worker processes -------------------------------------------------------
+STATE_ENV = "MLTK_SERVE_STATE_DIR"  # set by mltk.serving.server for all its workers
+
+
+def mark_worker_ready() -> None:
+    import os
+    from pathlib import Path
+
+    state = os.environ.get(STATE_ENV)
+    if state:
+        (Path(state) / f"ready-{os.getpid()}").touch()
+
+
+def workers_ready(needed: int) -> bool:
+    """At least ``needed`` live worker processes have loaded their models."""
+    import os
+    from pathlib import Path
+
+    state = os.environ.get(STATE_ENV)
+    if not state:
+        return True  # an app run on its own: this process is the only worker
+    live = 0
+    for marker in Path(state).glob("ready-*"):
+        pid = int(marker.name.split("-", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:  # a worker that died (and was replaced) is not ready
+            marker.unlink(missing_ok=True)
+            continue
+        except PermissionError:
+            pass
+        live += 1
+    return live >= needed
 
 
 def _prepare_all(p: Any, items: Sequence[Any]) -> list[tuple[bool, Any]]:

@@ -40,10 +40,25 @@ class Server(uvicorn.Server):
 
 def run(settings: ServeSettings) -> None:
     """Serve until stopped (SIGTERM: exit normally; SIGINT: KeyboardInterrupt)."""
+    import shutil
+
+    from mltk.serving.dataplane import STATE_ENV
+
+    made = [tempfile.mkdtemp(prefix="mltk-serve-")]  # readiness of every worker
     os.environ[SETTINGS_ENV] = settings.to_json()
+    os.environ[STATE_ENV] = made[0]
     os.environ["MLTK_SERVE_PARENT"] = str(os.getpid())
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mltk-metrics-")
+        made.append(tempfile.mkdtemp(prefix="mltk-metrics-"))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = made[-1]
+    try:
+        _serve(settings)
+    finally:
+        for folder in made:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _serve(settings: ServeSettings) -> None:
     config = uvicorn.Config(
         "mltk.serving.server:app_from_env", factory=True, host=settings.host,
         port=settings.port, workers=settings.workers, access_log=settings.access_log,

@@ -276,8 +276,9 @@ def _decode_rgb(data: bytes, fmt: str) -> Any:
 
 # -- writing shards ---------------------------------------------------------------------------
 def write_shard(task: ShardTask, out: str, classes: Sequence[str], opts: BuildOptions,
-                ) -> dict[str, Any]:
-    """Write one shard under a temporary name, then its stats, then rename it."""
+                keep_stats: bool = True) -> dict[str, Any]:
+    """Write one shard under a temporary name, then its stats (unless ``keep_stats`` is false:
+    a caller that keeps them itself), then rename it."""
     from mltk.tfrecords.format import write_record
 
     out_dir = Path(out)
@@ -301,7 +302,8 @@ def write_shard(task: ShardTask, out: str, classes: Sequence[str], opts: BuildOp
             os.fsync(fh.fileno())
         stats = {"file": task.name, "split": task.split, "records": records, "bytes": nbytes,
                  "class_counts": dict(sorted(per_class.items())), "skipped": skipped}
-        write_json(out_dir / STATE_DIR / f"{task.name}.json", stats)
+        if keep_stats:
+            write_json(out_dir / STATE_DIR / f"{task.name}.json", stats)
         os.replace(tmp, final)
     finally:
         if tmp.exists():
@@ -333,7 +335,7 @@ def _our_files(out: Path) -> list[Path]:
 def _plan_fingerprint(tasks: Sequence[ShardTask], classes: Sequence[str],
                       opts: BuildOptions) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps({"classes": list(classes), "options": _options_dict(opts)},
+    h.update(json.dumps({"classes": list(classes), "options": options_dict(opts)},
                         sort_keys=True).encode())
     for t in tasks:
         h.update(t.name.encode())
@@ -342,7 +344,8 @@ def _plan_fingerprint(tasks: Sequence[ShardTask], classes: Sequence[str],
     return h.hexdigest()
 
 
-def _options_dict(opts: BuildOptions) -> dict[str, Any]:
+def options_dict(opts: BuildOptions) -> dict[str, Any]:
+    """The options as saved in the manifest (plain JSON; ``jobs`` is not part of the result)."""
     d = dataclasses.asdict(opts)
     d.pop("jobs")
     d["split"] = dict(opts.split)
@@ -355,10 +358,7 @@ def build(src: str | os.PathLike | None, out: str | os.PathLike, options: BuildO
           ) -> dict[str, Any]:
     """Build the dataset; returns the manifest (also written to OUT/manifest.json)."""
     t0 = time.perf_counter()
-    if (src is None) == (from_csv is None):
-        raise MltkError("give either a source folder or --from-csv FILE")
-    classes, items = (list_csv(Path(from_csv)) if from_csv is not None
-                      else list_folder(Path(src)))
+    classes, tasks = plan_build(src, options, from_csv)
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
         raise MltkError(f"{out_dir}: exists and is not a folder")
@@ -370,9 +370,6 @@ def build(src: str | os.PathLike | None, out: str | os.PathLike, options: BuildO
     if overwrite and not resume:
         for p in _our_files(out_dir):
             shutil.rmtree(p) if p.is_dir() else p.unlink()
-    sizes = {} if options.shards or options.shard_by_label else {
-        p: _file_size(p) for p, _ in items}
-    tasks = plan_shards(items, classes, options, sizes)
     state = out_dir / STATE_DIR
     fingerprint = _plan_fingerprint(tasks, classes, options)
     plan_file = state / "plan.json"
@@ -411,6 +408,18 @@ def build(src: str | os.PathLike | None, out: str | os.PathLike, options: BuildO
     return manifest
 
 
+def plan_build(src: str | os.PathLike | None, options: BuildOptions,
+               from_csv: str | os.PathLike | None = None) -> tuple[list[str], list[ShardTask]]:
+    """The classes and the shards :func:`build` writes for this source and these options."""
+    if (src is None) == (from_csv is None):
+        raise MltkError("give either a source folder or --from-csv FILE")
+    classes, items = (list_csv(Path(from_csv)) if from_csv is not None
+                      else list_folder(Path(src)))
+    sizes = {} if options.shards or options.shard_by_label else {
+        p: _file_size(p) for p, _ in items}
+    return classes, plan_shards(items, classes, options, sizes)
+
+
 def _file_size(path: str) -> int:
     try:
         return os.path.getsize(path)
@@ -437,7 +446,13 @@ def _run_tasks(tasks: Sequence[ShardTask], out: Path, classes: Sequence[str],
 
 def _manifest(tasks: Sequence[ShardTask], results: Mapping[str, dict[str, Any]],
               classes: Sequence[str], opts: BuildOptions, seconds: float) -> dict[str, Any]:
-    shards = [results[t.name] for t in tasks]
+    return manifest_for([results[t.name] for t in tasks], classes, opts, seconds)
+
+
+def manifest_for(shards: Sequence[Mapping[str, Any]], classes: Sequence[str],
+                 opts: BuildOptions, seconds: float) -> dict[str, Any]:
+    """The manifest of a dataset from its shards' stats (as :func:`write_shard` returns them),
+    in plan order; ``seconds`` is its one timing field."""
     splits: dict[str, dict[str, Any]] = {}
     for s in shards:
         sp = splits.setdefault(s["split"], {"records": 0, "bytes": 0, "shards": 0,
@@ -459,7 +474,7 @@ def _manifest(tasks: Sequence[ShardTask], results: Mapping[str, dict[str, Any]],
         "shards": [{k: s[k] for k in ("file", "split", "records", "bytes", "class_counts")}
                    for s in shards],
         "skipped": skipped,
-        "options": _options_dict(opts),
+        "options": options_dict(opts),
         "seconds": round(seconds, 3),
     }
 
