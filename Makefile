@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,12 @@ lint: $(VENV)/.installed-dev
 test: lint
 	$(BIN)/python -m pytest -q
 
+# The day-to-day lane: everything not marked slow (see README, Development).
+test-fast: lint
+	$(BIN)/python -m pytest -q -m "not slow"
+
 bench: $(VENV)/.installed-dev
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info .pytest_cache .ruff_cache .hypothesis

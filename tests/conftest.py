@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +54,46 @@ def digits_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("digits")
     make("labelled-images", out, n=300, seed=0)
     return out
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback address."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def cancer_model(tmp_path_factory):
+    """A quick xgb-analyze model of the breast-cancer data (id column ``patient``) in
+    ``ROOT/model``, and 50 of its rows without the target in ``ROOT/rows.csv``."""
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer
+
+    from mltk import _config
+    from mltk.tabular import analyze
+
+    root = tmp_path_factory.mktemp("cancer")
+    df = load_breast_cancer(as_frame=True).frame
+    df["diagnosis"] = np.where(df.pop("target") == 1, "benign", "malignant")
+    df.insert(0, "patient", [f"p{i}" for i in range(len(df))])
+    analyze(df, "diagnosis", _config.resolve("xgb", {"max_evals": 2, "max_rounds": 40,
+                                                     "folds": 3, "booster": "gbtree"}),
+            root / "model", id_cols=["patient"])
+    df.drop(columns=["diagnosis"]).head(50).to_csv(root / "rows.csv", index=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory, digits_dir):
+    """A small_cnn run folder (3 training steps, 32 px) from the installed ``mltk train``."""
+    from mltk.tfrecords import BuildOptions, build
+
+    root = tmp_path_factory.mktemp("digits-run")
+    build(digits_dir, root / "shards", BuildOptions(split={"train": 1.0}, shards=2, seed=0))
+    proc = subprocess.run(mltk_executable() + [
+        "train", "--data", str(root / "shards"), "--out", str(root / "run"), "--model",
+        "small_cnn", "--image-size", "32", "--gpus", "0", "--seed", "1", "--steps", "3"],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root / "run"

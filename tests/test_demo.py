@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
+# Runs every capability (training included) through the installed command: minutes.
+pytestmark = pytest.mark.slow
+
 
 def test_demo_runs_every_step_and_links_exist(mltk_proc, tmp_path):
     out = tmp_path / "demo"

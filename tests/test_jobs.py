@@ -10,22 +10,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import mltk_executable
+from tests.conftest import free_port, mltk_executable
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def mltk(*args, env=None, input=None, timeout=600, cwd=None):
@@ -109,25 +102,6 @@ def test_local_resume_after_a_lost_part(photos, tmp_path):
     assert ndjson(mltk("jobs", "results", job).stdout) == expected
 
 
-@pytest.fixture(scope="module")
-def cancer_model(tmp_path_factory):
-    import numpy as np
-    from sklearn.datasets import load_breast_cancer
-
-    from mltk import _config
-    from mltk.tabular import analyze
-
-    root = tmp_path_factory.mktemp("xgbjob")
-    df = load_breast_cancer(as_frame=True).frame
-    df["diagnosis"] = np.where(df.pop("target") == 1, "benign", "malignant")
-    df.insert(0, "patient", [f"p{i}" for i in range(len(df))])
-    analyze(df, "diagnosis", _config.resolve("xgb", {"max_evals": 2, "max_rounds": 30,
-                                                     "folds": 3, "booster": "gbtree"}),
-            root / "model", id_cols=["patient"])
-    df.drop(columns=["diagnosis"]).head(50).to_csv(root / "rows.csv", index=False)
-    return root
-
-
 def test_xgb_predict_job_bad_row_is_an_error_record(cancer_model, tmp_path):
     import pandas as pd
 
@@ -148,6 +122,26 @@ def test_xgb_predict_job_bad_row_is_an_error_record(cancer_model, tmp_path):
         if i != 6:
             assert g["error"] is None and g["label"] == e["label"]
             assert g["probability"] == pytest.approx(e["probability"])
+
+
+def test_predict_job_equals_predict(digits_run, digits_dir, tmp_path):
+    images = sorted(Path(digits_dir).rglob("*.jpg"))[:30]
+    (tmp_path / "imgs").mkdir()
+    for i, f in enumerate(images):
+        shutil.copy(f, tmp_path / "imgs" / f"{i:03d}.jpg")
+    (tmp_path / "imgs" / "999.jpg").write_bytes(b"not an image")
+    expected = mltk("predict", digits_run, tmp_path / "imgs", "--top-k", "2", "-f", "ndjson")
+    assert expected.returncode == 0, expected.stderr
+    r = mltk("jobs", "submit", "predict", digits_run, tmp_path / "imgs", "--top-k", "2",
+             "--out", tmp_path / "job", "--chunk-size", "8", "-j", "2")
+    assert r.returncode == 0, r.stderr
+    got = ndjson(mltk("jobs", "results", tmp_path / "job").stdout)
+    want = ndjson(expected.stdout)
+    assert [g["path"] for g in got] == [w["path"] for w in want]
+    assert [g["label"] for g in got] == [w["label"] for w in want]
+    assert got[-1]["error"] == want[-1]["error"] == "not an image (unrecognised format)"
+    for g, w in zip(got[:-1], want[:-1], strict=True):
+        assert g["probability"] == pytest.approx(w["probability"], abs=1e-5)
 
 
 def test_recommend_job_equals_query(tmp_path):
@@ -372,6 +366,28 @@ def test_kill_9_a_worker_mid_job_then_another_finishes_it(photos, redis_server, 
         assert got == expected  # every item exactly once, in order, as `mltk colors` prints
     finally:
         assert second.stop() == 0, (tmp_path / "w2.log").read_text()[-2000:]
+
+
+@needs_redis
+def test_wait_enqueues_chunks_whose_message_was_lost(photos, redis_server, tmp_path):
+    """A chunk reserved by a worker that died before starting it has no lease and no message
+    in the queue: `mltk jobs wait` finds it once the queue stays empty for a lease time."""
+    from mltk.jobs import JobFolder, core, queue
+
+    folder, expected = photos
+    job_dir = JobFolder(tmp_path / "job")
+    job = core.create(job_dir, "colors", [str(folder)], {}, core.JobSettings(32, 2.0),
+                      redis_server.url)
+    queue.enqueue(queue.app_for(redis_server.url), job_dir, [0, 1, 2])  # chunk 3's is "lost"
+    worker = Worker(redis_server.url, tmp_path / "w.log")
+    try:
+        waited = mltk("jobs", "wait", job_dir.path, "--timeout", "300", timeout=400)
+        assert waited.returncode == 0, waited.stderr
+        assert "re-enqueued chunk(s) [3]" in waited.stderr
+        assert len(job["chunks"]) == 4
+        assert ndjson(mltk("jobs", "results", job_dir.path).stdout) == expected
+    finally:
+        assert worker.stop() == 0, (tmp_path / "w.log").read_text()[-2000:]
 
 
 @needs_redis

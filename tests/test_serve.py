@@ -11,7 +11,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import struct
 import subprocess
 import threading
@@ -23,15 +22,9 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import mltk_executable
+from tests.conftest import free_port, mltk_executable
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -81,38 +74,20 @@ class Server:
 
 # -- models -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, digits_dir):
-    from sklearn.datasets import load_breast_cancer
-
+def models(tmp_path_factory, cancer_model, digits_run):
     from mltk import _config
     from mltk.datasets import make
     from mltk.recommend.pipeline import fit
-    from mltk.tabular import analyze
-    from mltk.tfrecords import BuildOptions, build
 
     root = tmp_path_factory.mktemp("serve")
-    data = load_breast_cancer(as_frame=True)
-    df = data.frame.copy()
-    df["diagnosis"] = np.where(df.pop("target") == 1, "benign", "malignant")
-    df.insert(0, "patient", [f"p{i}" for i in range(len(df))])
-    analyze(df, "diagnosis", _config.resolve("xgb", {"max_evals": 2, "max_rounds": 40,
-                                                     "folds": 3, "booster": "gbtree"}),
-            root / "cancer", id_cols=["patient"])
-    df.drop(columns=["diagnosis"]).head(40).to_csv(root / "rows.csv", index=False)
 
     market = make("marketplace", root / "market", n=3000, seed=0)
     cfg = _config.resolve("recommend", {})
     fit(market.files["items"], market.files["transactions"], root / "shop", cfg)
 
-    build(digits_dir, root / "shards", BuildOptions(split={"train": 1.0}, shards=2, seed=0))
-    proc = subprocess.run(mltk_executable() + [
-        "train", "--data", str(root / "shards"), "--out", str(root / "digits"), "--model",
-        "small_cnn", "--image-size", "32", "--gpus", "0", "--seed", "1", "--steps", "3"],
-        capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
     make("product-images", root / "photos", n=4, seed=0)
-    return {"root": root, "cancer": root / "cancer", "rows": root / "rows.csv",
-            "shop": root / "shop", "digits": root / "digits", "photos": root / "photos",
+    return {"root": root, "cancer": cancer_model / "model", "rows": cancer_model / "rows.csv",
+            "shop": root / "shop", "digits": digits_run, "photos": root / "photos",
             "market": market}
 
 
@@ -380,9 +355,10 @@ def test_sagemaker_entrypoint_env_token_and_sigterm(models):
             httpx.post(s.url + "/invocations", content="\n".join(row).encode(),
                        headers={**auth, "Content-Type": "text/csv"})
         text = httpx.get(s.url + "/metrics", headers=auth).text
-        assert 'mltk_requests_total{model="cancer",protocol="sagemaker",status="200"} 4.0' \
+        name = models["cancer"].name  # a model is named after its folder
+        assert f'mltk_requests_total{{model="{name}",protocol="sagemaker",status="200"}} 4.0' \
             in text
-        assert "cancer (two-group)" in s.log()
+        assert f"{name} (two-group)" in s.log()
     finally:
         assert s.stop() == 0, s.log()
 

@@ -28,7 +28,7 @@ from mltk.tfrecords import (
     read_manifest,
     scan,
 )
-from mltk.tfrecords.build import list_csv, plan_shards
+from mltk.tfrecords.build import STATE_DIR, list_csv, plan_shards
 from mltk.tfrecords.format import frame
 
 tf = pytest.importorskip("tensorflow")
@@ -210,6 +210,13 @@ def test_output_folder_rules_and_empty_source(digits_dir, tmp_path, cli):
     assert cli("tfrecord", "build", digits_dir, out, "--shards", "2", "--overwrite"
                ).exit_code == 0
     assert len(list(out.glob("*.tfrecord"))) == 2
+    result = cli("tfrecord", "build", digits_dir, out, "--shards", "2", "--resume")
+    assert result.exit_code == 1 and "already complete (manifest.json exists)" in result.stderr
+    (out / "manifest.json").unlink()  # as if interrupted: the plan stays, the options change
+    (out / STATE_DIR).mkdir(exist_ok=True)
+    (out / STATE_DIR / "plan.json").write_text('{"fingerprint": "other"}')
+    result = cli("tfrecord", "build", digits_dir, out, "--shards", "2", "--resume")
+    assert result.exit_code == 1 and "options differ from the interrupted build" in result.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
     result = cli("tfrecord", "build", empty, tmp_path / "o2")

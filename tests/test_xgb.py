@@ -36,6 +36,7 @@ def cancer_run(cancer, tmp_path_factory):
     return out, report
 
 
+@pytest.mark.slow
 def test_breast_cancer_auc_and_artefacts(cancer_run):
     out, report = cancer_run
     assert report["regression"]["coefficients"]  # separable data: a regularized fit, noted
@@ -55,6 +56,7 @@ def test_breast_cancer_auc_and_artefacts(cancer_run):
     assert len(report["importance"]) == 30  # every feature listed, zero ones too
 
 
+@pytest.mark.slow
 def test_mcc_matches_sklearn_and_model_reproduces(cancer_run, cancer):
     import xgboost as xgb
     from sklearn.metrics import matthews_corrcoef
@@ -73,6 +75,7 @@ def test_mcc_matches_sklearn_and_model_reproduces(cancer_run, cancer):
     assert report["shap_additivity_max_gap"] < 1e-3
 
 
+@pytest.mark.slow
 def test_shap_contributions_add_up(cancer_run, cancer):
     import xgboost as xgb
 
@@ -85,6 +88,7 @@ def test_shap_contributions_add_up(cancer_run, cancer):
                                atol=1e-4)
 
 
+@pytest.mark.slow
 def test_purchases_informative_rank_above_noise(tmp_path, cli):
     from mltk.datasets import make
 
@@ -115,6 +119,7 @@ def test_purchases_informative_rank_above_noise(tmp_path, cli):
     assert lines[0] == "user_id,probability,label" and len(lines) == 4001
 
 
+@pytest.mark.slow
 def test_onehot_and_stdin(tmp_path, cli):
     from mltk.datasets.purchases import generate
 
@@ -129,6 +134,7 @@ def test_onehot_and_stdin(tmp_path, cli):
     assert len(predict(tmp_path / "o", df.head(5))) == 5
 
 
+@pytest.mark.slow
 def test_dropped_columns_warned(tmp_path, cli):
     from mltk.datasets.purchases import generate
 
@@ -156,6 +162,19 @@ def test_bad_targets(frame, target, message):
         prepare(frame, target)
 
 
+def test_prepare_drops_missing_targets_and_useless_columns(caplog):
+    df = pd.DataFrame({"x": [1.0, 2, 3, 4, 5], "c": [7] * 5, "e": [np.nan] * 5,
+                       "g": ["a", "b", None, "a", "b"]})
+    prepared = prepare(df, "g", positive="b")
+    assert prepared.y.tolist() == [0, 1, 0, 1]
+    assert (prepared.positive, prepared.negative) == ("b", "a")
+    assert prepared.dropped == {"c": "constant", "e": "all values missing"}
+    assert prepared.features == ["x"]
+    assert "dropping 1 rows with a missing target" in caplog.text
+    with pytest.raises(InputError, match="no usable feature columns"):
+        prepare(df.drop(columns=["x"]), "g")
+
+
 def test_bad_input_cli(tmp_path, cli):
     path = tmp_path / "three.csv"
     pd.DataFrame({"x": range(9), "g": ["a", "b", "c"] * 3}).to_csv(path, index=False)
@@ -176,6 +195,7 @@ def test_bad_input_cli(tmp_path, cli):
     assert result.exit_code == 1 and "not an xgb-analyze output folder" in result.stderr
 
 
+@pytest.mark.slow
 def test_parquet_input(tmp_path, cli):
     from mltk.datasets.purchases import generate
 

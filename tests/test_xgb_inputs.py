@@ -53,6 +53,7 @@ def write(tmp_path, df, name="new.csv"):
 # -- xgb-predict: values the model cannot score are errors ---------------------------------
 
 
+@pytest.mark.slow
 def test_text_in_a_number_column_names_row_and_column(model_dir, rows, tmp_path, cli):
     bad = rows.astype(object)
     bad.loc[2, "age"] = "abc"
@@ -62,6 +63,7 @@ def test_text_in_a_number_column_names_row_and_column(model_dir, rows, tmp_path,
     assert result.stderr.strip() == "Error: row 3, column 'age': 'abc' is not a number"
 
 
+@pytest.mark.slow
 def test_a_whole_text_column_names_the_first_rows_and_the_count(model_dir, rows, tmp_path, cli):
     bad = rows.assign(age=["forty", "fifty", "?", "old", "young"])
     result = cli("xgb-predict", model_dir, write(tmp_path, bad))
@@ -72,6 +74,7 @@ def test_a_whole_text_column_names_the_first_rows_and_the_count(model_dir, rows,
         "'age': '?' is not a number; ...")
 
 
+@pytest.mark.slow
 def test_unseen_and_recased_categories_are_errors_unless_asked(model_dir, rows, tmp_path, cli):
     bad = rows.copy()
     bad.loc[1, "city"] = "tokyo"
@@ -93,6 +96,7 @@ def test_unseen_and_recased_categories_are_errors_unless_asked(model_dir, rows, 
     np.testing.assert_allclose(got["probability"], as_missing["probability"], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_missing_values_stay_allowed(model_dir, rows, tmp_path, cli):
     gaps = rows.astype(object)
     gaps.loc[0, "age"] = None
@@ -107,6 +111,7 @@ def test_missing_values_stay_allowed(model_dir, rows, tmp_path, cli):
                                rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_columns_by_name_in_any_order_extra_ignored_missing_named(model_dir, rows, tmp_path,
                                                                  cli):
     expected = predict(model_dir, rows)
@@ -118,6 +123,7 @@ def test_columns_by_name_in_any_order_extra_ignored_missing_named(model_dir, row
     assert result.stderr.strip() == "Error: column(s) missing from the data: 'age', 'city'"
 
 
+@pytest.mark.slow
 def test_numbers_in_any_spelling_match_a_text_category(tmp_path):
     # A categorical column of codes and words: in new files pandas may read the codes as
     # integers or, with a gap, as floats (3.0); they are still the training level '3'.
@@ -140,6 +146,7 @@ def test_numbers_in_any_spelling_match_a_text_category(tmp_path):
 # -- the load-once model -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_group_model_loads_once_and_scores_json_records(model_dir, rows):
     model = TwoGroupModel(model_dir)
     assert model.features == ["age", "city", "member"]
@@ -162,6 +169,7 @@ def test_two_group_model_loads_once_and_scores_json_records(model_dir, rows):
                                   model.score(typed)["probability"])
 
 
+@pytest.mark.slow
 def test_two_group_model_errors_carry_rows_and_columns(model_dir, rows):
     model = TwoGroupModel(model_dir)
     records = rows.to_dict("records")
@@ -236,6 +244,7 @@ def separable_categorical(n: int = 300, seed: int = 0) -> pd.DataFrame:
         "edible": np.where(np.isin(odor, list("afn")), "e", "p")})
 
 
+@pytest.mark.slow
 def test_separable_categorical_data_still_gives_a_report(tmp_path, cli):
     path = write(tmp_path, separable_categorical(), "mushrooms.csv")
     out = tmp_path / "o"
@@ -254,6 +263,7 @@ def test_separable_categorical_data_still_gives_a_report(tmp_path, cli):
         assert (out / name).stat().st_size > 0, name
 
 
+@pytest.mark.slow
 def test_any_explanation_stage_can_fail(tmp_path, cli, monkeypatch):
     from mltk.tabular import explain, plots
 

@@ -14,7 +14,7 @@ import typer
 from mltk import __version__
 from mltk._output import Output
 from mltk.cli import colors, datasets, demo, jobs, recommend, serve, tfrecord, train, xgb
-from mltk.cli._common import env_flag
+from mltk.cli._common import MltkGroup, env_flag
 
 app = typer.Typer(
     name="mltk",
@@ -24,6 +24,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    cls=MltkGroup,
 )
 
 

@@ -3,6 +3,8 @@
 Every command is registered through :func:`command`, which wraps it in the one error boundary:
 an exception from the core becomes the single line ``Error: ...`` on stderr and exit code 1
 (with the traceback when ``--debug`` or ``MLTK_DEBUG=1``). Usage errors stay Typer's: exit 2.
+Commands and groups use :class:`MltkCommand` / :class:`MltkGroup`, which render the value column
+of ``--help`` the same way everywhere (flags show none; see :func:`help_metavar`).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_args
 
 import typer
+import typer.core
 
 from mltk._output import Format, Output
 
@@ -35,6 +38,65 @@ ConfigOption = Annotated[
     typer.Option("--config", help="YAML file of settings (below command-line options and "
                  "MLTK_* environment variables, above the defaults in configs/)."),
 ]
+
+
+def help_metavar(param: Any, ctx: Any) -> str | None:
+    """The value column of ``--help`` for one option or argument.
+
+    Typer's own label treats a boolean flag as taking a value (``--quiet <bool>``) and spells
+    out types (``<list[str]>``, ``<int range>``). Here a flag shows nothing, a repeated or
+    variadic value shows its element type (``<str>``; arguments already end in ``...``) and a
+    bounded number its type (the bounds follow it, e.g. ``[x>=1]``).
+    """
+    if isinstance(param, typer.core.TyperOption) and param.metavar is not None:
+        return param.metavar
+    if getattr(param, "is_flag", False) or getattr(param, "count", False):
+        return ""
+    desc = param.type_descriptor
+    if desc.is_ranged:
+        return f"<{desc.ranged_type_name}>"
+    if desc.is_list and not desc.is_choice:
+        (element,) = get_args(desc.annotation)
+        return f"<{param._bare_type(element)}>"
+    label = param.display_type(ctx)
+    if desc.is_choice and desc.is_list:
+        label = label.replace("<list[", "<", 1).replace("]>", ">")
+    return label
+
+
+class _Option(typer.core.TyperOption):
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return help_metavar(self, ctx)
+
+
+class _Argument(typer.core.TyperArgument):
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return help_metavar(self, ctx)
+
+
+def _with_mltk_help(params: list[Any]) -> list[Any]:
+    # Typer builds its parameters itself (no hook for their class), so they are given the
+    # subclass above, which only changes how --help shows them.
+    for param in params:
+        if type(param) is typer.core.TyperOption:
+            param.__class__ = _Option
+        elif type(param) is typer.core.TyperArgument:
+            param.__class__ = _Argument
+    return params
+
+
+class MltkCommand(typer.core.TyperCommand):
+    """A Typer command whose ``--help`` shows flags as flags (see :func:`help_metavar`)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _with_mltk_help(super().get_params(ctx))
+
+
+class MltkGroup(typer.core.TyperGroup):
+    """A Typer group whose ``--help`` shows flags as flags (see :func:`help_metavar`)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _with_mltk_help(super().get_params(ctx))
 
 
 def env_flag(name: str) -> bool:
@@ -99,7 +161,7 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callabl
         params = [*sig.parameters.values(), _QUIET, _VERBOSE]
         wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in params}
-        app.command(name, **kwargs)(wrapper)
+        app.command(name, **{"cls": MltkCommand, **kwargs})(wrapper)
         return func
 
     return decorator

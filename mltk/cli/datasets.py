@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
-from mltk.cli._common import FormatOption, command, get_output
+from mltk.cli._common import FormatOption, MltkGroup, command, get_output
 
-datasets_app = typer.Typer(help="Sample data sets with ground truth.", no_args_is_help=True)
+datasets_app = typer.Typer(help="Sample data sets with ground truth.", no_args_is_help=True,
+                           cls=MltkGroup)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,12 +10,19 @@ from typing import Annotated, Any
 import typer
 
 from mltk._output import Format
-from mltk.cli._common import ConfigOption, FormatOption, command, get_output, parse_floats
+from mltk.cli._common import (
+    ConfigOption,
+    FormatOption,
+    MltkGroup,
+    command,
+    get_output,
+    parse_floats,
+)
 
 jobs_app = typer.Typer(help="Batch jobs: colours, predictions, scoring, queries and TFRecord "
                        "shards in chunks on Celery workers (or locally), resumable, each item "
                        "exactly once.",
-                       no_args_is_help=True)
+                       no_args_is_help=True, cls=MltkGroup)
 
 BrokerOption = Annotated[str | None, typer.Option(
     "--broker", envvar="MLTK_BROKER_URL", help="Redis URL, e.g. redis://host:6379/0 (env "
@@ -189,7 +196,7 @@ def _wait(output: Any, folder: Any, timeout: float | None) -> None:
     from mltk.jobs import core, queue
 
     job = folder.load()
-    app = queue.app_for(job["broker"]) if job.get("broker") else None
+    supervisor = queue.Supervisor(folder, job, job["broker"]) if job.get("broker") else None
     end = None if timeout is None else time.monotonic() + timeout
     with output.progress(len(job["chunks"]), "chunks") as bar:
         seen = 0
@@ -202,11 +209,10 @@ def _wait(output: Any, folder: Any, timeout: float | None) -> None:
             if st["cancelled"]:
                 raise MltkError(f"job {job['id']} was cancelled ({st['done']} of "
                                 f"{st['chunks']} chunks done)")
-            if app is not None:
-                stale = core.stale_chunks(folder, job)
-                if stale:
-                    output.warn(f"re-enqueued chunk(s) {stale}: their worker stopped")
-                    queue.enqueue(app, folder, stale)
+            if supervisor is not None:
+                lost = supervisor.tick()
+                if lost:
+                    output.warn(f"re-enqueued chunk(s) {lost}: no live worker had them")
             if end is not None and time.monotonic() > end:
                 raise MltkError(f"timed out after {timeout:g} s: {st['done']} of "
                                 f"{st['chunks']} chunks done")

@@ -12,10 +12,18 @@ from typing import Annotated, Any
 import typer
 
 from mltk._output import Format
-from mltk.cli._common import ConfigOption, FormatOption, SeedOption, command, get_output
+from mltk.cli._common import (
+    ConfigOption,
+    FormatOption,
+    MltkGroup,
+    SeedOption,
+    command,
+    get_output,
+)
 
 recommend_app = typer.Typer(help="Similar-item recommendation: rules, meta-categories, "
-                            "filters, RankNet.", no_args_is_help=True)
+                            "filters, RankNet.", no_args_is_help=True,
+                            cls=MltkGroup)
 Transactions = Annotated[Path, typer.Option("--transactions", "-t",
                                             help="CSV/Parquet: user_id, item_id[, timestamp].")]
 Items = Annotated[Path, typer.Option("--items", "-i", help="CSV/Parquet of the catalogue.")]
@@ -42,12 +50,17 @@ def rules(
     items: Items,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for rules.csv and "
                                       "meta_categories.csv.")] = Path("recommend-rules"),
-    min_support: Annotated[float | None, typer.Option("--min-support")] = None,
-    min_confidence: Annotated[float | None, typer.Option("--min-confidence")] = None,
-    min_lift: Annotated[float | None, typer.Option("--min-lift")] = None,
+    min_support: Annotated[float | None, typer.Option(
+        "--min-support", help="Smallest share of users whose baskets hold an itemset "
+        "(default 0.002).")] = None,
+    min_confidence: Annotated[float | None, typer.Option(
+        "--min-confidence", help="Smallest confidence of a kept rule (default 0.1).")] = None,
+    min_lift: Annotated[float | None, typer.Option(
+        "--min-lift", help="Smallest lift of a kept rule (default 1.5).")] = None,
     algorithm: Annotated[str | None, typer.Option("--algorithm", help="apriori or fpgrowth.")
                          ] = None,
-    max_len: Annotated[int | None, typer.Option("--max-len")] = None,
+    max_len: Annotated[int | None, typer.Option(
+        "--max-len", help="Most categories in an itemset (default 2).")] = None,
     seed: SeedOption = None,
     config: ConfigOption = None,
     fmt: FormatOption = Format.table,

@@ -8,10 +8,17 @@ from typing import Annotated, Any
 import typer
 
 from mltk._output import Format
-from mltk.cli._common import ConfigOption, FormatOption, SeedOption, command, get_output
+from mltk.cli._common import (
+    ConfigOption,
+    FormatOption,
+    MltkGroup,
+    SeedOption,
+    command,
+    get_output,
+)
 
 tfrecord_app = typer.Typer(help="Build, count, verify and inspect TFRecord shards.",
-                           no_args_is_help=True)
+                           no_args_is_help=True, cls=MltkGroup)
 
 
 def register(app: typer.Typer) -> None:

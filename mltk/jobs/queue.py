@@ -99,6 +99,51 @@ def enqueue(app: Any, folder: JobFolder, chunks: Iterable[int]) -> int:
     return n
 
 
+class Supervisor:
+    """Finds the chunks that no live worker will run, and enqueues them again.
+
+    Two ways a chunk is lost when a worker dies: it was running (its lease goes stale), or it
+    was only reserved — prefetched by the dead worker but not started, so it has no lease and
+    its message comes back only after the visibility timeout. The second kind shows as a chunk
+    without part, lease or failure while the queue is empty for longer than a lease time.
+    """
+
+    def __init__(self, folder: JobFolder, job: dict[str, Any], broker: str) -> None:
+        self.folder, self.job, self.broker = folder, job, broker
+        self.app = app_for(broker)
+        self.lease = float(job.get("lease_seconds") or core.DEFAULT_LEASE_SECONDS)
+        self._idle_since: dict[int, float] = {}
+
+    def tick(self) -> list[int]:
+        """Re-enqueue the lost chunks now; returns their numbers."""
+        import time
+
+        lost = core.stale_chunks(self.folder, self.job)
+        if queue_length(self.broker) == 0:
+            now = time.monotonic()
+            for i in core.pending_chunks(self.folder, self.job):
+                if i in lost or self.folder.lease_age(i) is not None \
+                        or self.folder.failure(i) is not None:
+                    self._idle_since.pop(i, None)
+                    continue
+                if now - self._idle_since.setdefault(i, now) > self.lease:
+                    lost.append(i)
+        else:
+            self._idle_since.clear()
+        for i in lost:
+            self._idle_since.pop(i, None)
+        if lost:
+            enqueue(self.app, self.folder, lost)
+        return sorted(lost)
+
+
+def queue_length(broker: str) -> int:
+    """Messages waiting in the mltk queue (not those a worker has reserved)."""
+    import redis
+
+    return int(redis.Redis.from_url(broker).llen(QUEUE))
+
+
 def register_job(broker: str, job: dict[str, Any], folder: JobFolder) -> None:
     import redis
 
@@ -126,5 +171,6 @@ def run_worker(broker: str, concurrency: int, queues: str, loglevel: str = "INFO
     """Run a Celery worker in this process until it is stopped (SIGTERM: warm shutdown)."""
     app = app_for(broker)
     app.worker_main(["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}",
-                     "-Q", queues, "--pool=prefork", "-n", f"mltk-{os.getpid()}@%h",
+                     "-Q", queues, "--pool=prefork", "-O", "fair",
+                     "-n", f"mltk-{os.getpid()}@%h",
                      "--without-gossip", "--without-mingle"])

@@ -98,9 +98,6 @@ class Prepared:
 
 def prepare(df: Any, target: str, id_cols: Sequence[str] = (), positive: Any = None) -> Prepared:
     """Check the target (exactly two values), drop ids and useless columns, type categoricals."""
-    import numpy as np
-    import pandas as pd
-
     if df is None or len(df) == 0:
         raise InputError("the data has no rows")
     _check_unique_columns(df)
@@ -110,6 +107,19 @@ def prepare(df: Any, target: str, id_cols: Sequence[str] = (), positive: Any = N
     missing_ids = [c for c in id_cols if c not in df.columns]
     if missing_ids:
         raise InputError(f"id column(s) not found: {', '.join(missing_ids)}")
+    df, y, positive, negative = _binary_target(df, target, positive)
+    X, dropped = _drop_useless_columns(df.drop(columns=[target, *id_cols]))
+    X, categorical, categories = _type_features(X)
+    return Prepared(X, y, positive, negative, [str(c) for c in X.columns], categorical,
+                    categories, dropped)
+
+
+def _binary_target(df: Any, target: str, positive: Any) -> tuple[Any, Any, Any, Any]:
+    """(rows with a target, y as 0/1, the positive value, the negative value); the target must
+    have exactly two values, and ``positive`` (when given) must be one of them."""
+    import numpy as np
+    import pandas as pd
+
     t = df[target]
     if t.isna().any():
         n = int(t.isna().sum())
@@ -134,8 +144,11 @@ def prepare(df: Any, target: str, id_cols: Sequence[str] = (), positive: Any = N
                              f"(values: {', '.join(repr(v) for v in values)})")
         positive = matches[0]
     negative = next(v for v in values if v != positive)
-    y = (t == positive).to_numpy().astype(np.int64)
-    X = df.drop(columns=[target, *id_cols])
+    return df, (t == positive).to_numpy().astype(np.int64), positive, negative
+
+
+def _drop_useless_columns(X: Any) -> tuple[Any, dict[str, str]]:
+    """Without the columns that are all missing or constant (each warned about)."""
     dropped: dict[str, str] = {}
     for col in list(X.columns):
         s = X[col]
@@ -148,9 +161,7 @@ def prepare(df: Any, target: str, id_cols: Sequence[str] = (), positive: Any = N
     X = X.drop(columns=list(dropped))
     if X.shape[1] == 0:
         raise InputError("no usable feature columns left")
-    X, categorical, categories = _type_features(X)
-    return Prepared(X, y, positive, negative, [str(c) for c in X.columns], categorical,
-                    categories, dropped)
+    return X, dropped
 
 
 def _type_features(X: Any) -> tuple[Any, list[str], dict[str, list[str]]]:

@@ -86,17 +86,20 @@ class ShardTask:
 
 
 def parse_size(text: str | int) -> int:
-    """'128MB', '1.5GiB', '64k', 1000 -> bytes."""
+    """'128MB', '1.5GiB', '64k', 1000 -> bytes (whole bytes, at least one)."""
+    from fractions import Fraction
+
     if isinstance(text, int):
         return text
     units = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
              "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
     m = re.fullmatch(r"([0-9]*\.?[0-9]+)([a-z]*)", text.strip().lower().replace(" ", ""))
-    value = float(m.group(1)) if m else 0.0
     unit = m.group(2) if m else "?"
-    if unit not in units or value <= 0:
+    # Exact arithmetic: as floats, 1.005kB is 1004 bytes and a long number overflows.
+    size = int(Fraction(m.group(1)) * units[unit]) if unit in units else 0
+    if size < 1:
         raise MltkError(f"cannot parse size {text!r} (e.g. 128MB, 1GiB)")
-    return int(value * units[unit])
+    return size
 
 
 def parse_split(text: str) -> dict[str, float]:
@@ -360,37 +363,14 @@ def build(src: str | os.PathLike | None, out: str | os.PathLike, options: BuildO
     t0 = time.perf_counter()
     classes, tasks = plan_build(src, options, from_csv)
     out_dir = Path(out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise MltkError(f"{out_dir}: exists and is not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    existing = [p for p in out_dir.iterdir()]
-    if existing and not (resume or overwrite):
-        raise MltkError(f"{out_dir} is not empty; use --resume to finish an interrupted build "
-                        "or --overwrite to replace it")
-    if overwrite and not resume:
-        for p in _our_files(out_dir):
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    _prepare_out_dir(out_dir, resume, overwrite)
     state = out_dir / STATE_DIR
     fingerprint = _plan_fingerprint(tasks, classes, options)
-    plan_file = state / "plan.json"
-    done: dict[str, dict[str, Any]] = {}
-    if resume and plan_file.exists():
-        previous = json.loads(plan_file.read_text())
-        if previous.get("fingerprint") != fingerprint:
-            raise MltkError(f"{out_dir}: the source files or options differ from the interrupted "
-                            "build; use --overwrite to start again")
-        for t in tasks:
-            stats_file = state / f"{t.name}.json"
-            if (out_dir / t.name).exists() and stats_file.exists():
-                stats = json.loads(stats_file.read_text())
-                if stats.get("bytes") == (out_dir / t.name).stat().st_size:
-                    done[t.name] = stats
-    elif resume and (out_dir / "manifest.json").exists():
-        raise MltkError(f"{out_dir}: the build is already complete (manifest.json exists); "
-                        "use --overwrite to rebuild")
+    done = _completed_shards(out_dir, tasks, fingerprint) if resume else {}
     for p in out_dir.glob(".*.tfrecord.tmp-*"):  # leftovers of an interrupted run
         p.unlink()
-    write_json(plan_file, {"fingerprint": fingerprint, "shards": [t.name for t in tasks]})
+    write_json(state / "plan.json",
+               {"fingerprint": fingerprint, "shards": [t.name for t in tasks]})
     if done:
         log.info(f"resuming: {len(done)} of {len(tasks)} shards already complete")
     todo = [t for t in tasks if t.name not in done]
@@ -406,6 +386,43 @@ def build(src: str | os.PathLike | None, out: str | os.PathLike, options: BuildO
     write_json(out_dir / "manifest.json", manifest)
     shutil.rmtree(state, ignore_errors=True)
     return manifest
+
+
+def _prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Create OUT; refuse a non-empty one unless resuming or overwriting (which removes our
+    files, and only ours)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise MltkError(f"{out_dir}: exists and is not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if any(out_dir.iterdir()) and not (resume or overwrite):
+        raise MltkError(f"{out_dir} is not empty; use --resume to finish an interrupted build "
+                        "or --overwrite to replace it")
+    if overwrite and not resume:
+        for p in _our_files(out_dir):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def _completed_shards(out_dir: Path, tasks: Sequence[ShardTask], fingerprint: str
+                      ) -> dict[str, dict[str, Any]]:
+    """Resuming: the stats of the shards an interrupted build of the same plan finished."""
+    state = out_dir / STATE_DIR
+    plan_file = state / "plan.json"
+    if not plan_file.exists():
+        if (out_dir / "manifest.json").exists():
+            raise MltkError(f"{out_dir}: the build is already complete (manifest.json exists); "
+                            "use --overwrite to rebuild")
+        return {}
+    if json.loads(plan_file.read_text()).get("fingerprint") != fingerprint:
+        raise MltkError(f"{out_dir}: the source files or options differ from the interrupted "
+                        "build; use --overwrite to start again")
+    done = {}
+    for t in tasks:
+        stats_file = state / f"{t.name}.json"
+        if (out_dir / t.name).exists() and stats_file.exists():
+            stats = json.loads(stats_file.read_text())
+            if stats.get("bytes") == (out_dir / t.name).stat().st_size:
+                done[t.name] = stats
+    return done
 
 
 def plan_build(src: str | os.PathLike | None, options: BuildOptions,

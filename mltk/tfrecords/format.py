@@ -182,21 +182,30 @@ def _fields(buf: bytes) -> Iterator[tuple[int, int, Any]]:
     while pos < end:
         key, pos = _read_varint(buf, pos)
         number, wire = key >> 3, key & 7
-        if wire == 2:
-            length, pos = _read_varint(buf, pos)
-            yield number, wire, buf[pos:pos + length]
-            pos += length
-        elif wire == 0:
+        if wire == 0:
             value, pos = _read_varint(buf, pos)
             yield number, wire, value
-        elif wire == 5:
-            yield number, wire, buf[pos:pos + 4]
-            pos += 4
-        elif wire == 1:
-            yield number, wire, buf[pos:pos + 8]
-            pos += 8
+            continue
+        if wire == 2:
+            size, pos = _read_varint(buf, pos)
+        elif wire in (1, 5):
+            size = 8 if wire == 1 else 4
         else:
             raise ValueError(f"unsupported protobuf wire type {wire}")
+        if pos + size > end:
+            raise ValueError(f"field {number} runs past the end of its message")
+        yield number, wire, buf[pos:pos + size]
+        pos += size
+
+
+def _submessages(buf: bytes, wanted: int) -> Iterator[bytes]:
+    """The length-delimited fields numbered ``wanted`` (others are skipped, as protobuf does
+    with unknown fields)."""
+    for number, wire, value in _fields(buf):
+        if number == wanted:
+            if wire != 2:
+                raise ValueError(f"field {number} has wire type {wire}, expected 2")
+            yield value
 
 
 def decode_example(data: bytes) -> dict[str, tuple[str, list]]:
@@ -204,45 +213,55 @@ def decode_example(data: bytes) -> dict[str, tuple[str, list]]:
     ``bytes``, ``float`` or ``int64``. Raises ValueError on malformed data."""
     out: dict[str, tuple[str, list]] = {}
     try:
-        for number, _, features in _fields(data):
-            if number != 1:
-                continue
-            for fnum, _, entry in _fields(features):
-                if fnum != 1:
-                    continue
+        for features in _submessages(data, 1):
+            for entry in _submessages(features, 1):
                 key, feature = "", b""
-                for enum, _, value in _fields(entry):
+                for enum, wire, value in _fields(entry):
+                    if enum in (1, 2) and wire != 2:
+                        raise ValueError(f"map entry field {enum} has wire type {wire}")
                     if enum == 1:
                         key = bytes(value).decode("utf-8")
                     elif enum == 2:
                         feature = value
                 out[key] = _decode_feature(feature)
-    except (IndexError, UnicodeDecodeError, struct.error) as exc:
+    except (IndexError, ValueError, struct.error) as exc:  # UnicodeDecodeError is a ValueError
         raise ValueError(f"malformed tf.train.Example ({exc})") from None
     return out
 
 
 def _decode_feature(feature: bytes) -> tuple[str, list]:
-    for kind_num, _, body in _fields(feature):
+    for kind_num, wire, body in _fields(feature):
+        if kind_num in (1, 2, 3) and wire != 2:
+            raise ValueError(f"feature kind {kind_num} has wire type {wire}")
         if kind_num == 1:
-            return "bytes", [bytes(v) for n, _, v in _fields(body) if n == 1]
+            return "bytes", [bytes(v) for v in _submessages(body, 1)]
         if kind_num == 2:
-            vals: list = []
-            for n, wire, v in _fields(body):
-                if n == 1 and wire == 2:
-                    vals.extend(struct.unpack(f"<{len(v) // 4}f", v))
-                elif n == 1 and wire == 5:
-                    vals.append(struct.unpack("<f", v)[0])
-            return "float", vals
+            return "float", _decode_floats(body)
         if kind_num == 3:
-            vals = []
-            for n, wire, v in _fields(body):
-                if n == 1 and wire == 2:
-                    pos = 0
-                    while pos < len(v):
-                        x, pos = _read_varint(v, pos)
-                        vals.append(x - (1 << 64) if x >= 1 << 63 else x)
-                elif n == 1 and wire == 0:
-                    vals.append(v - (1 << 64) if v >= 1 << 63 else v)
-            return "int64", vals
+            return "int64", _decode_int64s(body)
     return "bytes", []
+
+
+def _decode_floats(body: bytes) -> list[float]:
+    """FloatList values, packed (the usual) or not."""
+    vals: list[float] = []
+    for n, wire, v in _fields(body):
+        if n == 1 and wire == 2:
+            vals.extend(struct.unpack(f"<{len(v) // 4}f", v))
+        elif n == 1 and wire == 5:
+            vals.append(struct.unpack("<f", v)[0])
+    return vals
+
+
+def _decode_int64s(body: bytes) -> list[int]:
+    """Int64List values, packed (the usual) or not; negatives are two's complement."""
+    vals: list[int] = []
+    for n, wire, v in _fields(body):
+        if n == 1 and wire == 2:
+            pos = 0
+            while pos < len(v):
+                x, pos = _read_varint(v, pos)
+                vals.append(x - (1 << 64) if x >= 1 << 63 else x)
+        elif n == 1 and wire == 0:
+            vals.append(v - (1 << 64) if v >= 1 << 63 else v)
+    return vals

@@ -140,7 +140,6 @@ def inspect_records(path: str | os.PathLike, n: int = 5,
     p = expand_paths([path])[0]
     names = labels_for(p)
     records = []
-    saved = []
     for i, payload in enumerate(iter_records(p)):
         if i >= n:
             break
@@ -148,33 +147,36 @@ def inspect_records(path: str | os.PathLike, n: int = 5,
             example = decode_example(payload)
         except ValueError as exc:
             raise InputError(f"{p}: record {i}: {exc}") from None
-        feats = {}
-        for key, (kind, values) in sorted(example.items()):
-            info: dict[str, Any] = {"type": kind, "shape": [len(values)]}
-            if kind == "bytes":
-                info["bytes"] = [len(v) for v in values][:4]
-                if key in ("image/encoded", "image"):
-                    pass
-                elif values and all(len(v) <= 80 for v in values):
-                    info["value"] = [v.decode("utf-8", "replace") for v in values][:4]
-            else:
-                info["value"] = values[:8]
-            feats[key] = info
         label_key = next((k for k in LABEL_KEYS if k in example), None)
         label = example[label_key][1][0] if label_key and example[label_key][1] else None
         rec = {"index": i, "label": label,
                "label_name": names[label] if names and label is not None
                and 0 <= label < len(names) else None,
-               "features": feats}
+               "features": _describe_features(example)}
         if save_images is not None:
             saved_path = _save_image(example, Path(save_images), p, i)
             rec["image"] = os.fspath(saved_path) if saved_path else None
-            if saved_path:
-                saved.append(saved_path)
         records.append(rec)
     layout = ("standard" if records and "image/encoded" in records[0]["features"]
               else "raw" if records and "image" in records[0]["features"] else "unknown")
     return {"file": os.fspath(p), "layout": layout, "labels": names, "records": records}
+
+
+def _describe_features(example: dict[str, tuple[str, list]]) -> dict[str, dict[str, Any]]:
+    """Per feature (sorted by key): kind, shape, and its first values unless they are images
+    or long byte strings."""
+    feats = {}
+    for key, (kind, values) in sorted(example.items()):
+        info: dict[str, Any] = {"type": kind, "shape": [len(values)]}
+        if kind != "bytes":
+            info["value"] = values[:8]
+        else:
+            info["bytes"] = [len(v) for v in values][:4]
+            if (key not in ("image/encoded", "image") and values
+                    and all(len(v) <= 80 for v in values)):
+                info["value"] = [v.decode("utf-8", "replace") for v in values][:4]
+        feats[key] = info
+    return feats
 
 
 def _save_image(example: dict[str, tuple[str, list]], out: Path, src: Path, i: int) -> Path | None:
