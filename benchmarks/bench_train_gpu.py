@@ -73,6 +73,7 @@ def plain_loop(args: argparse.Namespace) -> dict:
 def mltk_train(args: argparse.Namespace, out: Path) -> dict:
     cmd = [sys.executable, "-m", "mltk", "train", "--backend", os.environ.get(
         "KERAS_BACKEND", "jax"), "--synthetic", "--gpus", str(args.gpus), "--model", args.model,
+           "--recipe", "original",  # the plain loop it is compared with is SGD
            "--image-size", str(args.image_size), "--batch-per-replica", str(args.batch),
            "--precision", args.precision, "--steps", str(args.steps), "--num-classes",
            str(args.classes), "--seed", "0", "--out", str(out), "--format", "json"]

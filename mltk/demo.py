@@ -127,8 +127,7 @@ def _step_train(root: Path, seed: int) -> StepResult:
     if not (shards / "manifest.json").exists():
         _step_tfrecord(root, seed)
     cfg = _config.resolve("train", {
-        "model": "small_cnn", "image_size": 32, "epochs": 15, "batch_per_replica": 16,
-        "learning_rate": 0.4, "lr_schedule": "cosine", "gpus": 0, "seed": seed})
+        "model": "small_cnn", "image_size": 32, "epochs": 15, "gpus": 0, "seed": seed})
     run = root / "train"
     summary = train(cfg, run, data=[str(shards)], overwrite=True)
     result = evaluate(load(run), [str(shards)], split="validation", with_predictions=True)

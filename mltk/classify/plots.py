@@ -26,6 +26,25 @@ def training_curves(path: Path, history: Sequence[Mapping[str, Any]]) -> None:
     save_png(fig, path)
 
 
+def lr_find_curve(path: Path, lrs: Sequence[float], smoothed: Sequence[float],
+                  suggestion: float) -> None:
+    """The learning-rate range test: smoothed loss against the rate (log scale), the
+    suggested rate marked."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    ax.plot(lrs, smoothed, "-", lw=1.5, label="smoothed loss")
+    ax.axvline(suggestion, color="tab:red", ls="--", lw=1, label=f"suggested {suggestion:.2g}")
+    ax.set_xscale("log")
+    finite = [v for v in smoothed if v == v and v != float("inf")]
+    if finite:  # keep the divergence from flattening the interesting part
+        low, top = min(finite), min(max(finite), 1.25 * finite[0])
+        ax.set_ylim(low - 0.05 * abs(low), top if top > low else low + 1e-3)
+    ax.set(xlabel="learning rate", ylabel="loss", title="Learning-rate range test")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    save_png(fig, path)
+
+
 def confusion_heatmap(path: Path, matrix: Any, classes: Sequence[str]) -> None:
     """Row-normalised confusion matrix; readable from 2 to a few hundred classes (the figure
     grows with the class count, and tick labels shrink and thin out)."""

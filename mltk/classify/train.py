@@ -5,7 +5,11 @@ The run folder holds ``best.keras`` and ``last.keras``, ``labels.txt``, ``config
 checkpoint is the model's and optimizer's state (written to a temporary name and renamed) every
 ``checkpoint_every`` steps and at each epoch's end; the position in the run is the optimizer's
 step count, so ``resume=True`` continues mid-epoch with the learning-rate schedule where it was,
-losing at most one checkpoint interval. Ctrl-C writes a checkpoint and returns.
+losing at most one checkpoint interval. SIGINT (Ctrl-C) and SIGTERM stop the run at the next
+safe point with a checkpoint (see :mod:`mltk.classify.interrupts`); ``summary["signal"]`` names
+the signal. The optimisation settings come from a recipe (:mod:`mltk.classify.recipes`);
+``early_stopping`` ends a run that stopped improving, and ``summary["stop_reason"]`` says why a
+run ended.
 
 Training runs epoch by epoch through ``Model.fit`` (one call per epoch, so that a resumed run
 can finish a partial epoch); the training set is an endless shuffled stream, an epoch is
@@ -21,12 +25,13 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mltk._atomic import atomic_path, write_csv, write_json, write_text
+from mltk.classify import class_weights, interrupts, recipes, runtime
 from mltk.classify import data as data_mod
-from mltk.classify import runtime
 from mltk.errors import ConfigError, InputError, MltkError
 
 log = logging.getLogger("mltk.classify")
@@ -57,6 +62,10 @@ def _step_callback(run: _Run) -> Any:
         def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
             if batch:
                 run.on_step()
+            run.stops.check()  # a safe point: raises for a SIGINT or SIGTERM received
+
+        def on_test_batch_begin(self, batch: int, logs: Any = None) -> None:
+            run.stops.check()
 
         def on_test_begin(self, logs: Any = None) -> None:
             run.end_fit()
@@ -70,9 +79,13 @@ def _step_callback(run: _Run) -> Any:
 class _Run:
     """The state of one training run (not part of the public API)."""
 
-    def __init__(self, cfg: dict[str, Any], out: Path, on_step: Callable[[int, int], None] | None
-                 ) -> None:
+    def __init__(self, cfg: dict[str, Any], out: Path, on_step: Callable[[int, int], None] | None,
+                 stops: interrupts.StopRequests | None = None) -> None:
         self.cfg = cfg
+        self.stops = stops or interrupts.StopRequests()
+        self.stop_reason = "completed"
+        self.synthetic = False
+        self.signal: str | None = None
         self.out = out
         self.ckpt = out / CHECKPOINT_DIR
         self.on_step_cb = on_step
@@ -128,6 +141,7 @@ class _Run:
 
     def on_step(self) -> None:
         """One more step of this fit was dispatched."""
+        self.stops.defer()  # a step has run: a signal now waits for a checkpoint
         self.step += 1
         self.local_steps += 1
         self.fit_done += 1
@@ -205,6 +219,10 @@ class _Run:
             log.warning("matplotlib is not installed: no curves.png")
 
 
+RUN_FILES = ("config.yaml", "best.keras", "last.keras", "history.csv", "curves.png",
+             "summary.json", "labels.txt", "lr_find.csv", "lr_find.png")
+
+
 def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
@@ -214,20 +232,23 @@ def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
         raise MltkError(f"{out}: already holds a training run; --resume continues it, "
                         "--overwrite starts over")
     if used and overwrite and not resume:
-        for name in ("config.yaml", "best.keras", "last.keras", "history.csv", "curves.png",
-                     "summary.json", "labels.txt"):
+        for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
         shutil.rmtree(out / "tensorboard", ignore_errors=True)
 
 
-def _check_resume_config(out: Path, cfg: Mapping[str, Any]) -> None:
+def _saved_config(out: Path) -> dict[str, Any] | None:
     from mltk import _config
 
     saved_file = out / "config.yaml"
-    if not saved_file.is_file():
+    return _config.load_yaml(saved_file) if saved_file.is_file() else None
+
+
+def _check_resume_config(out: Path, cfg: Mapping[str, Any]) -> None:
+    saved = _saved_config(out)
+    if saved is None:
         return
-    saved = _config.load_yaml(saved_file)
     for key in RESUME_KEYS:
         if key in saved and saved[key] != cfg.get(key):
             raise ConfigError(f"--resume: {key} is {cfg.get(key)!r} but the run in {out} used "
@@ -241,14 +262,39 @@ def _check_resume_config(out: Path, cfg: Mapping[str, Any]) -> None:
                             "use a new RUN_DIR, or --overwrite")
 
 
-def train(cfg: Mapping[str, Any], out: str | os.PathLike, data: Sequence[str] | None = None,
-          val: Sequence[str] | None = None, split: str | None = None, synthetic: bool = False,
-          resume: bool = False, overwrite: bool = False,
-          on_step: Callable[[int, int], None] | None = None,
-          on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Train per ``cfg`` (the resolved ``train`` settings); returns the run summary."""
-    cfg = dict(cfg)
-    out = Path(out)
+def resolve_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's settings: the recipe's values filled in, the seed chosen, values checked."""
+    cfg = recipes.apply(cfg)
+    cfg["seed"] = (int(cfg["seed"]) if cfg.get("seed") is not None
+                   else int.from_bytes(os.urandom(3)))
+    lr = cfg["learning_rate"]
+    if not (isinstance(lr, str) and lr == "auto"):
+        try:
+            cfg["learning_rate"] = float(lr)
+        except (TypeError, ValueError):
+            raise ConfigError(f"learning_rate must be a number or auto, got {lr!r}") from None
+        if not cfg["learning_rate"] > 0:
+            raise ConfigError(f"learning_rate must be positive, got {lr!r}")
+    patience = cfg.get("early_stopping")
+    if patience is not None and (not isinstance(patience, int) or patience < 1):
+        raise ConfigError(f"early_stopping must be a number of epochs (1 or more), got "
+                          f"{patience!r}")
+    return cfg
+
+
+@dataclass
+class _Setup:
+    """Devices and data of a run (shared by training and the learning-rate finder)."""
+
+    rt: runtime.Runtime
+    src: data_mod.DataSource | None
+    val_src: data_mod.DataSource | None
+    classes: list[str]
+    synthetic: bool
+
+
+def _prepare(cfg: Mapping[str, Any], data: Sequence[str] | None, val: Sequence[str] | None,
+             split: str | None, synthetic: bool) -> _Setup:
     if not synthetic and not data:
         raise InputError("no training data: give --data (TFRecord folders, files or globs) or "
                          "--synthetic")
@@ -257,153 +303,287 @@ def train(cfg: Mapping[str, Any], out: str | os.PathLike, data: Sequence[str] | 
 
         if importlib.util.find_spec("tensorboard") is None:
             raise MltkError("--tensorboard needs TensorBoard: pip install tensorboard")
-    seed = int(cfg["seed"]) if cfg.get("seed") is not None else int.from_bytes(os.urandom(3))
-    cfg["seed"] = seed
-    image_size = int(cfg["image_size"])
     need_tf = not synthetic or cfg["backend"] == "tensorflow"
     rt = runtime.setup(cfg["backend"], cfg.get("gpus"), cfg.get("strategy", "auto"),
                        int(cfg.get("cpu_replicas") or 1), cfg.get("precision", "auto"),
                        need_tf=need_tf)
-    if rt.is_chief:  # other workers of a multi-worker run share the chief's folder
-        _check_out(out, resume, overwrite)
-    if resume:
-        _check_resume_config(out, cfg)
-    keras = runtime.import_keras()
-    keras.utils.set_random_seed(seed)
     if cfg.get("deterministic") and rt.backend == "tensorflow":
         runtime.import_tf().config.experimental.enable_op_determinism()
-
-    src = val_src = None
     if synthetic:
         classes = [str(i) for i in range(int(cfg.get("num_classes") or 200))]
+        return _Setup(rt, None, None, classes, True)
+    src = data_mod.resolve_source(data, split, prefer=data_mod.PREFERRED_TRAIN,
+                                  num_classes=cfg.get("num_classes"))
+    if val:
+        val_src = data_mod.resolve_source(val, prefer=data_mod.PREFERRED_VAL,
+                                          num_classes=len(src.classes))
+    elif split is None:
+        val_src = data_mod.resolve_source(data, prefer=data_mod.PREFERRED_VAL,
+                                          required=False, num_classes=len(src.classes))
     else:
-        src = data_mod.resolve_source(data, split, prefer=data_mod.PREFERRED_TRAIN,
-                                      num_classes=cfg.get("num_classes"))
-        classes = src.classes
-        if val:
-            val_src = data_mod.resolve_source(val, prefer=data_mod.PREFERRED_VAL,
-                                              num_classes=len(classes))
-        elif split is None:
-            val_src = data_mod.resolve_source(data, prefer=data_mod.PREFERRED_VAL,
-                                              required=False, num_classes=len(classes))
-        if val_src is not None and val_src.files == src.files:
-            val_src = None
-    run = _Run(cfg, out, on_step)
-    run.rt = rt
-    run.global_batch = int(cfg["batch_per_replica"]) * rt.replicas
-    if synthetic:
+        val_src = None
+    if val_src is not None and val_src.files == src.files:
+        val_src = None
+    return _Setup(rt, src, val_src, src.classes, False)
+
+
+def _new_run(cfg: dict[str, Any], out: Path, setup: _Setup,
+             on_step: Callable[[int, int], None] | None = None,
+             stops: interrupts.StopRequests | None = None) -> _Run:
+    run = _Run(cfg, out, on_step, stops)
+    run.rt = setup.rt
+    run.synthetic = setup.synthetic
+    run.global_batch = int(cfg["batch_per_replica"]) * setup.rt.replicas
+    if setup.synthetic:
         run.steps_per_epoch = int(cfg.get("steps") or 100)
     else:
-        run.steps_per_epoch = src.records // run.global_batch
+        run.steps_per_epoch = setup.src.records // run.global_batch
         if run.steps_per_epoch < 1:
-            raise InputError(f"{src.files[0]}: {src.records} training records are fewer than "
-                             f"one global batch ({run.global_batch}); lower "
+            raise InputError(f"{setup.src.files[0]}: {setup.src.records} training records are "
+                             f"fewer than one global batch ({run.global_batch}); lower "
                              "--batch-per-replica")
-    epochs = int(cfg["epochs"])
-    run.total_steps = epochs * run.steps_per_epoch
+    run.total_steps = int(cfg["epochs"]) * run.steps_per_epoch
     if cfg.get("steps"):
-        run.total_steps = min(run.total_steps, int(cfg["steps"])) if not synthetic else int(
-            cfg["steps"])
-    scale = run.global_batch / float(cfg["lr_reference_batch"]) if (
-        cfg.get("lr_scaling", "linear") == "linear") else 1.0
-    peak_lr = float(cfg["learning_rate"]) * scale
-    run.best_metric = "val_accuracy" if val_src is not None else "accuracy"
+        run.total_steps = (int(cfg["steps"]) if setup.synthetic
+                           else min(run.total_steps, int(cfg["steps"])))
+    run.best_metric = "val_accuracy" if setup.val_src is not None else "accuracy"
+    if cfg.get("early_stopping") and setup.val_src is None:
+        raise ConfigError("early_stopping needs validation data (a validation split beside "
+                          "the training data, or val)")
+    return run
 
+
+def _compiled_model(cfg: Mapping[str, Any], setup: _Setup, schedule: Any) -> tuple[Any, Any]:
+    """The model and its optimizer, built (seeded) and compiled in the runtime's scope."""
     from mltk.classify import models
 
-    with rt.scope():
-        model = models.build_model(cfg["model"], len(classes), image_size, str(cfg["weights"]),
-                                   float(cfg.get("dropout") or 0.0),
+    keras = runtime.import_keras()
+    keras.utils.set_random_seed(int(cfg["seed"]))
+    with setup.rt.scope():
+        model = models.build_model(cfg["model"], len(setup.classes), int(cfg["image_size"]),
+                                   str(cfg["weights"]), float(cfg.get("dropout") or 0.0),
                                    bool(cfg.get("freeze_base")), cfg.get("trainable_layers"))
-        schedule = models.lr_schedule(cfg["lr_schedule"], peak_lr, run.steps_per_epoch,
-                                      run.total_steps, float(cfg.get("warmup_epochs") or 0),
-                                      float(cfg["lr_decay_epochs"]),
-                                      float(cfg["lr_decay_factor"]))
         optimizer = models.make_optimizer(cfg, schedule)
-        if rt.precision == "mixed_float16":
+        if setup.rt.precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         jit = cfg.get("jit", "auto")
         models.compile_model(model, optimizer, float(cfg.get("label_smoothing") or 0.0), TOP_K,
                              "auto" if jit in (None, "auto") else bool(jit))
-    run.model = model
-    if rt.workers > 1:
-        _prebuild_for_multi_worker(model, rt, image_size, len(classes),
-                                   bool(cfg.get("label_smoothing")))
+    if setup.rt.workers > 1:
+        _prebuild_for_multi_worker(model, setup.rt, int(cfg["image_size"]),
+                                   len(setup.classes), bool(cfg.get("label_smoothing")))
+    return model, optimizer
 
+
+def _resolve_class_weight(cfg: dict[str, Any], setup: _Setup) -> None:
+    if setup.synthetic:
+        return
+    weights = class_weights.resolve(cfg.get("class_weight"), setup.src.files, setup.classes)
+    cfg["class_weight"] = weights if weights is not None else "none"
+
+
+def _auto_lr(cfg: dict[str, Any], setup: _Setup, out: Path, resume: bool) -> None:
+    """learning_rate: auto. A resumed run keeps the rate it was given; a new one runs the
+    finder and takes its suggestion (recorded at the reference batch, as configured)."""
+    saved = _saved_config(out) if resume else None
+    if saved is not None and isinstance(saved.get("learning_rate"), (int, float)):
+        cfg["learning_rate"] = float(saved["learning_rate"])
+        return
+    from mltk.classify.lr_finder import sweep
+
+    result = sweep(cfg, setup, out)
+    scale = recipes.lr_scale(cfg, int(cfg["batch_per_replica"]) * setup.rt.replicas)
+    cfg["learning_rate"] = float(f"{result['suggested_lr'] / scale:.6g}")
+    log.info("learning rate from the finder: %.3g (learning_rate %.6g at the reference batch "
+             "of %s)", result["suggested_lr"], cfg["learning_rate"], cfg["lr_reference_batch"])
+
+
+def train(cfg: Mapping[str, Any], out: str | os.PathLike, data: Sequence[str] | None = None,
+          val: Sequence[str] | None = None, split: str | None = None, synthetic: bool = False,
+          resume: bool = False, overwrite: bool = False,
+          on_step: Callable[[int, int], None] | None = None,
+          on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train per ``cfg`` (the resolved ``train`` settings); returns the run summary.
+
+    SIGINT and SIGTERM are handled while it runs: once training has begun, the run stops at the
+    next safe point and returns with ``interrupted`` and ``signal`` set in the summary (and a
+    checkpoint when a step has run); during the set-up before it (devices, data, the model, the
+    learning-rate finder), :class:`~mltk.classify.interrupts.Interrupted` is raised.
+    """
+    with interrupts.StopRequests() as stops:
+        return _train(cfg, Path(out), data, val, split, synthetic, resume, overwrite, on_step,
+                      on_epoch, stops)
+
+
+def _train(cfg: Mapping[str, Any], out: Path, data: Sequence[str] | None,
+           val: Sequence[str] | None, split: str | None, synthetic: bool, resume: bool,
+           overwrite: bool, on_step: Callable[[int, int], None] | None,
+           on_epoch: Callable[[dict[str, Any]], None] | None,
+           stops: interrupts.StopRequests) -> dict[str, Any]:
+    cfg = resolve_settings(cfg)
+    setup = _prepare(cfg, data, val, split, synthetic)
+    if setup.rt.is_chief:  # other workers of a multi-worker run share the chief's folder
+        _check_out(out, resume, overwrite)
+    _resolve_class_weight(cfg, setup)
+    if cfg["learning_rate"] == "auto":
+        _auto_lr(cfg, setup, out, resume)
+    if resume:
+        _check_resume_config(out, cfg)
+    run = _new_run(cfg, out, setup, on_step, stops)
+    peak_lr = float(cfg["learning_rate"]) * recipes.lr_scale(cfg, run.global_batch)
+    from mltk.classify import models
+
+    schedule = models.lr_schedule(cfg["lr_schedule"], peak_lr, run.steps_per_epoch,
+                                  run.total_steps, float(cfg.get("warmup_epochs") or 0),
+                                  float(cfg["lr_decay_epochs"]), float(cfg["lr_decay_factor"]))
+    run.model, optimizer = _compiled_model(cfg, setup, schedule)
     resumed_from = run.restore() if resume else 0
     if resume and not resumed_from:
         log.info("no checkpoint in %s: starting from the beginning", out)
-    out.mkdir(parents=True, exist_ok=True)
-    if rt.is_chief:
+    _write_run_start(run, setup)
+    train_ds, val_ds = _datasets(cfg, setup.src, setup.val_src, run, len(setup.classes),
+                                 synthetic, int(cfg["seed"]))
+    log.info("training %s on %d %s device(s) (%s, %s): %d classes, global batch %d, "
+             "recipe %s (%s, lr %.4g, %s), %d steps of %d per epoch", cfg["model"],
+             run.rt.replicas, run.rt.accelerator, run.rt.backend, run.rt.precision,
+             len(setup.classes), run.global_batch, cfg["recipe"], cfg["optimizer"], peak_lr,
+             cfg["lr_schedule"], run.total_steps, run.steps_per_epoch)
+    t0 = time.perf_counter()
+    run.step = resumed_from
+    _loop(run, train_ds, val_ds, optimizer, on_epoch)
+    seconds = time.perf_counter() - t0
+    if run.stop_reason != "interrupted" and run.rt.is_chief:
+        if (not synthetic and not (out / "best.keras").exists()
+                and (out / "last.keras").exists()):
+            shutil.copyfile(out / "last.keras", out / "best.keras")
+        shutil.rmtree(run.ckpt, ignore_errors=True)
+    summary = _summary(run, setup, peak_lr, resumed_from, seconds)
+    if run.rt.is_chief:
+        write_json(out / "summary.json", summary)
+    return summary
+
+
+def _write_run_start(run: _Run, setup: _Setup) -> None:
+    run.out.mkdir(parents=True, exist_ok=True)
+    if run.rt.is_chief:
         from mltk import _config
 
-        _config.save(out / "config.yaml", cfg)
-        write_text(out / "labels.txt", "".join(f"{c}\n" for c in classes))
+        _config.save(run.out / "config.yaml", run.cfg)
+        write_text(run.out / "labels.txt", "".join(f"{c}\n" for c in setup.classes))
 
-    train_ds, val_ds = _datasets(cfg, src, val_src, run, len(classes), synthetic, seed)
+
+def _callbacks(run: _Run) -> list[Any]:
     callbacks = [_step_callback(run)]
-    if cfg.get("tensorboard"):
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=os.fspath(out / "tensorboard"),
-                                                     update_freq="epoch"))
-    val_steps = int(cfg["validation_steps"]) if cfg.get("validation_steps") else None
-    log.info("training %s on %d %s device(s) (%s, %s): %d classes, global batch %d, "
-             "lr %.4g, %d steps of %d per epoch", cfg["model"], rt.replicas, rt.accelerator,
-             rt.backend, rt.precision, len(classes), run.global_batch, peak_lr,
-             run.total_steps, run.steps_per_epoch)
-    t0 = time.perf_counter()
-    interrupted = False
-    run.step = resumed_from
+    if run.cfg.get("tensorboard"):
+        keras = runtime.import_keras()
+        callbacks.append(keras.callbacks.TensorBoard(
+            log_dir=os.fspath(run.out / "tensorboard"), update_freq="epoch"))
+    return callbacks
+
+
+def _loop(run: _Run, train_ds: Any, val_ds: Any, optimizer: Any,
+          on_epoch: Callable[[dict[str, Any]], None] | None) -> None:
+    """Epochs until the steps are done, early stopping, or a signal (saved as a checkpoint)."""
+    callbacks = _callbacks(run)
+    val_steps = int(run.cfg["validation_steps"]) if run.cfg.get("validation_steps") else None
+    patience = int(run.cfg.get("early_stopping") or 0)
     try:
         while run.step < run.total_steps:
             epoch = run.step // run.steps_per_epoch
             steps = min(run.steps_per_epoch * (epoch + 1), run.total_steps) - run.step
             t_epoch = time.perf_counter()
             run.begin_fit(steps)
-            fit = model.fit(train_ds, initial_epoch=epoch, epochs=epoch + 1,
-                            steps_per_epoch=steps, validation_data=val_ds,
-                            validation_steps=val_steps, callbacks=callbacks, verbose=0,
-                            shuffle=False)
+            fit = run.model.fit(train_ds, initial_epoch=epoch, epochs=epoch + 1,
+                                steps_per_epoch=steps, validation_data=val_ds,
+                                validation_steps=val_steps, callbacks=callbacks, verbose=0,
+                                shuffle=False)
             run.step = run.optimizer_step()
             row = _epoch_row(fit.history, epoch, run, steps, time.perf_counter() - t_epoch,
                              optimizer)
-            run.history.append(row)
-            improved = _improved(run, row) and not synthetic
-            run.save_checkpoint()
-            run.save_model("last.keras")
-            if improved:
-                run.save_model("best.keras")
-            run.write_history()
+            _end_epoch(run, row)
             if on_epoch:
                 on_epoch(row)
-    except KeyboardInterrupt:
-        interrupted = True
+            run.stops.check()
+            if patience and _epochs_since_best(run) >= patience:
+                run.stop_reason = "early_stopping"
+                log.info("early stopping: no better %s for %d epochs (best %.4f at epoch %s)",
+                         run.best_metric, patience, run.best, _best_epoch(run))
+                break
+    except KeyboardInterrupt as exc:  # Interrupted, or a SIGINT from outside the handler
+        _save_interrupted(run, exc)
+
+
+def _end_epoch(run: _Run, row: dict[str, Any]) -> None:
+    run.history.append(row)
+    improved = _improved(run, row) and not run.synthetic
+    run.save_checkpoint()
+    run.save_model("last.keras")
+    if improved:
+        run.save_model("best.keras")
+    run.write_history()
+
+
+def _save_interrupted(run: _Run, exc: KeyboardInterrupt) -> None:
+    run.stops.finish()  # further signals must not cut the checkpoint short
+    run.stop_reason = "interrupted"
+    run.signal = exc.name if isinstance(exc, interrupts.Interrupted) else "SIGINT"
+    try:
         run.step = run.optimizer_step()
+    except Exception:  # stopped while the first step built the optimizer (JAX): nothing ran
+        if run.local_steps:
+            raise
+        log.debug("%s before the first step: nothing to save", run.signal)
+        return
+    log.debug("%s at step %d: saving a checkpoint", run.signal, run.step)
+    if run.step:
         run.save_checkpoint()
         run.save_model("last.keras")
         run.write_history()
-    seconds = time.perf_counter() - t0
-    if not interrupted and rt.is_chief:
-        if (not synthetic and not (out / "best.keras").exists()
-                and (out / "last.keras").exists()):
-            shutil.copyfile(out / "last.keras", out / "best.keras")
-        shutil.rmtree(run.ckpt, ignore_errors=True)
-    summary = {
-        "run_dir": os.fspath(out), "model": cfg["model"], "classes": len(classes),
-        **rt.describe(), "global_batch": run.global_batch, "learning_rate": peak_lr,
+
+
+def _epochs_since_best(run: _Run) -> int:
+    best = _best_index(run)
+    return 0 if best is None else len(run.history) - 1 - best
+
+
+def _best_epoch(run: _Run) -> int | None:
+    best = _best_index(run)
+    return None if best is None else run.history[best].get("epoch")
+
+
+def _best_index(run: _Run) -> int | None:
+    """Where in the history the metric first reached its best value."""
+    best_i, best_v = None, None
+    for i, row in enumerate(run.history):
+        v = row.get(run.best_metric)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            continue
+        if best_v is None or v > best_v:
+            best_i, best_v = i, v
+    return best_i
+
+
+def _summary(run: _Run, setup: _Setup, peak_lr: float, resumed_from: int, seconds: float
+             ) -> dict[str, Any]:
+    cfg, src, val_src = run.cfg, setup.src, setup.val_src
+    return {
+        "run_dir": os.fspath(run.out), "model": cfg["model"], "classes": len(setup.classes),
+        **run.rt.describe(), "global_batch": run.global_batch, "recipe": cfg["recipe"],
+        "optimizer": cfg["optimizer"], "learning_rate": peak_lr,
         "train_records": src.records if src else None,
         "val_records": val_src.records if val_src else None,
         "steps": run.step, "steps_per_epoch": run.steps_per_epoch,
         "epochs": round(run.step / run.steps_per_epoch, 3),
-        "resumed_from_step": resumed_from, "interrupted": interrupted,
+        "resumed_from_step": resumed_from, "interrupted": run.stop_reason == "interrupted",
+        "signal": run.signal, "stop_reason": run.stop_reason,
+        "checkpoint": run.stop_reason == "interrupted" and run.step > 0,
         "seconds": round(seconds, 2),
         "images_per_second": _round(run.throughput()),
         "best_metric": run.best_metric, "best": _round(run.best, 6),
+        "best_epoch": _best_epoch(run), "early_stopping": cfg.get("early_stopping"),
         "final": run.history[-1] if run.history else None,
-        "synthetic": synthetic, "seed": seed,
+        "synthetic": setup.synthetic, "seed": cfg["seed"],
     }
-    if rt.is_chief:
-        write_json(out / "summary.json", summary)
-    return summary
 
 
 def _prebuild_for_multi_worker(model: Any, rt: runtime.Runtime, size: int, n_classes: int,
@@ -495,10 +675,18 @@ def _datasets(cfg: Mapping[str, Any], src: data_mod.DataSource | None,
     val_ds = None
     if val_src is not None:
         val_ds = data_mod.eval_dataset(val_src, size, run.global_batch)
-    if smoothing:
-        def one_hot(x, y):
-            return x, tf.one_hot(y, num_classes)
+    weights = cfg.get("class_weight")
+    weight_of = None
+    if isinstance(weights, Mapping):
+        weight_of = tf.constant(class_weights.as_list(weights, src.classes), tf.float32)
 
-        train_ds = train_ds.map(one_hot)
-        val_ds = val_ds.map(one_hot) if val_ds is not None else None
+    def targets(x, y):
+        # Class weights become per-image sample weights, looked up before one-hot encoding.
+        target = tf.one_hot(y, num_classes) if smoothing else y
+        return (x, target) if weight_of is None else (x, target, tf.gather(weight_of, y))
+
+    if smoothing or weight_of is not None:
+        train_ds = train_ds.map(targets)
+    if smoothing and val_ds is not None:
+        val_ds = val_ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
     return train_ds, val_ds

@@ -60,20 +60,36 @@ def train(
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs (30).")] = None,
     steps: Annotated[int | None, typer.Option("--steps", min=1, help="Stop after N steps.")
                      ] = None,
+    recipe: Annotated[str | None, typer.Option(
+        "--recipe", help="Optimisation recipe (configs/train.yaml): default (picks finetune "
+        "for pretrained weights, small_cnn for the small CNN, else scratch), scratch, small_cnn, "
+        "finetune or original (the 8-GPU SGD run). The options below override it one by one.")
+    ] = None,
     batch_per_replica: Annotated[int | None, typer.Option(
-        "--batch-per-replica", min=1, help="Images per GPU per step (32).")] = None,
-    lr: Annotated[float | None, typer.Option(
-        "--lr", help="Learning rate at the reference global batch of 256 (0.01); scaled "
-        "linearly with the real global batch.")] = None,
+        "--batch-per-replica", min=1, help="Images per GPU per step (recipe: 32).")] = None,
+    lr: Annotated[str | None, typer.Option(
+        "--lr", help="Learning rate at the recipe's reference global batch, scaled to the real "
+        "one by the recipe's rule; auto: run the learning-rate finder first.")] = None,
     lr_schedule: Annotated[str | None, typer.Option(
-        "--lr-schedule", help="step (x0.5 every 8 epochs, default), cosine or constant.")
+        "--lr-schedule", help="step (x0.5 every 8 epochs), cosine or constant (recipe).")
     ] = None,
     warmup_epochs: Annotated[float | None, typer.Option(
-        "--warmup-epochs", min=0, help="Linear warm-up epochs (0).")] = None,
+        "--warmup-epochs", min=0, help="Linear warm-up epochs (recipe).")] = None,
     label_smoothing: Annotated[float | None, typer.Option(
-        "--label-smoothing", min=0, max=0.5, help="Label smoothing (0).")] = None,
-    optimizer: Annotated[str | None, typer.Option("--optimizer", help="sgd (default, 0.9 "
-                                                  "Nesterov) or adam.")] = None,
+        "--label-smoothing", min=0, max=0.5, help="Label smoothing (recipe).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(
+        "--weight-decay", min=0, help="Decoupled weight decay (recipe).")] = None,
+    optimizer: Annotated[str | None, typer.Option("--optimizer", help="sgd (0.9 Nesterov) or "
+                                                  "adamw (recipe).")] = None,
+    early_stopping: Annotated[int | None, typer.Option(
+        "--early-stopping", min=1, help="Stop after N epochs without a better validation "
+        "accuracy (best.keras keeps the best).")] = None,
+    class_weight: Annotated[str | None, typer.Option(
+        "--class-weight", help="none (default), balanced (inverse class frequency) or a "
+        "YAML/JSON file of class: weight.")] = None,
+    find_lr: Annotated[bool, typer.Option(
+        "--find-lr", help="Only run the learning-rate range test: write lr_find.csv and "
+        "lr_find.png in --out and print the suggested rate (no model is trained).")] = False,
     no_augment: Annotated[bool, typer.Option(
         "--no-augment", help="No random flip, brightness or contrast.")] = False,
     gpus: GpusOption = None,
@@ -117,21 +133,65 @@ def train(
     --epochs 5 --gpus 0
     """
     from mltk import _config
-    from mltk.classify import train as train_run
+    from mltk.classify.interrupts import Interrupted
 
     output = get_output(ctx)
     cfg = _config.resolve("train", {
         "model": model, "weights": weights, "image_size": image_size,
         "freeze_base": freeze_base, "trainable_layers": trainable_layers, "epochs": epochs,
-        "steps": steps, "batch_per_replica": batch_per_replica, "learning_rate": lr,
-        "lr_schedule": lr_schedule, "warmup_epochs": warmup_epochs,
-        "label_smoothing": label_smoothing, "optimizer": optimizer,
-        "augment": False if no_augment else None, "gpus": gpus, "strategy": strategy,
-        "cpu_replicas": cpu_replicas, "backend": backend, "precision": precision, "jit": jit,
-        "num_classes": num_classes, "checkpoint_every": checkpoint_every,
-        "tensorboard": tensorboard, "deterministic": deterministic, "seed": seed}, config)
+        "steps": steps, "recipe": recipe, "batch_per_replica": batch_per_replica,
+        "learning_rate": _parse_lr(lr), "lr_schedule": lr_schedule,
+        "warmup_epochs": warmup_epochs, "label_smoothing": label_smoothing,
+        "weight_decay": weight_decay, "optimizer": optimizer, "early_stopping": early_stopping,
+        "class_weight": class_weight, "augment": False if no_augment else None, "gpus": gpus,
+        "strategy": strategy, "cpu_replicas": cpu_replicas, "backend": backend,
+        "precision": precision, "jit": jit, "num_classes": num_classes,
+        "checkpoint_every": checkpoint_every, "tensorboard": tensorboard,
+        "deterministic": deterministic, "seed": seed}, config)
     if synthetic and data:
         raise typer.BadParameter("give --data or --synthetic, not both", param_hint="--data")
+    try:
+        if find_lr:
+            _find_lr(output, cfg, out, data, val, split, synthetic, fmt)
+        else:
+            _train(output, cfg, out, data, val, split, synthetic, resume, overwrite, fmt)
+    except Interrupted as exc:
+        output.error(f"interrupted by {exc.name} before the first training step")
+        raise typer.Exit(exc.exit_status) from None
+
+
+def _parse_lr(text: str | None) -> float | str | None:
+    if text is None or text.strip().lower() == "auto":
+        return None if text is None else "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise typer.BadParameter(f"expected a positive number or auto, got {text!r}",
+                                 param_hint="--lr")
+    return value
+
+
+def _find_lr(output: Any, cfg: dict[str, Any], out: Path, data: list[str] | None,
+             val: list[str] | None, split: str | None, synthetic: bool, fmt: Format) -> None:
+    from mltk.classify.lr_finder import find_lr
+
+    result = find_lr(cfg, out, data=_split_list(data), val=_split_list(val), split=split,
+                     synthetic=synthetic)
+    output.emit([{k: result[k] for k in ("suggested_lr", "learning_rate", "lr_reference_batch",
+                                         "recipe", "steps", "diverged", "csv", "png")}],
+                fmt, title="Learning-rate finder")
+    output.info(f"suggested learning rate {result['suggested_lr']:.3g} for this global batch "
+                f"(learning_rate {result['learning_rate']:.4g} at the reference batch of "
+                f"{result['lr_reference_batch']}); curve in {result['png']}")
+
+
+def _train(output: Any, cfg: dict[str, Any], out: Path, data: list[str] | None,
+           val: list[str] | None, split: str | None, synthetic: bool, resume: bool,
+           overwrite: bool, fmt: Format) -> None:
+    from mltk.classify import train as train_run
+
     with output.progress(None, "training steps") as bar:
         def on_step(done: int, total: int) -> None:
             bar.update_total(total)
@@ -154,11 +214,20 @@ def train(
         "steps": summary["steps"], "epochs": summary["epochs"],
         "images_per_second": summary["images_per_second"],
         "accuracy": final.get("accuracy"), "val_accuracy": final.get("val_accuracy"),
-        "best": summary["best"], "seconds": summary["seconds"]}], fmt, title="Training run")
+        "best": summary["best"], "stop_reason": summary["stop_reason"],
+        "seconds": summary["seconds"]}], fmt, title="Training run")
     if summary["interrupted"]:
-        output.error(f"interrupted at step {summary['steps']}; checkpoint saved: continue "
-                     f"with mltk train --out {out} --resume (same options)")
-        raise typer.Exit(130)
+        sig = summary["signal"] or "SIGINT"
+        if summary["checkpoint"]:
+            output.error(f"interrupted by {sig} at step {summary['steps']}; checkpoint saved: "
+                         f"continue with mltk train --out {out} --resume (same options)")
+        else:
+            output.error(f"interrupted by {sig} before the first training step")
+        raise typer.Exit(143 if sig == "SIGTERM" else 130)
+    if summary["stop_reason"] == "early_stopping":
+        output.info(f"stopped early: no better {summary['best_metric']} for "
+                    f"{summary['early_stopping']} epochs (best {summary['best']} at epoch "
+                    f"{summary['best_epoch']})")
     output.info(f"{summary['steps']} steps in {summary['seconds']:.0f} s; models in {out}")
 
 

@@ -267,6 +267,9 @@ def _run_colors(job: Mapping[str, Any], items: Any, start: int, stop: int) -> li
     from mltk.colors import ColorNamer, ColorSettings, analyze_image
 
     def make() -> tuple[Any, Any]:
+        import cv2
+
+        cv2.setNumThreads(1)  # one worker process per core, as mltk colors' own pool
         s = dict(job["settings"])
         settings = ColorSettings.from_config(s, palette_file=s.pop("palette_file", None))
         return settings, ColorNamer(settings.palette, settings.distance, settings.achromatic)

@@ -1,0 +1,142 @@
+"""Early stopping (--early-stopping N) and class weights (--class-weight balanced|none|FILE)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from mltk.errors import ConfigError
+
+tf = pytest.importorskip("tensorflow")
+
+SMALL = ["--model", "small_cnn", "--image-size", "32", "--gpus", "0", "--seed", "1"]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """1000 digit scans (the same as tests/test_classify.py's): 700 to train, 21 steps."""
+    from mltk.datasets import make
+    from mltk.tfrecords import BuildOptions, build
+
+    root = tmp_path_factory.mktemp("stopping")
+    make("labelled-images", root / "img", n=1000, seed=0)
+    build(root / "img", root / "shards",
+          BuildOptions(split={"train": 0.7, "validation": 0.15, "test": 0.15}, shards=7,
+                       seed=0))
+    return root / "shards"
+
+
+def _train_module():
+    return importlib.import_module("mltk.classify.train")
+
+
+def test_early_stopping_keeps_the_best_and_says_why(shards, cli, tmp_path, monkeypatch):
+    """Validation accuracy made up per epoch (the real loop, models and files otherwise):
+    the best is at epoch 2, so with a patience of 2 the run ends after epoch 4."""
+    T = _train_module()
+    made_up = [0.5, 0.7, 0.6, 0.65, 0.9, 0.95, 0.99, 0.99]
+    real_row, real_save = T._epoch_row, T._Run.save_model
+    saved = []
+
+    def epoch_row(history, epoch, run, *args):
+        row = real_row(history, epoch, run, *args)
+        row["val_accuracy"] = made_up[epoch]
+        return row
+
+    def save_model(self, name):
+        saved.append((name, self.history[-1]["epoch"]))
+        real_save(self, name)
+
+    monkeypatch.setattr(T, "_epoch_row", epoch_row)
+    monkeypatch.setattr(T._Run, "save_model", save_model)
+    run = tmp_path / "e"
+    res = cli("train", "--data", shards, "--out", run, *SMALL, "--epochs", "8",
+              "--early-stopping", "2", "--class-weight", "balanced", "--format", "json")
+    assert res.exit_code == 0, res.stderr[-3000:]
+    row = json.loads(res.stdout)[0]
+    assert row["stop_reason"] == "early_stopping" and row["steps"] == 4 * 21
+    assert "stopped early: no better val_accuracy for 2 epochs (best 0.7 at epoch 2)" in (
+        res.stderr)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["best"] == 0.7 and summary["best_epoch"] == 2
+    assert summary["early_stopping"] == 2 and not summary["interrupted"]
+    # best.keras was written at epochs 1 and 2 only: it holds epoch 2's weights.
+    assert [e for name, e in saved if name == "best.keras"] == [1, 2]
+    assert [e for name, e in saved if name == "last.keras"] == [1, 2, 3, 4]
+    assert not (run / "checkpoint").exists()  # the run is complete
+    # The weights of --class-weight balanced are recorded, by class name.
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    from mltk.classify import class_weights
+
+    counts = class_weights.train_counts(sorted(shards.glob("train-*")), [str(i) for i in
+                                                                         range(10)])
+    assert sum(counts.values()) == 700
+    assert cfg["class_weight"] == class_weights.balanced(counts)
+    assert cfg["early_stopping"] == 2
+
+
+def test_early_stopping_needs_validation_data(shards, cli, tmp_path):
+    res = cli("train", "--data", shards, "--split", "train", "--out", tmp_path / "x", *SMALL,
+              "--early-stopping", "2")
+    assert res.exit_code == 1 and "early_stopping needs validation data" in res.stderr
+
+
+def test_balanced_weights_are_inverse_frequencies():
+    from mltk.classify.class_weights import balanced
+
+    assert balanced({"a": 10, "b": 30}) == {"a": 2.0, "b": pytest.approx(0.666667)}
+    assert balanced({"a": 10, "b": 0}) == {"a": 1.0 * 10 / (2 * 10), "b": 0.0}
+
+
+def test_class_counts_from_the_manifest_match_the_records(shards):
+    from mltk.classify.class_weights import _counts_from_manifests, train_counts
+    from mltk.tfrecords.read import count_by_label
+
+    files = sorted(shards.glob("train-*"))
+    classes = [str(i) for i in range(10)]
+    from_records = {classes[r["label"]]: r["records"] for r in count_by_label(files)}
+    assert _counts_from_manifests(files, classes) == from_records
+    assert train_counts(files, classes) == from_records
+
+
+def test_class_weight_from_a_file_and_bad_settings(shards, tmp_path):
+    from mltk.classify.class_weights import resolve
+
+    files, classes = sorted(shards.glob("train-*")), [str(i) for i in range(10)]
+    good = tmp_path / "w.yaml"
+    good.write_text("'3': 2.5\n'7': 0.5\n")
+    weights = resolve(str(good), files, classes)
+    assert weights == {**{c: 1.0 for c in classes}, "3": 2.5, "7": 0.5}
+    assert resolve("none", files, classes) is None
+    assert resolve({"1": 3}, files, classes)["1"] == 3.0  # a mapping (a saved config.yaml)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"cat": 2}')
+    with pytest.raises(ConfigError, match="no class named 'cat'"):
+        resolve(str(bad), files, classes)
+    with pytest.raises(ConfigError, match="negative"):
+        resolve({"1": -1}, files, classes)
+    with pytest.raises(ConfigError, match="none, balanced or a YAML/JSON file"):
+        resolve("heavy", files, classes)
+
+
+def test_class_weights_become_per_image_sample_weights(shards, tmp_path):
+    from mltk import _config
+    from mltk.classify import data, recipes
+    from mltk.classify.runtime import Runtime
+
+    T = _train_module()
+    cfg = recipes.apply(_config.resolve("train", {"model": "small_cnn", "image_size": 32}))
+    assert cfg["label_smoothing"] > 0  # one-hot targets: the weights follow the labels anyway
+    weights = {str(i): float(i + 1) for i in range(10)}
+    cfg["class_weight"] = weights
+    src = data.resolve_source([shards], prefer=["train"])
+    run = T._Run(cfg, tmp_path, None)
+    run.rt, run.global_batch = Runtime("tensorflow", ["cpu"]), 16
+    train_ds, _ = T._datasets(cfg, src, None, run, 10, False, 0)
+    x, y, w = next(iter(train_ds))
+    labels = np.argmax(y.numpy(), axis=1)
+    np.testing.assert_allclose(w.numpy(), labels + 1.0)
