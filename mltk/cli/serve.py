@@ -20,7 +20,8 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 def serve(
     ctx: typer.Context,
     models: Annotated[list[str] | None, typer.Argument(
-        help="Model folders (mltk train, xgb-analyze, recommend fit), NAME=PATH, or colors. "
+        help="Model folders (mltk train, xgb-analyze, recommend fit), NAME=PATH, colors or "
+        "colors:CONFIG.yaml (a colors config, e.g. with a palette). "
         "None: $MLTK_MODEL_DIR, else /opt/ml/model.", show_default=False)] = None,
     host: Annotated[str | None, typer.Option(
         "--host", help="Address to bind (127.0.0.1; env MLTK_SERVE_HOST).")] = None,
@@ -68,7 +69,7 @@ def serve(
     described = []
     for spec in settings.models:
         name, path = parse_model_spec(spec)
-        kind = "colors" if path == "colors" else detect_kind(path)
+        kind = "colors" if path.split(":")[0] == "colors" else detect_kind(path)
         described.append(f"{name} ({kind})")
     output.info(f"mltk serve: http://{settings.host}:{settings.port} with "
                 f"{settings.workers} worker(s); models: {', '.join(described)}")

@@ -54,29 +54,33 @@ def detect_kind(folder: str | os.PathLike) -> str:
 
 
 def parse_model_spec(spec: str) -> tuple[str, str]:
-    """``NAME=PATH`` or ``PATH`` (named after its folder) or ``colors`` -> (name, path)."""
+    """``NAME=PATH``, ``PATH`` (named after its folder), ``colors`` or ``colors:FILE``
+    -> (name, path)."""
     if "=" in spec:
         name, _, path = spec.partition("=")
         if not name or not path:
             raise InputError(f"{spec!r}: expected NAME=PATH")
         return name, path
-    if spec == "colors":
-        return "colors", "colors"
+    if spec == "colors" or spec.startswith("colors:"):
+        return "colors", spec
     return (Path(spec).resolve().name or spec), spec
 
 
 def open_predictor(spec: str | os.PathLike, name: str | None = None, **options: Any,
                    ) -> Predictor:
-    """The predictor for a folder mltk wrote, or for ``colors``.
+    """The predictor for a folder mltk wrote, or for ``colors`` (``colors:FILE``: with the
+    settings of a colors config file, which may hold a ``palette:``).
 
     ``options``: ``top_k`` (image classifier), ``config`` and ``palette`` (colors).
     """
     spec = os.fspath(spec)
-    if spec == "colors":
+    if spec == "colors" or spec.startswith("colors:"):
         from mltk.predictors.colors import ColorsPredictor
 
-        return ColorsPredictor.open(name or "colors", options.get("config"),
-                                    options.get("palette"))
+        config = spec.partition(":")[2] or options.get("config")
+        if config and not Path(config).is_file():
+            raise InputError(f"{config}: no such colors config file")
+        return ColorsPredictor.open(name or "colors", config or None, options.get("palette"))
     kind = detect_kind(spec)
     name = name or Path(spec).resolve().name
     if kind == "image-classifier":
