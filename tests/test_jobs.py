@@ -165,6 +165,39 @@ def test_recommend_job_equals_query(tmp_path):
     assert ndjson(mltk("jobs", "results", tmp_path / "job").stdout) == expected
 
 
+def _break_chunk(job: Path, chunk: int, size: int) -> None:
+    """Make chunk ``chunk`` fail for good: its lines of items.ndjson become garbage."""
+    lines = (job / "items.ndjson").read_text().splitlines(keepends=True)
+    for i in range(chunk * size, (chunk + 1) * size):
+        lines[i] = "{garbage\n"
+    (job / "items.ndjson").write_text("".join(lines))
+
+
+def test_a_failing_chunk_is_marked_and_the_rest_goes_on(photos, tmp_path):
+    from mltk.jobs import JobFolder, core
+
+    folder, expected = photos
+    job = JobFolder(tmp_path / "job")
+    core.create(job, "colors", [str(folder)], {}, core.JobSettings(chunk_size=40))
+    _break_chunk(job.path, 1, 40)
+    r = mltk("jobs", "submit", "colors", folder, "--out", job.path, "--chunk-size", "40")
+    assert r.returncode == 1 and "chunk 1 failed: JSONDecodeError" in r.stderr
+    st = json.loads(mltk("jobs", "status", job.path, "-f", "json").stdout)[0]
+    assert (st["done"], st["failed"], st["pending"]) == (3, 1, 0)
+    assert json.loads((job.path / "failed" / "chunk-00001.json").read_text())[
+        "attempts"] == 1  # bad data is not retried
+    results = mltk("jobs", "results", job.path)
+    assert results.returncode == 1 and "chunk 1 is not done" in results.stderr
+    # the cause fixed, the same submission runs that chunk only and clears the failure
+    core.create(JobFolder(tmp_path / "fresh"), "colors", [str(folder)], {},
+                core.JobSettings(chunk_size=40))
+    shutil.copy(tmp_path / "fresh" / "items.ndjson", job.path / "items.ndjson")
+    again = mltk("jobs", "submit", "colors", folder, "--out", job.path, "--chunk-size", "40")
+    assert again.returncode == 0 and "3 done already" in again.stderr, again.stderr
+    assert ndjson(mltk("jobs", "results", job.path).stdout) == expected
+    assert not list((job.path / "failed").glob("*.json"))
+
+
 def test_submit_usage_and_input_errors(photos, tmp_path):
     r = mltk("jobs", "submit", "colors", photos[0], "--out", tmp_path / "j", "--top-k", "3")
     assert r.returncode == 2 and "--top-k" in r.stderr
@@ -366,6 +399,29 @@ def test_kill_9_a_worker_mid_job_then_another_finishes_it(photos, redis_server, 
         assert got == expected  # every item exactly once, in order, as `mltk colors` prints
     finally:
         assert second.stop() == 0, (tmp_path / "w2.log").read_text()[-2000:]
+
+
+@needs_redis
+def test_celery_chunk_failing_for_good_fails_the_wait_not_the_job(photos, redis_server,
+                                                                  tmp_path):
+    from mltk.jobs import JobFolder, core, queue
+
+    folder, expected = photos
+    job = JobFolder(tmp_path / "job")
+    core.create(job, "colors", [str(folder)], {}, core.JobSettings(chunk_size=40),
+                redis_server.url)
+    _break_chunk(job.path, 2, 40)
+    queue.enqueue(queue.app_for(redis_server.url), job, range(4))
+    worker = Worker(redis_server.url, tmp_path / "w.log")
+    try:
+        waited = mltk("jobs", "wait", job.path, "--timeout", "300", timeout=400)
+        assert waited.returncode == 1 and "chunk 2 failed: JSONDecodeError" in waited.stderr
+        st = core.status(job)
+        assert (st["done"], st["failed"]) == (3, 1)
+        assert json.loads((job.path / "failed" / "chunk-00002.json").read_text())[
+            "attempts"] == 1  # bad data is not retried
+    finally:
+        assert worker.stop() == 0, (tmp_path / "w.log").read_text()[-2000:]
 
 
 @needs_redis

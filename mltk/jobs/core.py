@@ -168,14 +168,31 @@ def _finalize_quietly(folder: JobFolder, job: Mapping[str, Any]) -> None:
         log.warning(f"{folder.path}: could not finish the job yet ({exc})")
 
 
+#: Errors worth another try (a file system or broker that went away); anything else is bad
+#: input or a bug, and would fail the same way again.
+TRANSIENT = (OSError, ConnectionError, TimeoutError)
+
+
 def _local_chunk(job_dir: str, index: int, attempts: int) -> str:
     for attempt in range(1, attempts + 1):
         try:
-            return run_chunk(job_dir, index, attempt, final=attempt == attempts)
-        except Exception:
+            return run_chunk(job_dir, index, attempt, final=False)
+        except TRANSIENT as exc:
             if attempt == attempts:
-                return "failed"
+                mark_failed(job_dir, index, exc, attempt)
+            else:
+                time.sleep(min(30, 2 ** attempt))  # back off before the next try
+        except Exception as exc:
+            mark_failed(job_dir, index, exc, attempt)
+            return "failed"
     return "failed"
+
+
+def mark_failed(job_dir: str, index: int, exc: BaseException, attempt: int) -> None:
+    """Record that chunk ``index`` failed for good, with the one-line reason."""
+    from mltk.cli._common import describe
+
+    JobFolder(job_dir).mark_failed(index, describe(exc), attempt)
 
 
 def run_local(folder: JobFolder, jobs: int = 1,

@@ -24,7 +24,7 @@ TASK = "mltk.run_chunk"
 REGISTRY = "mltk:jobs"  # Redis hash: job id -> job folder
 VISIBILITY_TIMEOUT = 6 * 3600  # longer than any chunk; dead workers are found by their leases
 MAX_RETRIES = 3
-TRANSIENT = (OSError, ConnectionError, TimeoutError)
+TRANSIENT = core.TRANSIENT
 
 _apps: dict[str, Any] = {}
 
@@ -63,19 +63,13 @@ def _register(app: Any) -> None:
         except TRANSIENT as exc:
             if self.request.retries < self.max_retries:
                 raise self.retry(exc=exc, countdown=min(60, 2 ** attempt)) from exc
-            _fail(job_dir, index, exc, attempt)
+            core.mark_failed(job_dir, index, exc, attempt)
             return "failed"
         except Exception as exc:  # a bug or bad data: retrying would fail the same way
-            _fail(job_dir, index, exc, attempt)
+            core.mark_failed(job_dir, index, exc, attempt)
             return "failed"
         _requeue_stale(app, job_dir)
         return outcome
-
-
-def _fail(job_dir: str, index: int, exc: BaseException, attempt: int) -> None:
-    from mltk.cli._common import describe
-
-    JobFolder(job_dir).mark_failed(index, describe(exc), attempt)
 
 
 def _requeue_stale(app: Any, job_dir: str) -> None:
