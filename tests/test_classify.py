@@ -66,6 +66,7 @@ def _summary(run: Path) -> dict:
 
 # --- training ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_small_cnn_learns_digits(trained, shards):
     """The target of issue 16: 0.95 on digits within 10 epochs, with no tuning settings."""
     run, row, stderr = trained
@@ -96,6 +97,7 @@ def test_small_cnn_learns_digits(trained, shards):
     assert "recipes" not in cfg  # the resolved values, not the recipe table
 
 
+@pytest.mark.slow
 def test_used_run_folder_needs_resume_or_overwrite(trained, cli, shards):
     run, _, _ = trained
     res = cli("train", "--data", shards, "--out", run, *SMALL, "--epochs", "1")
@@ -103,6 +105,7 @@ def test_used_run_folder_needs_resume_or_overwrite(trained, cli, shards):
     assert "already holds a training run" in res.stderr
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(shards, mltk_proc, tmp_path):
     res = mltk_proc("train", "--data", shards, "--out", tmp_path / "m", *SMALL, "--epochs", "2",
                     "--cpu-replicas", "2", "--batch-per-replica", "16", "--tensorboard",
@@ -129,6 +132,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_continues_from_the_checkpoint(shards, mltk_proc, tmp_path):
     from tests.conftest import mltk_executable
 
@@ -155,6 +159,7 @@ def test_resume_after_kill_continues_from_the_checkpoint(shards, mltk_proc, tmp_
     assert not (run / "checkpoint").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_exits_130(shards, tmp_path, mltk_proc):
     from tests.conftest import mltk_executable
 
@@ -180,6 +185,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(shards, tmp_path, mltk_proc):
     assert res.returncode == 1 and "epochs is 31" in res.stderr  # settings must match
 
 
+@pytest.mark.slow
 def test_legacy_raw_layout_trains(digits_dir, mltk_proc, tmp_path):
     from mltk.tfrecords import BuildOptions, build
 
@@ -197,6 +203,7 @@ def test_legacy_raw_layout_trains(digits_dir, mltk_proc, tmp_path):
     assert summary["steps"] == 2 * (300 // 32)
 
 
+@pytest.mark.slow
 def test_default_model_trains_a_step_on_synthetic_data(mltk_proc, tmp_path):
     res = mltk_proc("train", "--synthetic", "--gpus", "0", "--image-size", "75",
                     "--batch-per-replica", "2", "--steps", "4", "--num-classes", "5",
@@ -215,6 +222,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_multi_worker_strategy_with_two_local_workers(shards, tmp_path):
     from tests.conftest import mltk_executable
 
@@ -237,6 +245,7 @@ def test_multi_worker_strategy_with_two_local_workers(shards, tmp_path):
     assert not (tmp_path / "w1" / "last.keras").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_JAX, reason="JAX is not installed (pip install 'jax[cpu]')")
 def test_jax_backend_trains_and_evaluates(shards, mltk_proc, tmp_path):
     res = mltk_proc("train", "--backend", "jax", "--data", shards, "--out", tmp_path / "j",
@@ -262,6 +271,7 @@ def test_jax_backend_trains_and_evaluates(shards, mltk_proc, tmp_path):
     assert row["label"] in [str(i) for i in range(10)]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_JAX, reason="JAX is not installed (pip install 'jax[cpu]')")
 def test_jax_synthetic_runs_without_tensorflow(tmp_path):
     """The GPU-host case: Keras and JAX present, TensorFlow absent (imports of it fail)."""
@@ -304,6 +314,7 @@ print(json.dumps({"seen": seen, "steps": summary["steps"],
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", [
     "tensorflow",
     pytest.param("jax", marks=pytest.mark.skipif(not HAS_JAX, reason="JAX is not installed")),
@@ -322,6 +333,7 @@ def test_checkpoints_hold_the_step_they_are_taken_at(backend, tmp_path):
 
 # --- evaluate and predict --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_evaluate_sees_every_record_once(trained, shards, cli, tmp_path):
     run, _, _ = trained
     from mltk.tfrecords import count_paths
@@ -350,6 +362,7 @@ def test_evaluate_sees_every_record_once(trained, shards, cli, tmp_path):
         assert (tmp_path / "ev" / name).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_evaluate_on_two_devices_sees_every_record_once(trained, shards, mltk_proc, tmp_path):
     run, _, _ = trained
     res = mltk_proc("evaluate", run, "--data", shards, "--split", "test", "--cpu-replicas", "2",
@@ -368,6 +381,7 @@ def test_evaluate_on_two_devices_sees_every_record_once(trained, shards, mltk_pr
         accuracy_score([p["true"] for p in preds], [p["predicted"] for p in preds]), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_evaluate_per_class_and_multi_split_folder(trained, shards, cli):
     run, _, _ = trained
     # A folder with train, validation and test splits: evaluate takes test by default.
@@ -380,6 +394,7 @@ def test_evaluate_per_class_and_multi_split_folder(trained, shards, cli):
     assert bad.exit_code == 1 and "no split named 'nope'" in bad.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_bad_inputs(trained, cli, tmp_path, digits_dir):
     run, _, _ = trained
     res = cli("evaluate", tmp_path / "missing", "--data", tmp_path)
@@ -399,6 +414,7 @@ def test_evaluate_bad_inputs(trained, cli, tmp_path, digits_dir):
     assert res.exit_code == 1 and "3 classes, the model 10" in res.stderr
 
 
+@pytest.mark.slow
 def test_predict_streams_rows_and_reports_bad_files(trained, cli, digits_dir, tmp_path):
     run, _, _ = trained
     bad = tmp_path / "broken.jpg"
@@ -424,6 +440,7 @@ def test_predict_streams_rows_and_reports_bad_files(trained, cli, digits_dir, tm
 
 # --- bad training input ----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_training_input_errors(cli, shards, tmp_path):
     res = cli("train", "--out", tmp_path / "x", "--gpus", "0")
     assert res.exit_code == 1 and "no training data" in res.stderr
@@ -460,6 +477,7 @@ def test_imagenet_download_failure_is_explained(monkeypatch):
 
 # --- parts -----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_resnet50_input_conversion_matches_keras_preprocessing():
     import keras
 
@@ -474,6 +492,7 @@ def test_resnet50_input_conversion_matches_keras_preprocessing():
     np.testing.assert_allclose(ours, ref, atol=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet50", "efficientnetv2_b0", "mobilenet_v3_small"])
 def test_backbones_build_and_predict(name):
     from mltk.classify.models import build_model
@@ -521,6 +540,7 @@ def test_augmentation_is_seeded_and_stays_in_range():
     np.testing.assert_allclose(c, ref, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_training_pipeline_flips_per_image_and_scales(shards):
     from mltk.classify.data import Augment, resolve_source, train_dataset
 
@@ -576,6 +596,7 @@ def test_reduced_jpeg_decode_keeps_at_least_the_training_size():
     assert tuple(_decode_reduced(tf.constant(png), 40).shape) == (300, 400, 3)    # not a JPEG
 
 
+@pytest.mark.slow
 def test_weights_from_an_earlier_run(trained):
     import keras
 

@@ -115,6 +115,7 @@ def test_sqrt_scaling():
     assert recipes.lr_scale({"lr_reference_batch": 256, "lr_scaling": "none"}, 64) == 1.0
 
 
+@pytest.mark.slow
 def test_recipe_original_trains_at_exactly_the_original_rates(shards, mltk_proc, tmp_path):
     run = tmp_path / "o"
     res = mltk_proc("train", "--data", shards, "--out", run, *SMALL, "--recipe", "original",
@@ -154,6 +155,7 @@ def test_the_range_test_stops_on_divergence_and_suggests_inside_the_valley():
     assert len(run_test(lambda: next(nan), lrs)) == 11
 
 
+@pytest.mark.slow
 def test_find_lr_writes_the_curve_and_leaves_no_model(shards, mltk_proc, tmp_path):
     out = tmp_path / "f"
     res = mltk_proc("train", "--data", shards, "--out", out, *SMALL, "--find-lr",
@@ -169,6 +171,7 @@ def test_find_lr_writes_the_curve_and_leaves_no_model(shards, mltk_proc, tmp_pat
     assert lrs == sorted(lrs) and lrs[0] == pytest.approx(1e-7)
 
 
+@pytest.mark.slow
 def test_lr_auto_trains_with_the_suggestion_to_the_target(shards, mltk_proc, tmp_path):
     run = tmp_path / "a"
     res = mltk_proc("train", "--data", shards, "--out", run, *SMALL, "--lr", "auto",
@@ -187,6 +190,7 @@ def test_lr_auto_trains_with_the_suggestion_to_the_target(shards, mltk_proc, tmp
 
 # --- batch norm from scratch ---------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`input_shape` is undefined")
 def test_models_from_random_weights_track_batch_statistics(tmp_path):
     """MobileNetV3 ships batch-norm momentum 0.999: from scratch, its inference statistics

@@ -184,6 +184,7 @@ print(json.dumps(results))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signame", "backend"), [
     ("SIGTERM", "tensorflow"), ("SIGINT", "tensorflow"),
     pytest.param("SIGTERM", "jax", marks=pytest.mark.skipif(
@@ -211,6 +212,7 @@ def test_a_signal_at_each_moment_stops_with_a_checkpoint(signame, backend, shard
 
 # --- the command, signalled from outside ----------------------------------------------------------
 
+@pytest.mark.slow
 def test_sigterm_mid_epoch_saves_a_checkpoint_and_exits_143(shards, tmp_path):
     run = tmp_path / "t"
     proc = _start(["train", "--data", shards, "--out", run, *SMALL, "--epochs", "30",
@@ -226,6 +228,7 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_and_exits_143(shards, tmp_path):
     assert state["step"] == summary["steps"] >= 3
 
 
+@pytest.mark.slow
 def test_sigterm_while_the_first_step_compiles_exits_143(shards, tmp_path):
     run = tmp_path / "c"
     proc = _start(["train", "--data", shards, "--out", run, *SMALL, "--epochs", "30"])
@@ -242,6 +245,7 @@ def test_sigterm_while_the_first_step_compiles_exits_143(shards, tmp_path):
         assert not (run / "last.keras").exists()
 
 
+@pytest.mark.slow
 def test_an_ignored_sigint_does_not_stop_training(shards, tmp_path):
     """nohup and background jobs ignore SIGINT; mltk keeps it that way."""
     run = tmp_path / "n"

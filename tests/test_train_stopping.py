@@ -34,6 +34,7 @@ def _train_module():
     return importlib.import_module("mltk.classify.train")
 
 
+@pytest.mark.slow
 def test_early_stopping_keeps_the_best_and_says_why(shards, cli, tmp_path, monkeypatch):
     """Validation accuracy made up per epoch (the real loop, models and files otherwise):
     the best is at epoch 2, so with a patience of 2 the run ends after epoch 4."""
@@ -123,6 +124,7 @@ def test_class_weight_from_a_file_and_bad_settings(shards, tmp_path):
         resolve("heavy", files, classes)
 
 
+@pytest.mark.slow
 def test_class_weights_become_per_image_sample_weights(shards, tmp_path):
     from mltk import _config
     from mltk.classify import data, recipes

@@ -7,13 +7,19 @@ bounded shuffle of serialized records, parallel decode, random flip and resize p
 batch (drop remainder), contrast and brightness on whole batches folded into the scaling to
 [-1, 1], prefetch. :func:`eval_dataset` reads every
 record exactly once, in order, with the last partial batch kept.
+
+Damaged files: :func:`check_records` checks every record's CRCs (as ``mltk tfrecord count
+--verify`` does, with its words and offsets) and returns a :class:`Damage` per damaged file;
+:func:`skip_damage` limits a source to the records before each file's first bad one, which is
+all that TensorFlow's reader can return from such a file. :func:`find_damage` names the file
+behind a read error that surfaced inside TensorFlow.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +38,9 @@ class DataSource:
     records: int
     split: str | None = None
     stored_size: int | None = None  # raw layout: the side of the stored images
+    # Records to read from the start of a file (a damaged one: those before its first bad
+    # record); files not listed are read whole.
+    limits: dict[Path, int] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         return {"files": len(self.files), "layout": self.layout, "classes": len(self.classes),
@@ -49,12 +58,15 @@ def _group_by_split(files: Sequence[Path]) -> dict[str | None, list[Path]]:
 
 def resolve_source(paths: Sequence[str | os.PathLike], split: str | None = None,
                    prefer: Sequence[str] = (), num_classes: int | None = None,
-                   required: bool = True) -> DataSource | None:
+                   required: bool = True,
+                   tolerate_damage: bool = False) -> DataSource | None:
     """Files from folders, globs or lists; one split of a multi-split folder.
 
     ``split`` names the split to use; otherwise a folder holding several splits gives the first
     of ``prefer`` that it has (``train`` for training), and anything else is an error asking for
     ``--split``. ``required=False`` returns None when no preferred split exists (validation).
+    A file whose record headers are damaged (truncated, a bad length) is an error, unless
+    ``tolerate_damage`` (the caller then runs :func:`check_records`).
     """
     from mltk.tfrecords.parse import detect_layout
     from mltk.tfrecords.read import count_paths, expand_paths, labels_for
@@ -89,7 +101,7 @@ def resolve_source(paths: Sequence[str | os.PathLike], split: str | None = None,
     layout = kinds.pop()
     counts = count_paths(files)
     bad = [c for c in counts if not c["ok"]]
-    if bad:
+    if bad and not tolerate_damage:
         raise InputError(f"{bad[0]['file']}: {bad[0]['error']} (check with mltk tfrecord count "
                          "--verify)")
     records = sum(c["records"] for c in counts)
@@ -98,6 +110,95 @@ def resolve_source(paths: Sequence[str | os.PathLike], split: str | None = None,
         classes = _classes_from_records(files, num_classes)
     stored = _raw_side(files[0]) if layout == "raw" else None
     return DataSource(files, layout, classes, records, chosen, stored)
+
+
+@dataclass(frozen=True)
+class Damage:
+    """A damaged file: ``readable`` records before the first bad one, of ``total`` by the
+    record headers (or the manifest; None when neither can count them)."""
+
+    file: Path
+    error: str            # mltk tfrecord count --verify's words, with the record and offset
+    offset: int
+    readable: int
+    total: int | None
+
+    @property
+    def lost(self) -> int | None:
+        return None if self.total is None else max(0, self.total - self.readable)
+
+    def describe(self) -> str:
+        return f"{self.file}: {self.error}"
+
+    def skipped(self) -> str:
+        """What reading it up to the damage costs, in words."""
+        if self.lost is None:
+            return (f"{self.describe()}: only its first {self.readable} records can be read "
+                    "(the rest of the file is skipped)")
+        return (f"{self.describe()}: {self.lost} of its {self.total} records skipped (the "
+                f"first {self.readable} are read)")
+
+
+def check_records(files: Sequence[Path], threads: int = 8) -> list[Damage]:
+    """Every record's length and data CRC in ``files`` (each read once, in threads): one
+    :class:`Damage` per damaged file, in file order, worded as ``count --verify`` words it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mltk.tfrecords.format import scan
+
+    with ThreadPoolExecutor(max(1, min(threads, len(files)))) as pool:
+        results = list(pool.map(lambda f: scan(f, verify=True), files))
+    damage = []
+    for f, res in zip(files, results, strict=True):
+        if res.ok:
+            continue
+        damage.append(Damage(Path(f), res.error or "damaged", int(res.offset or 0), res.records,
+                             _total_records(Path(f))))
+    return damage
+
+
+def _total_records(path: Path) -> int | None:
+    """The record count of a damaged file by its manifest entry or headers, if they allow."""
+    from mltk.tfrecords.read import count_records
+
+    counted = count_records(path)
+    return counted["records"] if counted["ok"] else None
+
+
+def skip_damage(src: DataSource, damage: Sequence[Damage]) -> DataSource:
+    """``src`` limited to the records that can be read: each damaged file up to its first bad
+    record (TensorFlow's reader ends a file at a bad record; the limit keeps it from reaching
+    it, so nothing is dropped unseen or counted twice)."""
+    if not damage:
+        return src
+    limits = {**src.limits, **{d.file: d.readable for d in damage}}
+    counted = {Path(c["file"]): c for c in _counts(src.files)}
+    records = 0
+    for f in src.files:
+        if f in limits:
+            records += limits[f]
+        else:
+            records += counted[f]["records"]
+    return replace(src, limits=limits, records=records)
+
+
+def _counts(files: Sequence[Path]) -> list[dict[str, Any]]:
+    from mltk.tfrecords.read import count_paths
+
+    return count_paths(files)
+
+
+def find_damage(files: Sequence[Path]) -> Damage | None:
+    """The first damaged file of ``files`` (after a read error inside TensorFlow)."""
+    found = check_records(files)
+    return found[0] if found else None
+
+
+def op_error_line(exc: BaseException) -> str:
+    """The first line of a TensorFlow error's own message, without its graph context."""
+    text = str(getattr(exc, "message", None) or exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line.split("{{function_node", 1)[0].strip() or type(exc).__name__
 
 
 def _classes_from_records(files: Sequence[Path], num_classes: int | None) -> list[str]:
@@ -258,10 +359,10 @@ def train_dataset(src: DataSource, image_size: int, batch_size: int, augment: Au
     """
     tf = _tf()
     autotune = tf.data.AUTOTUNE
-    files = tf.data.Dataset.from_tensor_slices([os.fspath(f) for f in src.files])
-    files = files.shuffle(len(src.files), seed=seed, reshuffle_each_iteration=True).repeat()
+    files = _file_limits(src).shuffle(len(src.files), seed=seed,
+                                      reshuffle_each_iteration=True).repeat()
     ds = files.interleave(
-        lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 20),
+        lambda f, n: tf.data.TFRecordDataset(f, buffer_size=1 << 20).take(n),
         cycle_length=max(1, min(interleave, len(src.files))), block_length=1,
         num_parallel_calls=autotune, deterministic=deterministic)
     if shuffle_buffer > 1:
@@ -296,12 +397,21 @@ def train_dataset(src: DataSource, image_size: int, batch_size: int, augment: Au
     return ds.with_options(options).prefetch(autotune)
 
 
+def _file_limits(src: DataSource) -> Any:
+    """(path, records to read) per file; -1 reads a file whole."""
+    tf = _tf()
+    return tf.data.Dataset.from_tensor_slices((
+        [os.fspath(f) for f in src.files],
+        tf.constant([src.limits.get(f, -1) for f in src.files], tf.int64)))
+
+
 def eval_dataset(src: DataSource, image_size: int, batch_size: int,
                  with_filename: bool = False) -> Any:
     """Every record once, in file order, the last batch partial: (images, labels[, names])."""
     tf = _tf()
     autotune = tf.data.AUTOTUNE
-    ds = tf.data.TFRecordDataset([os.fspath(f) for f in src.files], buffer_size=1 << 20)
+    ds = _file_limits(src).flat_map(
+        lambda f, n: tf.data.TFRecordDataset(f, buffer_size=1 << 20).take(n))
     ds = ds.map(_decode_fn(src, image_size, with_filename), num_parallel_calls=autotune,
                 deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=False)

@@ -104,8 +104,13 @@ def evaluate(lm: LoadedModel, data: Sequence[str], split: str | None = None, top
     try:
         probs, labels = paired.predict(ds, verbose=0)
     except tf.errors.OpError as exc:
+        # TensorFlow's words and offsets differ from count --verify's: find the file ourselves.
+        damage = data_mod.find_damage(src.files)
+        if damage is not None:
+            raise InputError(f"{damage.describe()} (evaluate reads every record; mltk tfrecord "
+                             "count --verify lists the damaged files)") from None
         raise MltkError(f"reading {src.describe()['files']} file(s) failed: "
-                        f"{exc.message.splitlines()[0]} (check them with mltk tfrecord count "
+                        f"{data_mod.op_error_line(exc)} (check them with mltk tfrecord count "
                         "--verify)") from None
     labels = np.asarray(labels).astype(np.int64).reshape(-1)
     probs = np.asarray(probs, dtype=np.float64)

@@ -151,14 +151,14 @@ def _plot(path: Path, rows: Sequence[Mapping[str, float]], suggestion: float) ->
 
 def find_lr(cfg: Mapping[str, Any], out: str | os.PathLike, data: Sequence[str] | None = None,
             val: Sequence[str] | None = None, split: str | None = None,
-            synthetic: bool = False) -> dict[str, Any]:
+            synthetic: bool = False, strict_data: bool = False) -> dict[str, Any]:
     """The learning-rate range test on its own: the suggestion, and the files in ``out``."""
     from mltk.classify import interrupts
 
     train_mod = _train_module()
     with interrupts.StopRequests():
         cfg = train_mod.resolve_settings(cfg)
-        setup = train_mod._prepare(cfg, data, val, split, synthetic)
+        setup = train_mod._prepare(cfg, data, val, split, synthetic, strict_data)
         train_mod._resolve_class_weight(cfg, setup)
         result = sweep(cfg, setup, Path(out))
     scale = _scale(cfg, setup)

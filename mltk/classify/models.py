@@ -175,6 +175,7 @@ def load_initial_weights(model: Any, path: Path) -> None:
             raise InputError(f"{path}: its weights do not fit this model ({exc})") from None
         return
     if path.name.endswith(".weights.h5"):
+        check_weights_file(path)
         for target in (model, _maybe_layer(model, "backbone")):
             if target is None:
                 continue
@@ -183,6 +184,9 @@ def load_initial_weights(model: Any, path: Path) -> None:
                 return
             except ValueError:
                 continue
+            except Exception as exc:  # h5py: OSError for a truncated file, KeyError...
+                raise InputError(f"{path}: cannot read the weights ({type(exc).__name__}: "
+                                 f"{_first_line(exc)})") from None
         raise InputError(f"{path}: weights do not fit this model or its backbone")
     raise InputError(f"{path}: weights must be a .keras model or a .weights.h5 file")
 
@@ -194,12 +198,31 @@ def _maybe_layer(model: Any, name: str) -> Any:
         return None
 
 
+def check_weights_file(path: Path) -> None:
+    """An HDF5 file, or an :class:`InputError` naming it (before h5py's own words)."""
+    import h5py
+
+    if not h5py.is_hdf5(os.fspath(path)):
+        raise InputError(f"{path}: not a Keras .weights.h5 file (no HDF5 signature: damaged, "
+                         "or another format)")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
 def load_model(path: str | os.PathLike) -> Any:
     """A saved mltk ``.keras`` model, for inference (no optimizer)."""
+    import zipfile
+
     keras = _keras()
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: no such model file")
+    if not zipfile.is_zipfile(p):  # Keras would answer "File not found"
+        raise InputError(f"{p}: not a Keras model file (a .keras file is a zip archive; this "
+                         "one is damaged, or another format)")
     try:
         return keras.models.load_model(p, compile=False)
     except Exception as exc:

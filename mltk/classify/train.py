@@ -11,6 +11,14 @@ the signal. The optimisation settings come from a recipe (:mod:`mltk.classify.re
 ``early_stopping`` ends a run that stopped improving, and ``summary["stop_reason"]`` says why a
 run ended.
 
+Damaged shards: before the first step every training and validation record's CRCs are checked
+(:func:`mltk.classify.data.check_records`, ``count --verify``'s check); a damaged file is read
+up to its first bad record, with a warning naming the file and how many of its records are
+skipped (``strict_data``: an error instead). A read error that still surfaces inside TensorFlow
+(a file damaged during the run) stops the run with a checkpoint first and an error naming the
+file, record and offset. ``resume`` needs a checkpoint: a run folder without one is refused
+unless ``overwrite`` is given too, which then starts over.
+
 Training runs epoch by epoch through ``Model.fit`` (one call per epoch, so that a resumed run
 can finish a partial epoch); the training set is an endless shuffled stream, an epoch is
 ``records // global_batch`` steps, and the global batch is ``batch_per_replica x replicas``.
@@ -88,6 +96,7 @@ class _Run:
         self.signal: str | None = None
         self.out = out
         self.ckpt = out / CHECKPOINT_DIR
+        self.data_files: list[Path] = []  # where to look for damage after a read error
         self.on_step_cb = on_step
         self.model: Any = None
         self.rt: runtime.Runtime | None = None
@@ -171,15 +180,14 @@ class _Run:
         log.debug("checkpoint at step %d", step)
 
     def restore(self) -> int:
-        """Load the checkpoint; returns its step (0 when there is none)."""
+        """Load the checkpoint (there must be one: see :func:`_resume_problem`); returns its
+        step. A damaged checkpoint is an :class:`InputError` naming its file."""
         state_file = self.ckpt / "state.json"
         weights = self.ckpt / "latest.weights.h5"
-        if not (state_file.is_file() and weights.is_file()):
-            return 0
-        try:
-            state = json.loads(state_file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            raise InputError(f"{state_file}: damaged checkpoint state") from None
+        problem = _resume_problem(self.out)
+        if problem:
+            raise InputError(problem)
+        state = _read_state(state_file)
         if state.get("global_batch") != self.global_batch:
             raise ConfigError(f"--resume: the checkpoint was trained with a global batch of "
                               f"{state.get('global_batch')}, this run has {self.global_batch} "
@@ -187,7 +195,16 @@ class _Run:
         opt = self.model.optimizer
         if not opt.built:
             opt.build(self.model.trainable_variables)
-        self.model.load_weights(weights)
+        from mltk.classify.models import check_weights_file
+
+        try:
+            check_weights_file(weights)
+            self.model.load_weights(weights)
+        except InputError as exc:
+            raise InputError(f"{exc}; --overwrite starts the run over") from None
+        except Exception as exc:  # h5py's OSError for a damaged file, ValueError, KeyError...
+            raise InputError(f"{weights}: damaged checkpoint weights ({_first_line(exc)}); "
+                             f"--overwrite starts the run over") from None
         self.history = list(state.get("history") or [])
         self.best = state.get("best")
         step = self.optimizer_step()
@@ -217,6 +234,84 @@ class _Run:
             training_curves(self.out / "curves.png", self.history)
         except ImportError:  # matplotlib is optional on GPU hosts
             log.warning("matplotlib is not installed: no curves.png")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _read_state(state_file: Path) -> dict[str, Any]:
+    """checkpoint/state.json, checked: a mapping with the fields a resume uses."""
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, OSError) as exc:
+        raise InputError(f"{state_file}: damaged checkpoint state ({_first_line(exc)}); "
+                         "--overwrite starts the run over") from None
+    problem = None
+    if not isinstance(state, dict):
+        problem = f"a JSON {type(state).__name__}, not an object"
+    elif not isinstance(state.get("global_batch"), int):
+        problem = "no global_batch"
+    elif not isinstance(state.get("history") or [], list) or not all(
+            isinstance(row, dict) for row in state.get("history") or []):
+        problem = "history is not a list of epochs"
+    elif state.get("best") is not None and not isinstance(state["best"], int | float):
+        problem = "best is not a number"
+    if problem:
+        raise InputError(f"{state_file}: damaged checkpoint state ({problem}); --overwrite "
+                         "starts the run over")
+    return state
+
+
+def _resume_problem(out: Path) -> str | None:
+    """Why ``out`` cannot be resumed (None: it can), in words that name what is missing."""
+    if not out.exists():
+        return f"{out}: no such run folder to resume (without --resume a new run starts there)"
+    if not out.is_dir():
+        return f"{out}: exists and is not a folder"
+    state = out / CHECKPOINT_DIR / "state.json"
+    weights = out / CHECKPOINT_DIR / "latest.weights.h5"
+    if not state.is_file():
+        done = _completed_steps(out)
+        if done is not None:
+            return (f"{out}: this run is already complete ({done} steps) and has no checkpoint "
+                    "to resume; use a new --out, or --overwrite to start over")
+        return (f"{out}: no checkpoint to resume ({state} is missing); --overwrite starts the "
+                "run over")
+    if not weights.is_file():
+        return (f"{out}: the checkpoint is incomplete ({weights} is missing); --overwrite "
+                "starts the run over")
+    return None
+
+
+def _completed_steps(out: Path) -> int | None:
+    """The steps of a finished run in ``out`` (None: no summary, or an interrupted run)."""
+    summary = out / "summary.json"
+    if not summary.is_file():
+        return None
+    try:
+        done = json.loads(summary.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, OSError) as exc:
+        raise InputError(f"{summary}: damaged run summary ({_first_line(exc)})") from None
+    if not isinstance(done, dict) or done.get("interrupted"):
+        return None
+    return done.get("steps")
+
+
+def _decide_resume(out: Path, resume: bool, overwrite: bool) -> bool:
+    """Whether the run continues a checkpoint. ``resume`` without one is an error naming what
+    is missing, or, with ``overwrite`` too, a new run (with a warning)."""
+    if not resume:
+        return False
+    problem = _resume_problem(out)
+    if problem is None:
+        return True
+    if not overwrite or (out.exists() and not out.is_dir()):
+        raise MltkError(problem)
+    if out.exists():
+        log.warning("%s: nothing to resume, starting over (--overwrite)", out)
+    return False
 
 
 RUN_FILES = ("config.yaml", "best.keras", "last.keras", "history.csv", "curves.png",
@@ -253,13 +348,6 @@ def _check_resume_config(out: Path, cfg: Mapping[str, Any]) -> None:
         if key in saved and saved[key] != cfg.get(key):
             raise ConfigError(f"--resume: {key} is {cfg.get(key)!r} but the run in {out} used "
                               f"{saved[key]!r}")
-    state = out / CHECKPOINT_DIR / "state.json"
-    summary = out / "summary.json"
-    if summary.is_file() and not state.is_file():
-        done = json.loads(summary.read_text(encoding="utf-8"))
-        if not done.get("interrupted"):
-            raise MltkError(f"{out}: this run is already complete ({done.get('steps')} steps); "
-                            "use a new RUN_DIR, or --overwrite")
 
 
 def resolve_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -294,7 +382,7 @@ class _Setup:
 
 
 def _prepare(cfg: Mapping[str, Any], data: Sequence[str] | None, val: Sequence[str] | None,
-             split: str | None, synthetic: bool) -> _Setup:
+             split: str | None, synthetic: bool, strict_data: bool = False) -> _Setup:
     if not synthetic and not data:
         raise InputError("no training data: give --data (TFRecord folders, files or globs) or "
                          "--synthetic")
@@ -313,18 +401,40 @@ def _prepare(cfg: Mapping[str, Any], data: Sequence[str] | None, val: Sequence[s
         classes = [str(i) for i in range(int(cfg.get("num_classes") or 200))]
         return _Setup(rt, None, None, classes, True)
     src = data_mod.resolve_source(data, split, prefer=data_mod.PREFERRED_TRAIN,
-                                  num_classes=cfg.get("num_classes"))
+                                  num_classes=cfg.get("num_classes"), tolerate_damage=True)
     if val:
         val_src = data_mod.resolve_source(val, prefer=data_mod.PREFERRED_VAL,
-                                          num_classes=len(src.classes))
+                                          num_classes=len(src.classes), tolerate_damage=True)
     elif split is None:
         val_src = data_mod.resolve_source(data, prefer=data_mod.PREFERRED_VAL,
-                                          required=False, num_classes=len(src.classes))
+                                          required=False, num_classes=len(src.classes),
+                                          tolerate_damage=True)
     else:
         val_src = None
     if val_src is not None and val_src.files == src.files:
         val_src = None
+    src, val_src = _skip_damaged_records(src, val_src, strict_data)
     return _Setup(rt, src, val_src, src.classes, False)
+
+
+def _skip_damaged_records(src: data_mod.DataSource, val_src: data_mod.DataSource | None,
+                          strict: bool) -> tuple[data_mod.DataSource, data_mod.DataSource | None]:
+    """Every record's CRCs checked before the first step; a damaged file is read up to its
+    first bad record, with a warning per file (``strict``: an error)."""
+    files = list(dict.fromkeys([*src.files, *(val_src.files if val_src else [])]))
+    damage = data_mod.check_records(files)
+    if damage and strict:
+        more = f" (and {len(damage) - 1} more damaged file(s))" if len(damage) > 1 else ""
+        raise InputError(f"{damage[0].describe()}{more}; --strict-data refuses damaged data "
+                         "(without it the records before the damage are used, with a warning)")
+    for d in damage:
+        log.warning("%s", d.skipped())
+    src = data_mod.skip_damage(src, [d for d in damage if d.file in src.files])
+    if val_src is not None:
+        val_src = data_mod.skip_damage(val_src, [d for d in damage if d.file in val_src.files])
+        if val_src.records == 0:
+            raise InputError(f"{val_src.files[0]}: no readable validation records")
+    return src, val_src
 
 
 def _new_run(cfg: dict[str, Any], out: Path, setup: _Setup,
@@ -402,26 +512,32 @@ def train(cfg: Mapping[str, Any], out: str | os.PathLike, data: Sequence[str] | 
           val: Sequence[str] | None = None, split: str | None = None, synthetic: bool = False,
           resume: bool = False, overwrite: bool = False,
           on_step: Callable[[int, int], None] | None = None,
-          on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+          on_epoch: Callable[[dict[str, Any]], None] | None = None,
+          strict_data: bool = False) -> dict[str, Any]:
     """Train per ``cfg`` (the resolved ``train`` settings); returns the run summary.
 
     SIGINT and SIGTERM are handled while it runs: once training has begun, the run stops at the
     next safe point and returns with ``interrupted`` and ``signal`` set in the summary (and a
     checkpoint when a step has run); during the set-up before it (devices, data, the model, the
     learning-rate finder), :class:`~mltk.classify.interrupts.Interrupted` is raised.
+
+    ``resume`` needs a checkpoint in ``out`` (an error names what is missing; with
+    ``overwrite`` a run without one starts over). ``strict_data``: a damaged record is an error
+    instead of a warning and the rest of its file skipped.
     """
     with interrupts.StopRequests() as stops:
         return _train(cfg, Path(out), data, val, split, synthetic, resume, overwrite, on_step,
-                      on_epoch, stops)
+                      on_epoch, stops, strict_data)
 
 
 def _train(cfg: Mapping[str, Any], out: Path, data: Sequence[str] | None,
            val: Sequence[str] | None, split: str | None, synthetic: bool, resume: bool,
            overwrite: bool, on_step: Callable[[int, int], None] | None,
            on_epoch: Callable[[dict[str, Any]], None] | None,
-           stops: interrupts.StopRequests) -> dict[str, Any]:
+           stops: interrupts.StopRequests, strict_data: bool = False) -> dict[str, Any]:
     cfg = resolve_settings(cfg)
-    setup = _prepare(cfg, data, val, split, synthetic)
+    resume = _decide_resume(out, resume, overwrite)
+    setup = _prepare(cfg, data, val, split, synthetic, strict_data)
     if setup.rt.is_chief:  # other workers of a multi-worker run share the chief's folder
         _check_out(out, resume, overwrite)
     _resolve_class_weight(cfg, setup)
@@ -437,9 +553,9 @@ def _train(cfg: Mapping[str, Any], out: Path, data: Sequence[str] | None,
                                   run.total_steps, float(cfg.get("warmup_epochs") or 0),
                                   float(cfg["lr_decay_epochs"]), float(cfg["lr_decay_factor"]))
     run.model, optimizer = _compiled_model(cfg, setup, schedule)
+    run.data_files = [] if synthetic else list(dict.fromkeys(
+        [*setup.src.files, *(setup.val_src.files if setup.val_src else [])]))
     resumed_from = run.restore() if resume else 0
-    if resume and not resumed_from:
-        log.info("no checkpoint in %s: starting from the beginning", out)
     _write_run_start(run, setup)
     train_ds, val_ds = _datasets(cfg, setup.src, setup.val_src, run, len(setup.classes),
                                  synthetic, int(cfg["seed"]))
@@ -511,6 +627,42 @@ def _loop(run: _Run, train_ds: Any, val_ds: Any, optimizer: Any,
                 break
     except KeyboardInterrupt as exc:  # Interrupted, or a SIGINT from outside the handler
         _save_interrupted(run, exc)
+    except Exception as exc:
+        if not _is_read_error(exc):
+            raise
+        _stop_on_read_error(run, exc)
+
+
+def _is_read_error(exc: BaseException) -> bool:
+    """An error of TensorFlow's data reading (tf.data feeds both backends)."""
+    import sys
+
+    tf = sys.modules.get("tensorflow")
+    errors = getattr(tf, "errors", None) if tf is not None else None
+    return errors is not None and isinstance(exc, errors.OpError)
+
+
+def _stop_on_read_error(run: _Run, exc: BaseException) -> None:
+    """A file that went bad during the run (checked clean at the start): keep the work done
+    (checkpoint, last.keras, history), then stop with the file, record and offset."""
+    run.stops.finish()
+    run.stop_reason = "interrupted"
+    saved = ""
+    try:
+        run.step = run.optimizer_step()
+    except Exception:  # nothing was built: nothing to save
+        run.step = 0
+    if run.step:
+        run.save_checkpoint()
+        run.save_model("last.keras")
+        run.write_history()
+        saved = (f"; training stopped at step {run.step} with a checkpoint (continue with "
+                 "--resume once the file is repaired or removed)")
+    damage = data_mod.find_damage(run.data_files) if run.data_files else None
+    what = (damage.describe() if damage else
+            f"reading the data failed ({data_mod.op_error_line(exc)})")
+    raise InputError(f"{what}{saved}; check the files with mltk tfrecord count --verify"
+                     ) from None
 
 
 def _end_epoch(run: _Run, row: dict[str, Any]) -> None:

@@ -114,9 +114,14 @@ def train(
         "--checkpoint-every", min=0, help="Steps between checkpoints (500; 0: epochs only).")
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from "
-                                         "its last checkpoint.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over in a used --out."
+                                         "its last checkpoint (an error if it has none).")
+                      ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over in a used --out "
+                                            "(with --resume: only if it has no checkpoint)."
                                             )] = False,
+    strict_data: Annotated[bool, typer.Option(
+        "--strict-data", help="A damaged record (CRC error) is an error; by default its "
+        "file's records before it are used, with a warning.")] = False,
     tensorboard: Annotated[bool | None, typer.Option("--tensorboard/--no-tensorboard",
                                                      help="TensorBoard logs in OUT/tensorboard."
                                                      )] = None,
@@ -152,9 +157,10 @@ def train(
         raise typer.BadParameter("give --data or --synthetic, not both", param_hint="--data")
     try:
         if find_lr:
-            _find_lr(output, cfg, out, data, val, split, synthetic, fmt)
+            _find_lr(output, cfg, out, data, val, split, synthetic, fmt, strict_data)
         else:
-            _train(output, cfg, out, data, val, split, synthetic, resume, overwrite, fmt)
+            _train(output, cfg, out, data, val, split, synthetic, resume, overwrite, fmt,
+                   strict_data)
     except Interrupted as exc:
         output.error(f"interrupted by {exc.name} before the first training step")
         raise typer.Exit(exc.exit_status) from None
@@ -174,11 +180,12 @@ def _parse_lr(text: str | None) -> float | str | None:
 
 
 def _find_lr(output: Any, cfg: dict[str, Any], out: Path, data: list[str] | None,
-             val: list[str] | None, split: str | None, synthetic: bool, fmt: Format) -> None:
+             val: list[str] | None, split: str | None, synthetic: bool, fmt: Format,
+             strict_data: bool = False) -> None:
     from mltk.classify.lr_finder import find_lr
 
     result = find_lr(cfg, out, data=_split_list(data), val=_split_list(val), split=split,
-                     synthetic=synthetic)
+                     synthetic=synthetic, strict_data=strict_data)
     output.emit([{k: result[k] for k in ("suggested_lr", "learning_rate", "lr_reference_batch",
                                          "recipe", "steps", "diverged", "csv", "png")}],
                 fmt, title="Learning-rate finder")
@@ -189,7 +196,7 @@ def _find_lr(output: Any, cfg: dict[str, Any], out: Path, data: list[str] | None
 
 def _train(output: Any, cfg: dict[str, Any], out: Path, data: list[str] | None,
            val: list[str] | None, split: str | None, synthetic: bool, resume: bool,
-           overwrite: bool, fmt: Format) -> None:
+           overwrite: bool, fmt: Format, strict_data: bool = False) -> None:
     from mltk.classify import train as train_run
 
     with output.progress(None, "training steps") as bar:
@@ -205,7 +212,8 @@ def _train(output: Any, cfg: dict[str, Any], out: Path, data: list[str] | None,
 
         summary = train_run(cfg, out, data=_split_list(data), val=_split_list(val),
                             split=split, synthetic=synthetic, resume=resume,
-                            overwrite=overwrite, on_step=on_step, on_epoch=on_epoch)
+                            overwrite=overwrite, on_step=on_step, on_epoch=on_epoch,
+                            strict_data=strict_data)
     final = summary["final"] or {}
     output.emit([{
         "run_dir": summary["run_dir"], "model": summary["model"],
