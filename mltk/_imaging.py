@@ -18,9 +18,25 @@ from typing import Any
 
 from mltk.errors import InputError, PixelLimitError
 
-# Images announcing more pixels than this are refused from their header, before decoding
-# (configs: colors.yaml max_pixels; serve and predict use this default).
-DEFAULT_MAX_PIXELS = 100_000_000
+# Images announcing more pixels than configs/imaging.yaml's max_pixels are refused from their
+# header, before decoding; this is only the fallback when that file cannot be read.
+_FALLBACK_MAX_PIXELS = 100_000_000
+_max_pixels: dict[str | None, int] = {}  # by the value of MLTK_IMAGING_MAX_PIXELS
+
+
+def default_max_pixels() -> int:
+    """The configured pixel limit (configs/imaging.yaml, MLTK_IMAGING_MAX_PIXELS)."""
+    key = os.environ.get("MLTK_IMAGING_MAX_PIXELS")
+    if key not in _max_pixels:
+        from mltk import _config
+        from mltk.errors import ConfigError
+
+        value = _config.resolve("imaging").get("max_pixels", _FALLBACK_MAX_PIXELS)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"imaging max_pixels (MLTK_IMAGING_MAX_PIXELS) must be a positive "
+                              f"whole number, got {value!r}")
+        _max_pixels[key] = value
+    return _max_pixels[key]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 
@@ -157,17 +173,20 @@ class DecodedImage:
 
 
 def decode_image(data: bytes, fmt: str | None = None, *, min_side: int | None = None,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS, keep_alpha: bool = True,
+                 max_pixels: int | None = -1, keep_alpha: bool = True,
                  ) -> DecodedImage:
     """Decode image bytes to 8-bit RGB (and alpha).
 
     ``min_side``: a JPEG may be decoded at reduced resolution as long as both sides stay at
-    least this large. ``max_pixels``: refuse images whose decoded size would be larger.
+    least this large. ``max_pixels``: refuse images whose decoded size would be larger (the
+    default, -1, is the configured limit; None: no limit of ours).
     """
     import cv2
     import numpy as np
 
     fmt = fmt or check_image_bytes(data)
+    if max_pixels == -1:
+        max_pixels = default_max_pixels()
     buf = np.frombuffer(data, dtype=np.uint8)
     if fmt == "jpeg":
         head = header_info(data)
@@ -220,11 +239,23 @@ def _to_uint8(img: Any) -> Any:
     return (scaled + 0.5).astype(np.uint8)
 
 
-def check_pixels(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> HeaderInfo:
-    """The header of image ``data``; raises PixelLimitError when it has too many pixels."""
+def check_pixels(data: bytes, max_pixels: int | None = None) -> HeaderInfo:
+    """The header of image ``data``; raises PixelLimitError when it has more pixels than
+    ``max_pixels`` (default: the configured limit)."""
     head = header_info(data)
+    max_pixels = max_pixels or default_max_pixels()
     _check_pixels(head.width, head.height, max_pixels, head)
     return head
+
+
+def check_decode_pixels(data: bytes, fmt: str, min_side: int | None,
+                        max_pixels: int | None = None) -> None:
+    """Raise PixelLimitError when :func:`decode_image` with ``min_side`` would refuse ``data``:
+    the same check, from the header, without decoding."""
+    head = header_info(data)
+    factor = jpeg_reduction(head.width, head.height, min_side) if fmt == "jpeg" else 1
+    _check_pixels(head.width // factor, head.height // factor,
+                  max_pixels or default_max_pixels(), head)
 
 
 def _check_pixels(width: int, height: int, max_pixels: int | None, head: HeaderInfo) -> None:

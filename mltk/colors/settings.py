@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from mltk._imaging import default_max_pixels
 from mltk.colors.core import DEFAULT_ACHROMATIC, DISTANCES
 from mltk.colors.palette import Palette, default_palette, load_palette
 from mltk.errors import ConfigError
@@ -133,7 +134,7 @@ class ColorSettings:
     distance: str = "ciede2000"
     seed: int = 0
     max_iter: int = 20
-    max_pixels: int = 250_000_000
+    max_pixels: int = dataclasses.field(default_factory=lambda: default_max_pixels())
     min_alpha: int = 128
     min_share: float = 0.05
     reduced_decode: bool = True

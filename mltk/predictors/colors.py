@@ -41,11 +41,12 @@ class ColorsPredictor(Predictor):
         return [TensorSpec("colors", "BYTES", (-1,))]
 
     def prepare(self, item: Any) -> Any:
-        from mltk._imaging import check_image_bytes, check_pixels
+        from mltk._imaging import check_decode_pixels, check_image_bytes
 
         data = bytes(item)
-        check_image_bytes(data)
-        check_pixels(data, self.settings.max_pixels)
+        fmt = check_image_bytes(data)
+        s = self.settings  # refused (413) exactly where mltk colors refuses the file
+        check_decode_pixels(data, fmt, s.size if s.reduced_decode else None, s.max_pixels)
         return data
 
     def predict_prepared(self, prepared: Sequence[Any]) -> list[Outcome]:

@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from mltk._imaging import DEFAULT_MAX_PIXELS
 from mltk.errors import InputError
 from mltk.predictors.base import Outcome, Predictor, TensorSpec
 
@@ -25,7 +24,7 @@ class ImageClassifier(Predictor):
     batchable = True
 
     def __init__(self, name: str, source: str, loaded: Any, top_k: int = 3,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+                 max_pixels: int | None = None) -> None:
         super().__init__(name, source)
         self.lm = loaded
         self.classes: list[str] = list(loaded.classes)
@@ -35,7 +34,7 @@ class ImageClassifier(Predictor):
     @classmethod
     def open(cls, folder: str | os.PathLike, name: str | None = None, top_k: int = 3,
              backend: str | None = None, gpus: int | None = None,
-             max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageClassifier:
+             max_pixels: int | None = None) -> ImageClassifier:
         from mltk.classify.inference import load
 
         lm = load(folder, backend=backend, gpus=gpus, need_tf=False)
@@ -62,7 +61,7 @@ class ImageClassifier(Predictor):
         fmt = check_image_bytes(data)
         check_pixels(data, self.max_pixels)
         side = self.image_size
-        rgb = decode_image(data, fmt, min_side=side, max_pixels=self.max_pixels,
+        rgb = decode_image(data, fmt, min_side=side, max_pixels=self.max_pixels or -1,
                            keep_alpha=False).rgb
         h, w = rgb.shape[:2]
         interp = cv2.INTER_AREA if h > side or w > side else cv2.INTER_LINEAR

@@ -79,7 +79,7 @@ class DataPlane:
                     raise InputError(f"two models are named {name!r}: name them NAME=PATH")
                 t0 = time.perf_counter()
                 p = open_predictor(path, name, top_k=self.settings.top_k)
-                if hasattr(p, "max_pixels"):
+                if hasattr(p, "max_pixels") and self.settings.max_pixels:
                     p.max_pixels = self.settings.max_pixels
                 p.limit_threads(1)  # concurrency comes from batching and workers
                 p.warmup()

@@ -27,7 +27,7 @@ class ServeSettings:
     max_queue: int = 256
     max_body_mb: float = 6.0
     timeout: float = 60.0
-    max_pixels: int = 100_000_000
+    max_pixels: int | None = None  # None: the imaging limit (configs/imaging.yaml)
     top_k: int = 3
     token: str | None = None
     graceful_timeout: float = 25.0
@@ -37,6 +37,8 @@ class ServeSettings:
     def __post_init__(self) -> None:
         for key in ("port", "workers", "max_batch_size", "max_queue", "max_pixels", "top_k"):
             value = getattr(self, key)
+            if key == "max_pixels" and value is None:
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < (
                     0 if key == "port" else 1):
                 raise ConfigError(f"{key} must be a positive integer, got {value!r}")
