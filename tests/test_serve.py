@@ -234,6 +234,34 @@ def test_error_codes(server, models):
     assert post(server, jpeg, "image/jpeg", "colors").status_code == 200
 
 
+def test_bad_input_does_not_grow_the_server(server, models):
+    """Hundreds of bad requests of every kind: the server's memory settles (no leak per
+    request), and it still answers."""
+    def rss_mb() -> float:
+        status = Path(f"/proc/{server.proc.pid}/status").read_text()
+        return int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS:")).split()[1]
+                   ) / 1024
+
+    bomb, garbage = huge_png(), b"\x89PNG\r\n\x1a\n" + b"\x00" * 5000
+    bad = [(bomb, "image/png", "digits"), (garbage, "image/png", "colors"),
+           (b'{"instances": [{"mean radius": "x"}]}', "application/json", "cancer"),
+           (b"1,2,3\n4,5\n", "text/csv", "cancer"), (b"\xff" * 3000, "text/csv", "shop")]
+
+    def burst(n: int) -> None:
+        with httpx.Client(timeout=60) as client:
+            for i in range(n):
+                body, ctype, model = bad[i % len(bad)]
+                r = client.post(server.url + "/invocations", content=body, headers={
+                    "Content-Type": ctype, "X-Amzn-SageMaker-Target-Model": model})
+                assert r.status_code in (400, 413), r.text
+
+    burst(100)  # warm: allocator pools and caches fill first
+    before = rss_mb()
+    burst(500)
+    assert rss_mb() - before < 40, (before, rss_mb())
+    assert httpx.get(server.url + "/ping").status_code == 200
+
+
 def test_custom_attributes_echoed_and_execution_parameters(server, models):
     photo = sorted(Path(models["photos"]).glob("*.jpg"))[0].read_bytes()
     r = post(server, photo, "image/jpeg", "colors",

@@ -185,15 +185,24 @@ print(json.dumps(results))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("signame", "backend"), [
-    ("SIGTERM", "tensorflow"), ("SIGINT", "tensorflow"),
-    pytest.param("SIGTERM", "jax", marks=pytest.mark.skipif(
+@pytest.mark.parametrize(("signame", "backend", "busy"), [
+    ("SIGTERM", "tensorflow", False), ("SIGINT", "tensorflow", False),
+    ("SIGTERM", "tensorflow", True),  # the same moments with every core kept busy
+    pytest.param("SIGTERM", "jax", False, marks=pytest.mark.skipif(
         importlib.util.find_spec("jax") is None, reason="JAX is not installed")),
 ])
-def test_a_signal_at_each_moment_stops_with_a_checkpoint(signame, backend, shards, tmp_path):
-    res = subprocess.run([sys.executable, "-c", _MOMENTS_PROBE, str(shards), str(tmp_path),
-                          signame, backend], capture_output=True, text=True, timeout=900,
-                         env={**os.environ, "KERAS_BACKEND": backend})
+def test_a_signal_at_each_moment_stops_with_a_checkpoint(signame, backend, busy, shards,
+                                                         tmp_path):
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+               for _ in range((os.cpu_count() or 1) if busy else 0)]
+    try:
+        res = subprocess.run([sys.executable, "-c", _MOMENTS_PROBE, str(shards),
+                              str(tmp_path), signame, backend], capture_output=True, text=True,
+                             timeout=1800, env={**os.environ, "KERAS_BACKEND": backend})
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
     assert res.returncode == 0, res.stderr[-3000:]
     got = json.loads(res.stdout.strip().splitlines()[-1])
     for moment, r in got.items():
