@@ -97,3 +97,18 @@ def digits_run(tmp_path_factory, digits_dir):
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root / "run"
+
+
+@pytest.fixture(scope="session")
+def digit_shards(tmp_path_factory):
+    """1000 real digit scans as mltk shards: train 700 (21 steps of 32), validation and test
+    about 150 each, 7 shards. Shared read-only by the training tests."""
+    from mltk.datasets import make
+    from mltk.tfrecords import BuildOptions, build
+
+    root = tmp_path_factory.mktemp("digit-shards")
+    make("labelled-images", root / "img", n=1000, seed=0)
+    build(root / "img", root / "shards",
+          BuildOptions(split={"train": 0.7, "validation": 0.15, "test": 0.15}, shards=7,
+                       seed=0))
+    return root / "shards"

@@ -28,17 +28,9 @@ ORIGINAL = [*SMALL, "--recipe", "original", "--lr", "0.4"]
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    """1000 real digit scans as mltk shards: train 700, validation and test about 150 each."""
-    from mltk.datasets import make
-    from mltk.tfrecords import BuildOptions, build
-
-    root = tmp_path_factory.mktemp("classify")
-    make("labelled-images", root / "img", n=1000, seed=0)
-    build(root / "img", root / "shards",
-          BuildOptions(split={"train": 0.7, "validation": 0.15, "test": 0.15}, shards=7,
-                       seed=0))
-    return root / "shards"
+def shards(digit_shards):
+    """The shared 1000-digit shards (tests/conftest.py)."""
+    return digit_shards
 
 
 def split_sizes(shards: Path) -> dict[str, int]:

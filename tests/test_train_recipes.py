@@ -29,17 +29,9 @@ def _resolved(cli=None, environ=None):
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    """1000 digit scans (the same as tests/test_classify.py's): 700 to train, 21 steps."""
-    from mltk.datasets import make
-    from mltk.tfrecords import BuildOptions, build
-
-    root = tmp_path_factory.mktemp("recipes")
-    make("labelled-images", root / "img", n=1000, seed=0)
-    build(root / "img", root / "shards",
-          BuildOptions(split={"train": 0.7, "validation": 0.15, "test": 0.15}, shards=7,
-                       seed=0))
-    return root / "shards"
+def shards(digit_shards):
+    """The shared 1000-digit shards (tests/conftest.py)."""
+    return digit_shards
 
 
 # --- choosing and applying a recipe --------------------------------------------------------------
