@@ -40,17 +40,15 @@ import dataclasses
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+
+from mltk.serving.launcher import free_port, http_get, running
 
 ROW_CLIENTS = 32
 IMAGE_CLIENTS = 32
@@ -188,50 +186,17 @@ def load(port: int, requests: Sequence[bytes], total: int, clients: int, seconds
 
 
 # -- servers --------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+    return http_get(f"http://127.0.0.1:{port}{path}", timeout)
 
 
 @contextlib.contextmanager
 def serving(cmd: list[str], port: int, ready_path: str, env: dict[str, str] | None = None,
             timeout: float = 300.0) -> Iterator[subprocess.Popen]:
     """The server ``cmd`` running until the block ends (SIGTERM, then SIGKILL after 30 s)."""
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log,
-                                env={**os.environ, **(env or {})})
-        try:
-            t0 = time.monotonic()
-            while True:
-                if proc.poll() is not None:
-                    log.seek(0)
-                    tail = log.read().decode(errors="replace").strip().splitlines()[-5:]
-                    raise RuntimeError(f"{' '.join(cmd[2:5])}... exited with {proc.returncode}:"
-                                       f" {' | '.join(tail)}")
-                with contextlib.suppress(OSError):
-                    if get(port, ready_path, 2.0)[0] == 200:
-                        break
-                if time.monotonic() - t0 > timeout:
-                    raise RuntimeError(f"{' '.join(cmd[2:5])}... not ready after {timeout:.0f} s")
-                time.sleep(0.2)
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+    with tempfile.TemporaryFile() as log, running(
+            cmd, f"http://127.0.0.1:{port}{ready_path}", log, env=env, timeout=timeout) as proc:
+        yield proc
 
 
 def mltk_serve(models: Sequence[str], port: int, workers: int, *flags: str) -> Iterator:

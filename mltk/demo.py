@@ -209,20 +209,113 @@ def _step_recommend(root: Path, seed: int) -> StepResult:
     )
 
 
+class _Exchanges:
+    """Requests to the demo's server, each saved (request and response) as JSON and linked."""
+
+    def __init__(self, base: str, out: Path) -> None:
+        self.base, self.out = base, out
+        self.outputs: list[tuple[str, Path]] = []
+
+    def call(self, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
+             ) -> tuple[int, Any]:
+        import json
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(self.base + path, data=body, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                status, raw = r.status, r.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw.decode("utf-8", "replace")
+
+    def __call__(self, file: str, label: str, path: str, body: Any = None,
+                 content_type: str = "", target: str | None = None, shown: Any = None) -> Any:
+        """POST (or GET without a body), check 200, save request and response as JSON."""
+        import json
+
+        from mltk._atomic import write_json
+
+        headers = {"Content-Type": content_type} if content_type else {}
+        if target:
+            headers["X-Amzn-SageMaker-Target-Model"] = target
+        raw = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
+        status, answer = self.call(path, raw, headers)
+        write_json(self.out / file, {"request": {"method": "POST" if body is not None else "GET",
+                                                 "url": path, "headers": headers,
+                                                 "body": body if shown is None else shown},
+                                     "status": status, "response": answer})
+        self.outputs.append((label, self.out / file))
+        if status != 200:
+            raise RuntimeError(f"{path}: HTTP {status}: {answer}")
+        return answer
+
+
+def _image_exchanges(ex: _Exchanges, model: str, image: Path, label: str) -> Any:
+    """The same JPEG through SageMaker /invocations and as a V2 BYTES tensor."""
+    import base64
+
+    got = ex(f"{model}_invocations.json", f"SageMaker /invocations: {label}", "/invocations",
+             image.read_bytes(), "image/jpeg", model,
+             shown=f"<{image.name}, {image.stat().st_size} bytes of image/jpeg>")
+    tensor = {"name": "image", "datatype": "BYTES", "shape": [1]}
+    ex(f"{model}_v2_infer.json", "V2 infer: the same JPEG as a BYTES tensor",
+       f"/v2/models/{model}/infer",
+       {"inputs": [{**tensor, "data": [base64.b64encode(image.read_bytes()).decode()]}]},
+       "application/json", shown={"inputs": [{**tensor, "data": [f"<base64 of {image.name}>"]}]})
+    return got["predictions"][0]
+
+
+def _xgb_exchanges(ex: _Exchanges, data: Path) -> str:
+    import csv
+
+    with open(data, newline="", encoding="utf-8") as fh:
+        rows = [{k: v for k, v in r.items() if k != "group"}
+                for r, _ in zip(csv.DictReader(fh), range(3), strict=False)]
+    for r in rows:  # JSON numbers and nulls, as a client would send them
+        for k, v in r.items():
+            try:
+                r[k] = None if v == "" else int(v) if v.lstrip("-").isdigit() else float(v)
+            except ValueError:
+                pass
+    ex("xgb_metadata.json", "V2 metadata of the two-group model", "/v2/models/xgb")
+    scored = ex("xgb_invocations.json", "SageMaker /invocations: 3 users as JSON",
+                "/invocations", {"instances": rows}, "application/json", "xgb")
+    meta = ex.call("/v2/models/xgb")[1]
+    tensors = [{"name": t["name"], "datatype": t["datatype"], "shape": [len(rows)],
+                "data": [r[t["name"]] for r in rows]} for t in meta["inputs"]]
+    ex("xgb_v2_infer.json", "V2 infer: the same users as column tensors",
+       "/v2/models/xgb/infer", {"id": "demo-1", "inputs": tensors}, "application/json")
+    first = scored["predictions"][0]
+    return f"3 users scored (first: probability {first['probability']:.3f}, {first['label']})"
+
+
+def _recommend_exchanges(ex: _Exchanges, items: Path) -> str:
+    import csv
+
+    with open(items, newline="", encoding="utf-8") as fh:
+        item = int(next(csv.DictReader(fh))["item_id"])
+    got = ex("recommend_invocations.json", "SageMaker /invocations: similar items",
+             "/invocations", {"instances": [{"item_id": item, "k": 5}]}, "application/json",
+             "recommend")
+    ex("recommend_v2_infer.json", "V2 infer: the same query as tensors",
+       "/v2/models/recommend/infer",
+       {"inputs": [{"name": "item_id", "datatype": "INT64", "shape": [1], "data": [item]},
+                   {"name": "k", "datatype": "INT64", "shape": [1], "data": [5]}]},
+       "application/json")
+    return f"{len(got['predictions'][0]['recommendations'])} items like {item}"
+
+
 def _step_serve(root: Path, seed: int) -> StepResult:
     """`mltk serve` in a subprocess on a free loopback port, called over both protocols."""
-    import base64
-    import csv
-    import json
-    import signal
-    import socket
-    import subprocess
     import sys
-    import urllib.error
-    import urllib.request
 
-    from mltk._atomic import write_json
     from mltk.datasets import make
+    from mltk.serving.launcher import free_port, running
 
     data = root / "data" / "purchases" / "purchases.csv"
     if not (root / "xgb" / "model.ubj").exists() or not data.exists():
@@ -237,143 +330,35 @@ def _step_serve(root: Path, seed: int) -> StepResult:
         models["recommend"] = root / "recommend"
     out = root / "serve"
     out.mkdir(parents=True, exist_ok=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    base = f"http://127.0.0.1:{port}"
-
-    def call(path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
-             ) -> tuple[int, Any]:
-        req = urllib.request.Request(base + path, data=body, headers=headers or {})
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                status, raw = r.status, r.read()
-        except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
-        try:
-            return status, json.loads(raw)
-        except ValueError:
-            return status, raw.decode("utf-8", "replace")
-
-    outputs: list[tuple[str, Path]] = []
-
-    def exchange(file: str, label: str, path: str, body: Any = None, content_type: str = "",
-                 target: str | None = None, shown: Any = None) -> Any:
-        """POST (or GET without a body), check 200, save request and response as JSON."""
-        headers = {"Content-Type": content_type} if content_type else {}
-        if target:
-            headers["X-Amzn-SageMaker-Target-Model"] = target
-        raw = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
-        status, answer = call(path, raw, headers)
-        write_json(out / file, {"request": {"method": "POST" if body is not None else "GET",
-                                            "url": path, "headers": headers,
-                                            "body": body if shown is None else shown},
-                                "status": status, "response": answer})
-        outputs.append((label, out / file))
-        if status != 200:
-            raise RuntimeError(f"{path}: HTTP {status}: {answer}")
-        return answer
-
-    with open(data, newline="", encoding="utf-8") as fh:
-        rows = [{k: v for k, v in r.items() if k != "group"}
-                for r, _ in zip(csv.DictReader(fh), range(3), strict=False)]
-    for r in rows:  # JSON numbers and nulls, as a client would send them
-        for k, v in r.items():
-            try:
-                r[k] = None if v == "" else int(v) if v.lstrip("-").isdigit() else float(v)
-            except ValueError:
-                pass
-    photo = sorted(photos.glob("*.jpg"))[0]
-
+    port = free_port()
+    ex = _Exchanges(f"http://127.0.0.1:{port}", out)
     cmd = [sys.executable, "-m", "mltk", "serve",
            *[f"{name}={path}" if path != "colors" else "colors" for name, path in models.items()],
            "--port", str(port)]
     log_file = out / "server.log"
     t0 = time.perf_counter()
-    with open(log_file, "wb") as log_fh:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log_fh)
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"mltk serve exited with {proc.returncode}: "
-                                   f"{log_file.read_text(errors='replace').strip()[-300:]}")
-            try:
-                if call("/v2/health/ready")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.perf_counter() - t0 > 300:
-                raise RuntimeError("mltk serve was not ready after 300 s")
-            time.sleep(0.25)
+    with open(log_file, "wb+") as log, running(cmd, ex.base + "/v2/health/ready", log,
+                                               grace=60) as proc:
         ready_s = time.perf_counter() - t0
-        exchange("ping.json", "GET /ping", "/ping")
-        exchange("xgb_metadata.json", "V2 metadata of the two-group model", "/v2/models/xgb")
-        scored = exchange("xgb_invocations.json", "SageMaker /invocations: 3 users as JSON",
-                          "/invocations", {"instances": rows}, "application/json", "xgb")
-        meta = call("/v2/models/xgb")[1]
-        tensors = [{"name": t["name"], "datatype": t["datatype"], "shape": [len(rows)],
-                    "data": [r[t["name"]] for r in rows]} for t in meta["inputs"]]
-        exchange("xgb_v2_infer.json", "V2 infer: the same users as column tensors",
-                 "/v2/models/xgb/infer", {"id": "demo-1", "inputs": tensors},
-                 "application/json")
-        colours = exchange("colors_invocations.json", "SageMaker /invocations: a JPEG's colours",
-                           "/invocations", photo.read_bytes(), "image/jpeg", "colors",
-                           shown=f"<{photo.name}, {photo.stat().st_size} bytes of image/jpeg>")
-        b64 = base64.b64encode(photo.read_bytes()).decode()
-        exchange("colors_v2_infer.json", "V2 infer: the same JPEG as a BYTES tensor",
-                 "/v2/models/colors/infer",
-                 {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [b64]}]},
-                 "application/json",
-                 shown={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
-                                    "data": [f"<base64 of {photo.name}>"]}]})
-        said = [f"3 users scored (first: probability "
-                f"{scored['predictions'][0]['probability']:.3f}, "
-                f"{scored['predictions'][0]['label']})",
-                f"{photo.name}'s main colour {colours['predictions'][0]['colors'][0]['name']}"]
+        ex("ping.json", "GET /ping", "/ping")
+        said = [_xgb_exchanges(ex, data)]
+        photo = sorted(photos.glob("*.jpg"))[0]
+        colours = _image_exchanges(ex, "colors", photo, "a JPEG's colours")
+        said.append(f"{photo.name}'s main colour {colours['colors'][0]['name']}")
         if "digits" in models:
             digit = sorted((root / "data" / "labelled-images").glob("*/*.jpg"))[0]
-            got = exchange("digits_invocations.json", "SageMaker /invocations: a digit scan",
-                           "/invocations", digit.read_bytes(), "image/jpeg", "digits",
-                           shown=f"<{digit.parent.name}/{digit.name}, image/jpeg>")
-            exchange("digits_v2_infer.json", "V2 infer: the same scan as a BYTES tensor",
-                     "/v2/models/digits/infer",
-                     {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
-                                  "data": [base64.b64encode(digit.read_bytes()).decode()]}]},
-                     "application/json",
-                     shown={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
-                                        "data": [f"<base64 of {digit.name}>"]}]})
-            top = got["predictions"][0]
+            top = _image_exchanges(ex, "digits", digit, "a digit scan")
             said.append(f"a '{digit.parent.name}' scan read as '{top['label']}' "
                         f"(p {top['probability']:.2f})")
         if "recommend" in models:
-            with open(root / "data" / "marketplace" / "items.csv", newline="",
-                      encoding="utf-8") as fh:
-                item = int(next(csv.DictReader(fh))["item_id"])
-            got = exchange("recommend_invocations.json", "SageMaker /invocations: similar items",
-                           "/invocations", {"instances": [{"item_id": item, "k": 5}]},
-                           "application/json", "recommend")
-            exchange("recommend_v2_infer.json", "V2 infer: the same query as tensors",
-                     "/v2/models/recommend/infer",
-                     {"inputs": [{"name": "item_id", "datatype": "INT64", "shape": [1],
-                                  "data": [item]},
-                                 {"name": "k", "datatype": "INT64", "shape": [1], "data": [5]}]},
-                     "application/json")
-            said.append(f"{len(got['predictions'][0]['recommendations'])} items like {item}")
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            said.append(_recommend_exchanges(ex, root / "data" / "marketplace" / "items.csv"))
     if proc.returncode != 0:
         raise RuntimeError(f"mltk serve exited with {proc.returncode} after SIGTERM")
-    outputs.append(("server log", log_file))
+    ex.outputs.append(("server log", log_file))
     return StepResult(
         f"`mltk serve` ran {', '.join(models)} on 127.0.0.1:{port} (ready in {ready_s:.1f} s); "
         f"SageMaker `/invocations` and V2 `infer` answered: {'; '.join(said)}. SIGTERM stopped "
-        "it cleanly (exit 0).", outputs)
+        "it cleanly (exit 0).", ex.outputs)
 
 
 def steps() -> list[Step]:

@@ -146,19 +146,16 @@ def submit(
 
 def _kind_options(kind: str, **given: Any) -> dict[str, Any]:
     """The options that apply to ``kind``; an option of another kind is a usage error."""
-    from mltk.jobs.kinds import OPTIONS, check_options
+    from mltk.errors import InputError
+    from mltk.jobs.kinds import check_options
 
     def flag(name: str) -> str:
         return "-k" if name == "k" else "--" + name.replace("_", "-")
 
-    if kind not in OPTIONS:
-        raise typer.BadParameter(f"unknown kind {kind!r} (kinds: {', '.join(OPTIONS)})",
-                                 param_hint="KIND")
-    extra = [n for n, v in given.items() if v not in (None, False) and n not in OPTIONS[kind]]
-    if extra:
-        raise typer.BadParameter(f"not an option of {kind}: {', '.join(map(flag, extra))} "
-                                 f"(its options: {', '.join(map(flag, sorted(OPTIONS[kind])))})")
-    opts = check_options(kind, given)
+    try:
+        opts = check_options(kind, given, flag)
+    except InputError as exc:
+        raise typer.BadParameter(str(exc)) from None
     if "crop" in opts:
         opts["crop"] = list(parse_floats(opts["crop"], 4, "--crop"))
     for key in ("palette", "config"):

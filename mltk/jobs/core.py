@@ -266,7 +266,7 @@ def stale_chunks(folder: JobFolder, job: Mapping[str, Any]) -> list[int]:
     """Chunks without a part whose lease went stale: their worker died."""
     lease = float(job.get("lease_seconds") or DEFAULT_LEASE_SECONDS)
     out = []
-    for i in range(len(job["chunks"])):
+    for i in folder.leased():  # only the chunks that hold a lease: workers call this often
         age = folder.lease_age(i)
         if age is not None and age > lease and not folder.is_done(i):
             out.append(i)

@@ -116,6 +116,10 @@ class JobFolder:
     def drop_lease(self, index: int) -> None:
         self.lease(index).unlink(missing_ok=True)
 
+    def leased(self) -> list[int]:
+        """The chunks whose lease file exists, in order."""
+        return sorted(int(f.name[6:11]) for f in (self.path / "leases").glob("chunk-*.json"))
+
     def lease_age(self, index: int) -> float | None:
         """Seconds since the lease's last heartbeat, or None when nobody holds it."""
         try:

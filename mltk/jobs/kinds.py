@@ -38,15 +38,17 @@ OPTIONS: dict[str, frozenset[str]] = {
 }
 
 
-def check_options(kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """The options given for ``kind`` (None/False dropped); another kind's option is an error."""
+def check_options(kind: str, options: Mapping[str, Any],
+                  spell: Callable[[str], str] = str) -> dict[str, Any]:
+    """The options given for ``kind`` (None/False dropped); another kind's option is an error
+    (option names written by ``spell``: the CLI names its flags)."""
     if kind not in OPTIONS:
         raise InputError(f"unknown job kind {kind!r} (kinds: {', '.join(OPTIONS)})")
     given = {k: v for k, v in options.items() if v not in (None, False)}
-    extra = sorted(set(given) - OPTIONS[kind])
+    extra = [k for k in given if k not in OPTIONS[kind]]
     if extra:
-        raise InputError(f"not an option of {kind}: {', '.join(extra)} (its options: "
-                         f"{', '.join(sorted(OPTIONS[kind]))})")
+        raise InputError(f"not an option of {kind}: {', '.join(map(spell, extra))} (its "
+                         f"options: {', '.join(map(spell, sorted(OPTIONS[kind])))})")
     return given
 
 
@@ -128,14 +130,20 @@ def _plan_predict(args: list[str], opts: dict[str, Any]) -> Plan:
                 folder_identity(run_dir), len(items), items)
 
 
-def _plan_xgb(args: list[str], opts: dict[str, Any]) -> Plan:
+def _model_and_file(args: list[str], kind: str, usage: str, what: str) -> tuple[str, str]:
+    """MODEL_DIR and a data file, the folder holding a model of ``kind``."""
     from mltk.predictors import detect_kind
 
     if len(args) != 2:
-        raise InputError("xgb-predict: give MODEL_DIR and DATA.csv")
-    model_dir, data = args
-    if detect_kind(model_dir) != "two-group":
-        raise InputError(f"{model_dir}: not an xgb-analyze folder")
+        raise InputError(usage)
+    if detect_kind(args[0]) != kind:
+        raise InputError(f"{args[0]}: not {what}")
+    return args[0], args[1]
+
+
+def _plan_xgb(args: list[str], opts: dict[str, Any]) -> Plan:
+    model_dir, data = _model_and_file(args, "two-group", "xgb-predict: give MODEL_DIR and "
+                                      "DATA.csv", "an xgb-analyze folder")
     rows = _count_csv_rows(data)
     settings = {"unknown_categories": opts.get("unknown_categories") or "error"}
     return Plan("xgb-predict", {"model_dir": os.path.abspath(model_dir),
@@ -144,14 +152,10 @@ def _plan_xgb(args: list[str], opts: dict[str, Any]) -> Plan:
 
 
 def _plan_recommend(args: list[str], opts: dict[str, Any]) -> Plan:
-    from mltk.predictors import detect_kind
     from mltk.recommend import read_queries
 
-    if len(args) != 2:
-        raise InputError("recommend: give MODEL_DIR and QUERIES.csv")
-    model_dir, queries = args
-    if detect_kind(model_dir) != "recommender":
-        raise InputError(f"{model_dir}: not a recommend fit folder")
+    model_dir, queries = _model_and_file(args, "recommender", "recommend: give MODEL_DIR and "
+                                         "QUERIES.csv", "a recommend fit folder")
     k = opts.get("k")
     if k is not None and (not isinstance(k, int) or k < 1):
         raise InputError(f"k must be a positive integer, got {k!r}")

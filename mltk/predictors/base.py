@@ -70,14 +70,19 @@ class Predictor:
     def predict_prepared(self, prepared: Sequence[Any]) -> list[Outcome]:
         raise NotImplementedError
 
-    def predict(self, items: Sequence[Any]) -> list[Outcome]:
-        """One outcome per input, in order: a record, or the InputError for a bad input."""
-        staged: list[Any] = []
+    def prepare_all(self, items: Sequence[Any]) -> list[tuple[bool, Any]]:
+        """``(True, prepared)`` or ``(False, InputError)`` per input, in order."""
+        staged: list[tuple[bool, Any]] = []
         for item in items:
             try:
                 staged.append((True, self.prepare(item)))
             except InputError as exc:
                 staged.append((False, exc))
+        return staged
+
+    def predict(self, items: Sequence[Any]) -> list[Outcome]:
+        """One outcome per input, in order: a record, or the InputError for a bad input."""
+        staged = self.prepare_all(items)
         good = [p for ok, p in staged if ok]
         scored = iter(self.predict_prepared(good) if good else [])
         return [next(scored) if ok else p for ok, p in staged]

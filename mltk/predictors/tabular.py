@@ -66,18 +66,18 @@ class TwoGroupPredictor(Predictor):
             scored = self.score_frame(pd.DataFrame.from_records(list(prepared)),
                                       self.unknown_categories)
             return [_plain_record(r) for r in scored.to_dict("records")]
-        except InputError:
-            if len(prepared) == 1:
-                return [self._alone(prepared[0])]
-        return [self._alone(row) for row in prepared]
+        except InputError as exc:
+            if len(prepared) == 1:  # scoring it alone would give this same error again
+                return [_row_error(exc)]
+            return [self._alone(row) for row in prepared]
 
     def _alone(self, row: Mapping[str, Any]) -> Outcome:
         import pandas as pd
 
         try:
             scored = self.score_frame(pd.DataFrame.from_records([row]), self.unknown_categories)
-        except InputError as exc:  # "row 1, column 'x': ..." -> "column 'x': ..."
-            return InputError(str(exc).removeprefix("row 1, "))
+        except InputError as exc:
+            return _row_error(exc)
         return _plain_record(scored.to_dict("records")[0])
 
     def limit_threads(self, n: int) -> None:
@@ -91,6 +91,11 @@ class TwoGroupPredictor(Predictor):
         cats = self.model.categories or {}
         return {c: (cats[c][0] if cats.get(c) else None) if c in cats else 0.0
                 for c in self.features}
+
+
+def _row_error(exc: InputError) -> InputError:
+    """The error of a one-row batch, for that row: "row 1, column 'x': ..." -> "column 'x': ..."."""
+    return InputError(str(exc).removeprefix("row 1, "))
 
 
 def _plain_record(row: Mapping[str, Any]) -> dict[str, Any]:

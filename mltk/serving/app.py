@@ -223,9 +223,8 @@ def _records(outcomes: list[Any], input_kind: str) -> list[dict[str, Any]]:
         if isinstance(o, InputError):
             if len(outcomes) == 1:
                 raise o
-            noun = {"row": "row", "query": "query", "image": "image"}.get(input_kind, "input")
             kind = PixelLimitError if isinstance(o, PixelLimitError) else InputError
-            raise kind(f"{noun} {i + 1}: {o}")
+            raise kind(f"{input_kind} {i + 1}: {o}")  # row 2: ..., image 3: ...
     return outcomes
 
 

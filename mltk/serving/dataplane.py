@@ -138,7 +138,7 @@ class DataPlane:
     async def _infer(self, name: str, p: Any, items: Sequence[Any]) -> list[Any]:
         from starlette.concurrency import run_in_threadpool
 
-        staged = await run_in_threadpool(_prepare_all, p, items)
+        staged = await run_in_threadpool(p.prepare_all, items)
         good = [x for ok, x in staged if ok]
         scored: list[Any] = []
         if good:
@@ -202,13 +202,3 @@ def workers_ready(needed: int) -> bool:
             pass
         live += 1
     return live >= needed
-
-
-def _prepare_all(p: Any, items: Sequence[Any]) -> list[tuple[bool, Any]]:
-    out: list[tuple[bool, Any]] = []
-    for item in items:
-        try:
-            out.append((True, p.prepare(item)))
-        except InputError as exc:
-            out.append((False, exc))
-    return out
