@@ -150,8 +150,9 @@ def _step_xgb(root: Path, seed: int) -> StepResult:
     import json
 
     from mltk import _config
+    from mltk._tables import load_table
     from mltk.datasets import make
-    from mltk.tabular import analyze, load_table
+    from mltk.tabular import analyze
 
     info = make("purchases", root / "data" / "purchases", n=3000, seed=seed)
     settings = _config.resolve("xgb", {"seed": seed, "max_evals": 6, "max_rounds": 150,

@@ -200,3 +200,29 @@ def parse_floats(text: str, n: int, name: str) -> tuple[float, ...]:
         raise typer.BadParameter(f"expected {n} comma-separated numbers, got {text!r}",
                                  param_hint=name)
     return values
+
+
+def load_settings(ctx: typer.Context | None, section: str, values: dict[str, Any],
+                  config: Path | None = None, flags: dict[str, str] | None = None) -> Any:
+    """The typed settings of ``section`` (:func:`mltk.settings.load`) for a command.
+
+    A bad value given on the command line is a usage error (exit 2) naming its option: the
+    option is ``flags[key]``, else the command's parameter named like the setting.
+    """
+    from mltk import settings
+    from mltk._settings import SettingError
+
+    try:
+        return settings.load(section, config, **values)
+    except SettingError as exc:
+        flag = (flags or {}).get(exc.key) or _option_of(ctx, exc.key)
+        if exc.origin == "command line" and flag:
+            raise typer.BadParameter(exc.problem, param_hint=flag) from None
+        raise
+
+
+def _option_of(ctx: typer.Context | None, key: str) -> str | None:
+    for param in getattr(getattr(ctx, "command", None), "params", []):
+        if param.name == key and getattr(param, "opts", None):
+            return max(param.opts, key=len)
+    return None

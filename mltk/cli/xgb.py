@@ -61,7 +61,8 @@ def xgb_analyze(
     Example: mltk xgb-analyze users.csv --target group --id-cols user_id --out analysis/
     """
     from mltk import _config
-    from mltk.tabular import analyze, load_table
+    from mltk._tables import load_table
+    from mltk.tabular import analyze
 
     output = get_output(ctx)
     settings = _config.resolve("xgb", {
@@ -118,8 +119,8 @@ def xgb_predict(
 
     Example: mltk xgb-predict analysis/ new_users.csv --format ndjson
     """
+    from mltk._tables import load_table
     from mltk.predictors.tabular import TwoGroupPredictor
-    from mltk.tabular import load_table
 
     predictor = TwoGroupPredictor.open(model_dir)  # the predictor mltk serve uses too
     scored = predictor.score_frame(load_table(data), unknown_categories.value)

@@ -9,54 +9,19 @@ environment variable (``MLTK_COLORS_CROP: ...``) or the config file the value ca
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from mltk._imaging import default_max_pixels
+from mltk._settings import (  # noqa: F401 (SettingError and the checks are re-exported)
+    SettingError,
+    check_int,
+    check_number,
+)
+from mltk._settings import fail as _fail
 from mltk.colors.core import DEFAULT_ACHROMATIC, DISTANCES
 from mltk.colors.palette import Palette, default_palette, load_palette
-from mltk.errors import ConfigError
-
-
-class SettingError(ConfigError):
-    """A setting of the wrong type or out of range; ``key`` names it, ``problem`` says why."""
-
-    def __init__(self, key: str, problem: str, origin: str | None = None) -> None:
-        self.key, self.problem, self.origin = key, problem, origin
-        super().__init__(f"{origin}: {problem}" if origin else problem)
-
-    def at(self, origin: str | None) -> SettingError:
-        """The same error, naming where the value came from (an env var, a config file)."""
-        return SettingError(self.key, self.problem, origin)
-
-
-def _fail(key: str, expected: str, value: Any) -> SettingError:
-    return SettingError(key.split(".")[0], f"{key} must be {expected}, got {value!r}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def check_int(key: str, value: Any, low: int, high: int | None = None) -> int:
-    if not _is_int(value) or value < low or (high is not None and value > high):
-        span = f"an integer from {low} to {high}" if high is not None else (
-            "a positive integer" if low == 1 else f"an integer of at least {low}")
-        raise _fail(key, span, value)
-    return int(value)
-
-
-def check_number(key: str, value: Any, low: float, high: float, high_open: bool = False,
-                 ) -> float:
-    if not _is_number(value) or not (low <= value <= high) or (high_open and value == high):
-        raise _fail(key, f"a number in [{low:g}, {high:g}{')' if high_open else ']'}", value)
-    return float(value)
 
 
 def check_crop(value: Any, size: int) -> tuple[float, float, float, float]:

@@ -7,8 +7,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from mltk._tables import load_table
 from mltk.errors import InputError
-from mltk.tabular.data import load_table
 
 log = logging.getLogger(__name__)
 

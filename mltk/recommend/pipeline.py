@@ -260,7 +260,7 @@ def _top_metas(clf: Any, item_meta: Any, n_meta: int, items: Any, cfg: Mapping[s
 
 
 def load_users(path: str | os.PathLike) -> Any:
-    from mltk.tabular.data import load_table
+    from mltk._tables import load_table
 
     users = load_table(path)
     if "user_id" not in users.columns:
@@ -375,7 +375,7 @@ def evaluate(folder: str | os.PathLike, tx_path: str | os.PathLike, k: int | Non
     """Leave-last-purchase-out hit rate@k, NDCG@k and coverage, with two baselines."""
     import numpy as np
 
-    from mltk.tabular.data import load_table
+    from mltk._tables import load_table
 
     rec = Recommender(folder)
     k = rec._k(k)

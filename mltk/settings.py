@@ -1,0 +1,49 @@
+"""Typed settings for every capability, built by one function.
+
+    from mltk import settings
+    cfg = settings.load("train", epochs=5, model="small_cnn")  # -> TrainSettings
+    cfg.epochs, cfg.recipe                                     # 5, 'default'
+
+:func:`load` merges, lowest first: the shipped defaults (``configs/SECTION.yaml``), a config file
+(``config=``), ``MLTK_SECTION_KEY`` environment variables, and the keyword values (``None``
+means "not given"). The result is the capability's frozen settings class, checked when made; a
+bad value raises :class:`SettingError` naming the setting and where it came from.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from mltk._settings import SettingError, Settings
+
+#: Section (configs/SECTION.yaml, MLTK_SECTION_*) -> "module:Class" of its typed settings.
+SECTIONS = {
+    "colors": "mltk.colors.settings:ColorSettings",
+    "train": "mltk.classify.settings:TrainSettings",
+    "xgb": "mltk.xgb.settings:XgbSettings",
+    "recommend": "mltk.recommend.settings:RecommendSettings",
+}
+
+__all__ = ["SECTIONS", "Settings", "SettingError", "load", "settings_class"]
+
+
+def settings_class(section: str) -> type[Any]:
+    """The typed settings class of ``section`` (imported on first use)."""
+    try:
+        module, name = SECTIONS[section].split(":")
+    except KeyError:
+        raise SettingError("section", f"no settings named {section!r} (known: "
+                           f"{', '.join(SECTIONS)})") from None
+    return getattr(importlib.import_module(module), name)
+
+
+def load(section: str, config: str | os.PathLike[str] | None = None, *,
+         environ: Mapping[str, str] | None = None, **values: Any) -> Any:
+    """The settings of ``section``: defaults < ``config`` file < environment < ``values``."""
+    from mltk import _config
+
+    cfg, origins = _config.resolve_with_origins(section, values, config, environ)
+    return settings_class(section).from_config(cfg, origins=origins)
