@@ -54,23 +54,24 @@ def catalogue(n_items: int, n_tx_users: int, seed: int = 0):
 def bench_queries(n_items: int) -> None:
     import numpy as np
 
-    from mltk import _config
+    from mltk import settings
     from mltk.recommend import Recommender, fit
 
     with tempfile.TemporaryDirectory() as tmp:
         items, tx = catalogue(n_items, 100_000)
-        items.to_parquet(Path(tmp) / "items.parquet")
-        tx.to_parquet(Path(tmp) / "tx.parquet")
-        cfg = _config.resolve("recommend", {})
+        base = settings.load("recommend")
         # ~1,000 categories and 100k users: pair supports are around 1e-4
-        cfg["rules"] = {**cfg["rules"], "min_support": 0.0001}
-        cfg["classifier"] = {**cfg["classifier"], "layers": [256, 128], "epochs": 2}
-        cfg["ranknet"] = {**cfg["ranknet"], "epochs": 2}
+        small = base.replace(rules=base.rules.replace(min_support=0.0001),
+                             classifier=base.classifier.replace(layers=[256, 128], epochs=2),
+                             ranknet=base.ranknet.replace(epochs=2))
         t0 = time.perf_counter()
-        fit(Path(tmp) / "items.parquet", Path(tmp) / "tx.parquet", Path(tmp) / "m", cfg)
+        fitted = fit(items, tx, small)
         t_fit = time.perf_counter() - t0
         t0 = time.perf_counter()
-        rec = Recommender(Path(tmp) / "m")
+        fitted.save(Path(tmp) / "m")
+        t_save = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        rec = Recommender.load(Path(tmp) / "m")
         t_load = time.perf_counter() - t0
         rng = np.random.default_rng(1)
         ids = rng.choice(items["item_id"].to_numpy(), 3000)
@@ -87,7 +88,7 @@ def bench_queries(n_items: int) -> None:
         n = sum(1 for _ in rec.batch(rows, 10))
         t_batch = time.perf_counter() - t0
     print(f"catalogue {n_items:,} items, 100k users' transactions: fit {t_fit:.0f} s, "
-          f"load {t_load:.2f} s")
+          f"save {t_save:.1f} s, load {t_load:.2f} s")
     print(f"  single query: median {np.median(lat_ms):.3f} ms, p99 "
           f"{np.percentile(lat_ms, 99):.3f} ms")
     print(f"  batch: {n / t_batch:,.0f} queries/s")
@@ -100,8 +101,8 @@ def _baskets_worker(kind: str, n_users: int) -> None:
     import numpy as np
     import pandas as pd
 
-    from mltk import _config
-    from mltk.recommend.rules import baskets, meta_categories, mine_rules
+    from mltk import settings
+    from mltk.recommend.rules import baskets, meta_categories, rules_from_baskets
 
     rng = np.random.default_rng(0)
     n_cats, n_groups = 1000, 91
@@ -115,19 +116,18 @@ def _baskets_worker(kind: str, n_users: int) -> None:
     cats = np.array([members[x][rng.integers(0, len(members[x]))] for x in g])
     items = pd.DataFrame({"item_id": np.arange(n_cats), "category_id": np.arange(n_cats)})
     tx = pd.DataFrame({"user_id": users, "item_id": cats})
-    cfg = _config.resolve("recommend", {})["rules"]
-    cfg = {**cfg, "min_support": 0.0005}
+    cfg = settings.load("recommend").rules.replace(min_support=0.0005)
     t0 = time.perf_counter()
     if kind == "mltk":
         df, cat_ids = baskets(tx, items, "item_id", "category_id")
-        rules = mine_rules(df, cfg)
+        rules = rules_from_baskets(df, cfg)
         meta_categories(rules, cat_ids, cfg, 0)
     else:
         from mlxtend.frequent_patterns import apriori
 
         df, _ = baskets(tx, items, "item_id", "category_id")
         dense = df.sparse.to_dense().astype(bool)
-        apriori(dense, min_support=cfg["min_support"], use_colnames=True, max_len=2)
+        apriori(dense, min_support=cfg.min_support, use_colnames=True, max_len=2)
         kind = "dense"
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB

@@ -15,7 +15,6 @@ Run on a GPU host with Keras and JAX, from the repository root:
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import tempfile
@@ -32,19 +31,19 @@ def main() -> None:
     args = parser_with_model_options(__doc__).parse_args()
     import numpy as np
 
-    from mltk import _config
+    from mltk import settings
+    from mltk._keras import import_keras
     from mltk.classify import data as data_mod
     from mltk.classify import models, runtime
+    from mltk.classify import training as train_mod
 
-    train_mod = importlib.import_module("mltk.classify.train")
     steps, batch, classes = args.steps, args.batch, args.classes
-    cfg = _config.resolve("train", {
-        "backend": os.environ["KERAS_BACKEND"], "model": args.model,
-        "image_size": args.image_size, "batch_per_replica": batch, "steps": steps,
-        "num_classes": classes, "seed": 0, "gpus": args.gpus, "precision": args.precision,
-        "checkpoint_every": 0})
-    rt = runtime.setup(cfg["backend"], args.gpus, "auto", 1, args.precision, need_tf=False)
-    keras = runtime.import_keras()
+    cfg = settings.load(
+        "train", backend=os.environ["KERAS_BACKEND"], model=args.model,
+        image_size=args.image_size, batch_per_replica=batch, steps=steps, num_classes=classes,
+        seed=0, gpus=args.gpus, precision=args.precision, checkpoint_every=0)
+    rt = runtime.setup(cfg.backend, args.gpus, "auto", 1, args.precision, need_tf=False)
+    keras = import_keras()
     keras.utils.set_random_seed(0)
     model = models.build_model(args.model, classes, args.image_size, "none", 0.2, False, None)
     schedule = models.lr_schedule("step", 0.01, steps, steps, 0.0, 8.0, 0.5)

@@ -64,12 +64,11 @@ def pipeline_rate(src, threads: int | None, images: int) -> float:
 
 
 def model_rate(model: str, batch: int, steps: int, out: Path) -> float:
-    from mltk import _config
+    from mltk import settings
     from mltk.classify import train
 
-    cfg = _config.resolve("train", {"model": model, "image_size": 150, "gpus": 0,
-                                    "batch_per_replica": batch, "steps": steps, "seed": 0,
-                                    "num_classes": 200})
+    cfg = settings.load("train", model=model, image_size=150, gpus=0, batch_per_replica=batch,
+                        steps=steps, seed=0, num_classes=200)
     return train(cfg, out, synthetic=True, overwrite=True)["images_per_second"]
 
 

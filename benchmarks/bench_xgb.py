@@ -18,13 +18,15 @@ from pathlib import Path
 
 def run(df, tune_rows, args, out: Path) -> tuple[float, float, int]:
     """(wall seconds, test AUC, tuning rows); prints where the time went."""
-    from mltk import _config
-    from mltk.tabular import analyze
+    import mltk.settings
+    from mltk.xgb import analyze
 
-    settings = _config.resolve("xgb", {"max_evals": args.max_evals, "tune_rows": tune_rows,
-                                       "booster": args.booster, "seed": 0})
+    settings = mltk.settings.load("xgb", max_evals=args.max_evals, tune_rows=tune_rows,
+                                  booster=args.booster, seed=0)
     t0 = time.perf_counter()
-    report = analyze(df, "group", settings, out, id_cols=["user_id"])
+    analysis = analyze(df, "group", settings, id_cols=["user_id"])
+    analysis.save(out)  # timed too, as the command writes the folder
+    report = analysis.report
     print(f"  ({len(df):,} rows, tune_rows={tune_rows}: tuning {report['tuning']['seconds']:.0f} s,"
           f" refit {report['fit_seconds']:.0f} s for {report['tuning']['rounds']} rounds)",
           flush=True)

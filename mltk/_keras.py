@@ -29,5 +29,5 @@ def import_tf() -> Any:
         return import_quietly("tensorflow")
     except ImportError:
         raise MltkError("this needs TensorFlow (the tf.data input pipeline, or the tensorflow "
-                        "backend): pip install tensorflow; --synthetic with --backend jax runs "
-                        "without it") from None
+                        "backend): pip install tensorflow; synthetic data with the jax backend "
+                        "runs without it") from None

@@ -1,6 +1,6 @@
 """``mltk demo``: every available capability run end to end on generated sample data.
 
-Each capability contributes a :class:`Step`; :func:`run_demo` runs them in order into one
+Each capability contributes a :class:`Step`; :func:`run` runs them in order into one
 folder and writes ``index.md`` linking every output. A step that fails is recorded in the index
 with its error and the remaining steps still run.
 """
@@ -120,14 +120,13 @@ def _step_tfrecord(root: Path, seed: int) -> StepResult:
 
 
 def _step_train(root: Path, seed: int) -> StepResult:
-    from mltk import _config
+    from mltk import settings
     from mltk.classify import evaluate, load, train, write_evaluation
 
     shards = root / "tfrecords"
     if not (shards / "manifest.json").exists():
         _step_tfrecord(root, seed)
-    cfg = _config.resolve("train", {
-        "model": "small_cnn", "image_size": 32, "epochs": 15, "gpus": 0, "seed": seed})
+    cfg = settings.load("train", model="small_cnn", image_size=32, epochs=15, gpus=0, seed=seed)
     run = root / "train"
     summary = train(cfg, run, data=[str(shards)], overwrite=True)
     result = evaluate(load(run), [str(shards)], split="validation", with_predictions=True)
@@ -149,17 +148,17 @@ def _step_train(root: Path, seed: int) -> StepResult:
 def _step_xgb(root: Path, seed: int) -> StepResult:
     import json
 
-    from mltk import _config
+    from mltk import settings as mltk_settings
     from mltk._tables import load_table
     from mltk.datasets import make
-    from mltk.tabular import analyze
+    from mltk.xgb import analyze
 
     info = make("purchases", root / "data" / "purchases", n=3000, seed=seed)
-    settings = _config.resolve("xgb", {"seed": seed, "max_evals": 6, "max_rounds": 150,
-                                       "folds": 3})
+    settings = mltk_settings.load("xgb", seed=seed, max_evals=6, max_rounds=150, folds=3)
     out = root / "xgb"
-    report = analyze(load_table(info.files["data"]), "group", settings, out,
-                     id_cols=["user_id"])
+    analysis = analyze(load_table(info.files["data"]), "group", settings, id_cols=["user_id"])
+    analysis.save(out)
+    report = analysis.report
     truth = json.loads(info.truth.read_text())
     top = [f["feature"] for f in report["importance"][: len(truth["informative"])]]
     found = len(set(top) & set(truth["informative"]))
@@ -176,24 +175,24 @@ def _step_xgb(root: Path, seed: int) -> StepResult:
 
 
 def _step_recommend(root: Path, seed: int) -> StepResult:
-    from mltk import _config
+    from mltk import settings
     from mltk._atomic import write_json
+    from mltk._tables import load_table
     from mltk.datasets import make
     from mltk.recommend import Recommender, evaluate, fit
 
     info = make("marketplace", root / "data" / "marketplace", n=2000, seed=seed)
-    cfg = _config.resolve("recommend", {"seed": seed})
+    items, tx = load_table(info.files["items"]), load_table(info.files["transactions"])
     out = root / "recommend"
-    report = fit(info.files["items"], info.files["transactions"], out, cfg,
-                 users_path=info.files["users"])
-    rec = Recommender(out)
-    import pandas as pd
-
-    ids = pd.read_csv(info.files["items"])["item_id"].head(3).tolist()
+    fit(items, tx, settings.load("recommend", seed=seed),
+        load_table(info.files["users"])).save(out)
+    rec = Recommender.load(out)  # queried as `mltk recommend query` and mltk serve would
+    report = rec.report
+    ids = items["item_id"].head(3).tolist()
     examples = [{"item_id": i, **{k: v for k, v in vars(rec.query(i, 5, explain=True)).items()
                                   if k != "item_id"}} for i in ids]
     write_json(out / "example_queries.json", examples)
-    table = evaluate(out, info.files["transactions"], 10, seed)
+    table = evaluate(rec, tx, 10, seed)
     write_json(out / "evaluation.json", table)
     by = {r["method"]: r for r in table}
     c = report["classifier"]
@@ -375,7 +374,7 @@ def steps() -> list[Step]:
     ]
 
 
-def run_demo(out: Path, seed: int = 0, only: list[str] | None = None,
+def run(out: Path, seed: int = 0, only: list[str] | None = None,
              on_step: Callable[[StepReport], None] | None = None) -> list[StepReport]:
     out.mkdir(parents=True, exist_ok=True)
     reports = []

@@ -70,16 +70,16 @@ def cancer_model(tmp_path_factory):
     import numpy as np
     from sklearn.datasets import load_breast_cancer
 
-    from mltk import _config
-    from mltk.tabular import analyze
+    from mltk import settings
+    from mltk.xgb import analyze
 
     root = tmp_path_factory.mktemp("cancer")
     df = load_breast_cancer(as_frame=True).frame
     df["diagnosis"] = np.where(df.pop("target") == 1, "benign", "malignant")
     df.insert(0, "patient", [f"p{i}" for i in range(len(df))])
-    analyze(df, "diagnosis", _config.resolve("xgb", {"max_evals": 2, "max_rounds": 40,
-                                                     "folds": 3, "booster": "gbtree"}),
-            root / "model", id_cols=["patient"])
+    analyze(df, "diagnosis", settings.load("xgb", max_evals=2, max_rounds=40, folds=3,
+                                           booster="gbtree"), id_cols=["patient"]
+            ).save(root / "model")
     df.drop(columns=["diagnosis"]).head(50).to_csv(root / "rows.csv", index=False)
     return root
 

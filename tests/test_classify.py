@@ -438,9 +438,6 @@ def test_training_input_errors(cli, shards, tmp_path):
     assert res.exit_code == 1 and "no training data" in res.stderr
     res = cli("train", "--data", tmp_path / "nothing", "--out", tmp_path / "x", "--gpus", "0")
     assert res.exit_code == 1 and "nothing: no such file or directory" in res.stderr
-    res = cli("train", "--data", shards, "--out", tmp_path / "x", "--model", "vgg99",
-              "--gpus", "0")
-    assert res.exit_code == 1 and "unknown model 'vgg99'" in res.stderr
     res = cli("train", "--data", shards, "--synthetic", "--out", tmp_path / "x")
     assert res.exit_code == 2
     res = cli("train", "--data", shards, "--out", tmp_path / "x", "--gpus", "0",
@@ -448,7 +445,113 @@ def test_training_input_errors(cli, shards, tmp_path):
     assert res.exit_code == 1 and "fewer than one global batch" in res.stderr
     res = cli("train", "--data", shards, "--out", tmp_path / "x", "--gpus", "0",
               "--model", "inception_resnet_v2", "--image-size", "32")
-    assert res.exit_code == 1 and "at least 75" in res.stderr
+    assert res.exit_code == 1 and "--image-size of at least 75" in res.stderr
+
+
+# --- settings ------------------------------------------------------------------------------
+
+def test_train_settings_defaults_are_configs_train_yaml():
+    from mltk import settings
+    from mltk.classify import TrainSettings
+
+    loaded = settings.load("train", environ={})
+    assert isinstance(loaded, TrainSettings) and loaded == TrainSettings()
+    assert set(TrainSettings.field_names()) == set(_config_default())
+    assert all(TrainSettings.docs().values())  # every setting says what it is
+    assert loaded.learning_rate is None and loaded.recipe == "default"
+    assert settings.load("train", learning_rate="AUTO", environ={}).learning_rate == "auto"
+    assert settings.load("train", learning_rate="1e-3", environ={}).learning_rate == 0.001
+
+
+def _config_default() -> dict:
+    from mltk import _config
+
+    return _config.load_default("train")
+
+
+def test_bad_train_settings_name_the_setting_and_where_it_came_from(cli, tmp_path):
+    from mltk import settings
+    from mltk._settings import SettingError
+
+    with pytest.raises(SettingError, match="epochs must be a positive integer, got 0") as err:
+        settings.load("train", epochs=0, environ={})
+    assert err.value.key == "epochs"
+    with pytest.raises(SettingError, match="^MLTK_TRAIN_EPOCHS: epochs must be") as err:
+        settings.load("train", environ={"MLTK_TRAIN_EPOCHS": "0"})
+    assert err.value.key == "epochs"
+    with pytest.raises(SettingError, match="learning_rate must be a positive number or auto"):
+        settings.load("train", learning_rate="fast", environ={})
+    with pytest.raises(SettingError, match="unknown recipe 'fast'"):
+        settings.load("train", recipe="fast", environ={})
+    # The library takes a plain mapping too, checked the same way (nothing is trained).
+    from mltk.classify import train
+
+    with pytest.raises(SettingError, match="contrast must be a range"):
+        train({"contrast": [1.5, 0.5]}, tmp_path / "x", synthetic=True)
+    # On the command line a bad value is a usage error (exit 2) naming the option.
+    res = cli("train", "--synthetic", "--out", tmp_path / "x", "--epochs", "0")
+    assert res.exit_code == 2 and "--epochs" in res.stderr
+    res = cli("train", "--synthetic", "--out", tmp_path / "x", "--lr", "fast")
+    assert res.exit_code == 2 and "--lr" in res.stderr and "positive number or auto" in res.stderr
+    res = cli("train", "--synthetic", "--out", tmp_path / "x", "--model", "vgg99")
+    assert res.exit_code == 2 and "--model" in res.stderr and "vgg99" in res.stderr
+    res = cli("train", "--synthetic", "--out", tmp_path / "x", env={"MLTK_TRAIN_EPOCHS": "0"})
+    assert res.exit_code == 1 and "MLTK_TRAIN_EPOCHS: epochs must be" in res.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_adam_and_adamw_are_what_they_say_with_the_same_decoupled_decay():
+    import keras
+
+    from mltk import settings
+    from mltk.classify.models import make_optimizer
+
+    def trained(name: str) -> tuple:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        cfg = settings.load("train", optimizer=name, weight_decay=0.1, environ={})
+        opt = make_optimizer(cfg, 0.01)
+        model.compile(optimizer=opt, loss="mse")
+        x = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
+        model.fit(x, np.zeros((16, 3), np.float32), epochs=3, batch_size=4, verbose=0)
+        return opt, model.get_weights()
+
+    adam, adam_weights = trained("adam")
+    adamw, adamw_weights = trained("adamw")
+    assert type(adam) is keras.optimizers.Adam and type(adamw) is keras.optimizers.AdamW
+    assert adam.weight_decay == adamw.weight_decay == pytest.approx(0.1)
+    for a, b in zip(adam_weights, adamw_weights, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_the_multi_worker_patch_refuses_a_keras_it_was_not_checked_against(monkeypatch):
+    import types
+
+    import keras
+
+    from mltk.classify import keras_patches
+    from mltk.classify.keras_patches import check_keras
+
+    check_keras()  # the installed Keras: checked
+    monkeypatch.setattr(keras, "__version__", "3.99.0")
+    with pytest.raises(MltkError, match=r"checked against Keras 3\.15.*installed Keras 3\.99"
+                       ) as err:
+        check_keras()
+    assert "reduce_per_replica" in str(err.value) and "20585" in str(err.value)
+    monkeypatch.undo()
+    from keras.src.backend.tensorflow import trainer
+
+    changed = types.SimpleNamespace(**{k: getattr(trainer, k) for k in (
+        "_collective_all_reduce_multi_worker", "TensorFlowTrainer")})
+    changed.reduce_per_replica = lambda values, strategy, reduction, axis=0: values
+    with pytest.raises(MltkError, match=r"expects reduce_per_replica\(values, strategy, "
+                       r"reduction\), found \(values, strategy, reduction, axis\)"):
+        check_keras(trainer_module=changed)
+    del changed._collective_all_reduce_multi_worker
+    changed.reduce_per_replica = trainer.reduce_per_replica
+    with pytest.raises(MltkError, match="_collective_all_reduce_multi_worker.*missing"):
+        check_keras(trainer_module=changed)
+    assert keras_patches.CHECKED_VERSIONS
 
 
 @pytest.mark.filterwarnings("ignore:`input_shape` is undefined")

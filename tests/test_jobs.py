@@ -147,13 +147,14 @@ def test_predict_job_equals_predict(digits_run, digits_dir, tmp_path):
 def test_recommend_job_equals_query(tmp_path):
     import pandas as pd
 
-    from mltk import _config
+    from mltk import settings
+    from mltk._tables import load_table
     from mltk.datasets import make
-    from mltk.recommend.pipeline import fit
+    from mltk.recommend import fit
 
     market = make("marketplace", tmp_path / "market", n=1500, seed=0)
-    fit(market.files["items"], market.files["transactions"], tmp_path / "model",
-        _config.resolve("recommend", {}))
+    fit(load_table(market.files["items"]), load_table(market.files["transactions"]),
+        settings.load("recommend")).save(tmp_path / "model")
     ids = pd.read_csv(market.files["items"])["item_id"].head(25).tolist()
     queries = tmp_path / "q.csv"
     queries.write_text("item_id\n" + "".join(f"{i}\n" for i in ids) + "no-such-item\n")

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import matthews_corrcoef, ndcg_score
 
 from mltk.recommend.models import ndcg
-from mltk.tabular.explain import threshold_metrics
+from mltk.xgb.explain import threshold_metrics
 
 PROPERTY = settings(derandomize=True, database=None, deadline=None, max_examples=80)
 

@@ -3,27 +3,29 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from mltk import _config
+from mltk import _config, settings
 from mltk.errors import InputError
-from mltk.recommend import Recommender, fit, ndcg, run_rules
+from mltk.recommend import Recommender, fit, mine_rules, ndcg
 from mltk.recommend.data import load_items, load_transactions
 from mltk.recommend.rules import baskets
 
 pytest.importorskip("keras")
 SMALL = {"classifier": {"layers": [128, 64], "epochs": 6}, "ranknet": {"epochs": 4}}
+MODEL_FILES = {"rules.csv", "meta_categories.csv", "index.parquet", "classifier.keras",
+               "ranknet.keras", "users.parquet", "metrics.json", "config.yaml"}
 
 
-def small_cfg(**extra):
-    cfg = _config.resolve("recommend", {})
-    for key, value in {**SMALL, **extra}.items():
-        cfg[key] = {**cfg[key], **value} if isinstance(value, dict) else value
-    return cfg
+def small_settings(**values):
+    """The shipped defaults with small networks (a section given replaces the defaults' one;
+    the keys it leaves out keep their defaults)."""
+    return settings.load("recommend", **{**SMALL, **values})
 
 
 @pytest.fixture(scope="module")
@@ -34,22 +36,40 @@ def market(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model(market, tmp_path_factory):
-    out = tmp_path_factory.mktemp("model")
-    report = fit(market.files["items"], market.files["transactions"], out, small_cfg(),
-                 users_path=market.files["users"])
-    return out, report
+def fitted(market, tmp_path_factory):
+    """A recommender fitted on the marketplace's tables in memory, in an empty working folder;
+    (recommender, what appeared in that folder and the data folder meanwhile)."""
+    tables = {name: pd.read_csv(market.files[name]) for name in ("items", "transactions",
+                                                                 "users")}
+    work = tmp_path_factory.mktemp("work")
+    data_before = sorted(os.listdir(market.path))
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        rec = fit(tables["items"], tables["transactions"], small_settings(), tables["users"])
+    finally:
+        os.chdir(cwd)
+    appeared = sorted(os.listdir(work)) + sorted(set(os.listdir(market.path)) -
+                                                 set(data_before))
+    return rec, appeared
+
+
+@pytest.fixture(scope="module")
+def model(fitted, tmp_path_factory):
+    rec, _ = fitted
+    out = rec.save(tmp_path_factory.mktemp("model") / "m")
+    return out, rec.report
 
 
 def test_rules_recover_planted_groups(market):
     from sklearn.metrics import adjusted_rand_score
 
-    cfg = small_cfg()
+    cfg = small_settings()
     items = load_items(market.files["items"], cfg)
     tx = load_transactions(market.files["transactions"], items, cfg)
     basket_df, cats = baskets(tx, items, "item_id", "category_id")
     assert all(isinstance(t, pd.SparseDtype) for t in basket_df.dtypes)  # never dense
-    rules, meta, summary = run_rules(tx, items, cfg)
+    rules, meta, summary = mine_rules(tx, items, cfg)
     assert {"support", "confidence", "lift", "leverage", "conviction"} <= set(rules.columns)
     truth = json.loads(market.truth.read_text())["category_group"]
     ari = adjusted_rand_score([truth[str(c)] for c in meta["category_id"]], meta["meta_id"])
@@ -67,9 +87,9 @@ def test_classifier_and_ranknet_quality(model):
 
 def test_every_recommendation_passes_every_filter(model, market):
     out, _ = model
-    rec = Recommender(out)
+    rec = Recommender.load(out)
     items = pd.read_csv(market.files["items"]).set_index("item_id")
-    band = rec.cfg["price_band"]
+    band = rec.settings.price_band
     kinds, sexes = ["model", "line", "series", "kigata"], ["man", "women"]
     dup_products = items["product_id"][items["product_id"].duplicated(keep=False)]
     queries = list(items.index[:150]) + list(dup_products.index)
@@ -112,6 +132,7 @@ def test_ranknet_is_pairwise():
     import tensorflow as tf
 
     from mltk.recommend.models import train_ranknet
+    from mltk.recommend.settings import RankNetSettings
 
     tf.config.experimental.enable_op_determinism()
     rng = np.random.default_rng(0)
@@ -119,10 +140,10 @@ def test_ranknet_is_pairwise():
     groups = rng.integers(0, 6, 300)
     labels = X[:, 0] * 2 + X[:, 1] + rng.normal(0, 0.1, 300)
     shifted = labels + np.array([0, 10, -5, 100, 3, -40])[groups]
-    settings = {"layers": [16], "learning_rate": 0.01, "pairs_per_query": 200, "epochs": 3,
-                "batch_size": 64}
-    a = train_ranknet(X, labels, groups, settings, seed=1).predict(X, verbose=0)
-    b = train_ranknet(X, shifted, groups, settings, seed=1).predict(X, verbose=0)
+    small = RankNetSettings(layers=[16], learning_rate=0.01, pairs_per_query=200, epochs=3,
+                            batch_size=64)
+    a = train_ranknet(X, labels, groups, small, seed=1).predict(X, verbose=0)
+    b = train_ranknet(X, shifted, groups, small, seed=1).predict(X, verbose=0)
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     assert np.corrcoef(a.ravel(), labels)[0, 1] > 0.8
 
@@ -168,7 +189,7 @@ def test_missing_values_and_bad_tables(market, tmp_path, cli):
     assert result.exit_code == 0, result.output
     assert "2 transactions name unknown items; skipped" in result.stderr
     assert "signal column(s) missing from the items, counted as 0: ps" in result.stderr
-    rec = Recommender(tmp_path / "m")
+    rec = Recommender.load(tmp_path / "m")
     idx = rec.index
     for name, row in (("no price (column 'price')", 0), ("a missing kind flag", 41)):
         item = int(items.loc[row, "item_id"])
@@ -190,7 +211,7 @@ def test_missing_values_and_bad_tables(market, tmp_path, cli):
                  "--out", tmp_path / "r")
     assert result.exit_code == 1 and "duplicate item ids" in result.stderr
     with pytest.raises(InputError, match="not a recommend model folder"):
-        Recommender(tmp_path)
+        Recommender.load(tmp_path)
 
 
 def test_evaluate_against_baselines(model, market, cli):
@@ -205,7 +226,7 @@ def test_evaluate_against_baselines(model, market, cli):
 
 def test_fewer_than_k_says_so_and_relaxing_widens_the_band(model):
     out, _ = model
-    rec = Recommender(out)
+    rec = Recommender.load(out)
     q = int(rec.index.item_id[0])
     strict = rec.index.query(q, 500, 100.0)
     assert len(strict.items) < 500 and strict.note.startswith(f"only {len(strict.items)} of 500")
@@ -213,3 +234,32 @@ def test_fewer_than_k_says_so_and_relaxing_widens_the_band(model):
     assert len(relaxed.items) >= len(strict.items)
     assert "price band widened to ±800" in relaxed.note
     assert all(abs(r["price"] - rec.index.price[0]) <= 800 for r in relaxed.items)
+
+
+def test_fit_in_memory_writes_nothing_until_save(fitted, model, market, tmp_path):
+    rec, appeared = fitted
+    out, report = model
+    assert appeared == []
+    assert {p.name for p in out.iterdir()} == MODEL_FILES  # and no temporary files left
+    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(report))
+    # config.yaml: the settings as the shipped defaults spell them, and the fitted numbers
+    saved = _config.load_yaml(out / "config.yaml")
+    assert list(saved) == [*rec.settings.to_dict(), "n_meta", "context_stats", "user_stats",
+                           "item_stats"]
+    defaults = _config.load_default("recommend")
+    assert {k: saved[k] for k in defaults if k not in SMALL} == {
+        k: v for k, v in defaults.items() if k not in SMALL}
+    assert saved["classifier"] == {**defaults["classifier"], **SMALL["classifier"]}
+    # the saved-then-loaded recommender answers as the one in memory, with a user too
+    loaded = Recommender.load(out)
+    assert loaded.settings == rec.settings and loaded.report == report
+    ids = pd.read_csv(market.files["items"])["item_id"].head(40).tolist()
+    users = pd.read_csv(market.files["users"])["user_id"].head(3).tolist()
+    for i in ids:
+        assert vars(loaded.query(i, 10, explain=True)) == vars(rec.query(i, 10, explain=True))
+    for i, u in zip(ids, users, strict=False):
+        assert loaded.query(i, 5, u).items == rec.query(i, 5, u).items
+    # a loaded recommender saves the same folder elsewhere (files it did not read are copied)
+    again = Recommender.load(loaded.save(tmp_path / "copy"))
+    assert {p.name for p in (tmp_path / "copy").iterdir()} == MODEL_FILES
+    assert again.query(ids[0], 5, users[0]).items == rec.query(ids[0], 5, users[0]).items

@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mltk import _config
+from mltk import _config, settings
+from mltk._settings import SettingError
 from mltk.errors import InputError
 from mltk.recommend import QueryRow, Recommender, read_queries
+from mltk.recommend.features import kind_codes, sex_codes
 from mltk.recommend.index import CandidateIndex
-from mltk.recommend.pipeline import _codes, _sex_code
 
 KINDS = ["model", "line", "series", "kigata"]
 SEXES = ["man", "women"]
@@ -50,23 +51,25 @@ def catalogue(n: int = 400, seed: int = 0) -> pd.DataFrame:
     return items
 
 
-def save_model(items: pd.DataFrame, folder, **settings) -> Recommender:
-    """A model folder with the index fit builds (same kind/sex encoding), and no networks."""
+def save_model(items: pd.DataFrame, folder, **values) -> Recommender:
+    """A model folder with the index fit builds (same kind/sex encoding), and no networks; its
+    config.yaml is written as a plain mapping (as earlier versions did), so it may hold bad
+    values."""
     rng = np.random.default_rng(1)
     meta = items["meta_id"].to_numpy()
     table = pd.DataFrame({
         "item_id": items["item_id"].to_numpy(), "category_id": items["category_id"].to_numpy(),
-        "meta_id": meta, "kind_code": _codes(items, KINDS), "sex_code": _sex_code(items, SEXES),
+        "meta_id": meta, "kind_code": kind_codes(items, KINDS), "sex_code": sex_codes(items, SEXES),
         "price": items["price"].to_numpy(float),
         "product_code": pd.factorize(items["product_id"])[0],
         "net_score": rng.normal(size=len(items)), "rank_score": rng.random(len(items))})
     top_meta = np.stack([meta, (meta + 1) % 4, (meta + 2) % 4], 1)
     folder.mkdir(parents=True, exist_ok=True)
     CandidateIndex(table, top_meta).save(folder)
-    cfg = _config.resolve("recommend", {})
-    cfg.update(price_band=BAND, **settings)
+    cfg = settings.load("recommend", price_band=BAND).to_dict()
+    cfg.update(values)
     _config.save(folder / "config.yaml", cfg)
-    return Recommender(folder)
+    return Recommender.load(folder)
 
 
 @pytest.fixture(scope="module")
@@ -165,11 +168,11 @@ def test_flag_codes_keep_missing_apart_from_none_and_absent_columns():
                        "kigata": [0, 0, 0, 0, 1], "man": [1, 0, 1, 1, np.nan],
                        "women": [1, 1, 0, 0, 0]})
     # series is absent: counted as 0 (as the RankNet and classifier features do)
-    assert _codes(df, ["model", "line", "series", "kigata"]).tolist() == [0, 1, 4, -1, 3]
-    assert _codes(df, []).tolist() == [0] * 5  # no kind flags configured: no kind filter
-    assert _sex_code(df, ["man", "women"]).tolist() == [3, 1, 2, 2, -1]
-    assert _sex_code(df, ["man", "women", "other"]).tolist() == [6, 2, 4, 4, -1]
-    assert _sex_code(df, []).tolist() == [0] * 5
+    assert kind_codes(df, ["model", "line", "series", "kigata"]).tolist() == [0, 1, 4, -1, 3]
+    assert kind_codes(df, []).tolist() == [0] * 5  # no kind flags configured: no kind filter
+    assert sex_codes(df, ["man", "women"]).tolist() == [3, 1, 2, 2, -1]
+    assert sex_codes(df, ["man", "women", "other"]).tolist() == [6, 2, 4, 4, -1]
+    assert sex_codes(df, []).tolist() == [0] * 5
 
 
 def test_an_unknown_product_is_never_its_own_duplicate(tmp_path):
@@ -186,12 +189,18 @@ def test_evaluate_counts_unqueryable_items_as_misses(shop, tmp_path, caplog):
     from mltk.recommend import evaluate
 
     items, rec = shop
-    tx = tmp_path / "tx.csv"  # users 1, 2 last bought after items lacking a kind flag / a price
-    tx.write_text("user_id,item_id,timestamp\n1,1,1\n1,31,2\n2,21,3\n2,31,4\n3,31,5\n3,41,6\n")
+    # users 1, 2 last bought after items lacking a kind flag / a price
+    tx = pd.DataFrame({"user_id": [1, 1, 2, 2, 3, 3], "item_id": [1, 31, 21, 31, 31, 41],
+                       "timestamp": range(6)})
     with caplog.at_level("WARNING"):
-        rows = {r["method"]: r for r in evaluate(rec.folder, tx, k=5)}
+        rows = {r["method"]: r for r in evaluate(rec, tx, k=5)}
     assert rows["mltk"]["users"] == 3
     assert "2 query items lack a price or a kind/sex flag; counted as misses" in caplog.text
+    assert evaluate(rec.folder, tx, k=5) == list(rows.values())  # a model folder too
+    with pytest.raises(InputError, match="^tx.csv: no user with two or more purchases"):
+        evaluate(rec, tx.head(1), source="tx.csv")
+    with pytest.raises(InputError, match="^transactions need a 'user_id' column$"):
+        evaluate(rec, tx.drop(columns="user_id"))
 
 
 # -- k ------------------------------------------------------------------------------------------
@@ -211,11 +220,10 @@ def test_k_defaults_to_the_model_setting_and_is_checked_there_too(shop, tmp_path
     items, rec = shop
     item = int(items.loc[3, "item_id"])
     assert len(rec.query(item, 1000).items) > 4
-    assert len(rec.query(item).items) == min(rec.cfg["k"], len(rec.query(item, 1000).items))
+    assert len(rec.query(item).items) == min(rec.settings.k, len(rec.query(item, 1000).items))
     assert len(rec.query(item, np.int64(4)).items) == 4
-    bad = save_model(items, tmp_path / "m", k=0)
-    with pytest.raises(InputError, match="^k must be a positive integer, got 0$"):
-        bad.query(item)
+    with pytest.raises(SettingError, match=r"config.yaml: k must be a positive integer, got 0$"):
+        save_model(items, tmp_path / "m", k=0)  # a bad saved setting: when the folder is read
 
 
 @pytest.mark.parametrize("k", ["0", "-3"])
@@ -353,3 +361,72 @@ def test_rules_need_no_price_and_find_the_same_rules(cli, tmp_path):
     assert fit.exit_code == 1
     assert fit.stderr.strip() == f"Error: {tmp_path / 'bare.csv'}: items need a 'price' column " \
                                  "(price)"
+
+
+# -- settings -------------------------------------------------------------------------------------
+def test_settings_are_checked_and_name_the_setting():
+    from mltk.recommend import RecommendSettings
+
+    s = settings.load("recommend", k=5)
+    assert isinstance(s, RecommendSettings) and s.k == 5 and s.rules.min_support == 0.002
+    assert s.columns.kind_flags == tuple(KINDS) and s.signals["add_fav"] == 4
+    with pytest.raises(SettingError, match="k must be a positive integer, got 0") as exc:
+        settings.load("recommend", k=0)
+    assert exc.value.key == "k"
+    with pytest.raises(SettingError, match=r"^MLTK_RECOMMEND_RULES: rules\.min_support must be "
+                                           r"a number in \(0, 1\], got 2$"):
+        settings.load("recommend", environ={"MLTK_RECOMMEND_RULES": "{min_support: 2}"})
+    # a section given in part keeps the defaults of the keys it leaves out
+    assert settings.load("recommend", environ={"MLTK_RECOMMEND_RULES": "{min_lift: 3}"}
+                         ).rules.replace(min_lift=1.5) == s.rules
+    with pytest.raises(SettingError, match=r"rules has unknown key\(s\) min_suport"):
+        settings.load("recommend", rules={"min_suport": 0.1})
+    with pytest.raises(SettingError, match=r"^command line: signals\.ps must be a finite number"):
+        settings.load("recommend", signals={"ps": "high"})
+    with pytest.raises(SettingError, match=r"rules\.algorithm must be apriori \| fpgrowth"):
+        settings.load("recommend", rules={"algorithm": "eclat"})
+
+
+def test_every_setting_is_documented():
+    from mltk.recommend import settings as module
+
+    classes = [module.RecommendSettings, module.ColumnSettings, module.RuleSettings,
+               module.ClassifierSettings, module.RankNetSettings]
+    for cls in classes:
+        assert all(doc.strip() for doc in cls.docs().values()), cls.__name__
+    defaults = _config.load_default("recommend")
+    assert settings.load("recommend").to_dict() == defaults  # the YAML's keys, values, order
+    assert list(settings.load("recommend").to_dict()) == list(defaults)
+
+
+def test_cli_bad_rule_settings_name_the_option_or_the_variable(cli, tmp_path):
+    tx, items = tmp_path / "tx.csv", tmp_path / "items.csv"
+    tx.write_text("user_id,item_id\n1,1\n1,2\n")
+    items.write_text("item_id,category_id\n1,1\n2,2\n")
+    args = ("recommend", "rules", "-t", tx, "-i", items, "--out", tmp_path / "r")
+    result = cli(*args, "--min-support", "2")
+    assert result.exit_code == 2 and "--min-support" in result.output
+    assert "rules.min_support must be a number in (0, 1], got 2.0" in " ".join(
+        result.output.replace("│", " ").split())
+    result = cli(*args, env={"MLTK_RECOMMEND_RULES": "{min_support: 2}"})
+    assert result.exit_code == 1 and result.stderr.strip() == (
+        "Error: MLTK_RECOMMEND_RULES: rules.min_support must be a number in (0, 1], got 2")
+    assert not (tmp_path / "r").exists()
+
+
+def test_rules_are_the_same_whatever_the_string_hashing(tmp_path, mltk_proc):
+    """Rules tied on lift and confidence come out in one order in every process (mlxtend's
+    order follows Python's per-process string hashing), and so do the meta-categories."""
+    from mltk.datasets import make
+
+    market = make("marketplace", tmp_path / "market", n=2000, seed=0)
+    outputs = []
+    for hash_seed in ("1", "2"):
+        out = tmp_path / f"rules{hash_seed}"
+        result = mltk_proc("recommend", "rules", "-t", market.files["transactions"], "-i",
+                           market.files["items"], "--out", out, "-q",
+                           env={"PYTHONHASHSEED": hash_seed})
+        assert result.returncode == 0, result.stderr
+        outputs.append([(out / name).read_bytes()
+                        for name in ("rules.csv", "meta_categories.csv")])
+    assert outputs[0] == outputs[1]

@@ -75,15 +75,16 @@ class Server:
 # -- models -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, cancer_model, digits_run):
-    from mltk import _config
+    from mltk import settings
+    from mltk._tables import load_table
     from mltk.datasets import make
-    from mltk.recommend.pipeline import fit
+    from mltk.recommend import fit
 
     root = tmp_path_factory.mktemp("serve")
 
     market = make("marketplace", root / "market", n=3000, seed=0)
-    cfg = _config.resolve("recommend", {})
-    fit(market.files["items"], market.files["transactions"], root / "shop", cfg)
+    fit(load_table(market.files["items"]), load_table(market.files["transactions"]),
+        settings.load("recommend")).save(root / "shop")
 
     make("product-images", root / "photos", n=4, seed=0)
     return {"root": root, "cancer": cancer_model / "model", "rows": cancer_model / "rows.csv",

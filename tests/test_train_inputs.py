@@ -112,7 +112,7 @@ def test_damaged_run_summary_is_named(shards, cli, tmp_path):
 ])
 def test_damaged_checkpoint_is_named(state, weights, expected, shards, cli, tmp_path):
     # A real checkpoint first (an interrupted run keeps it), then damage one of its files.
-    T = importlib.import_module("mltk.classify.train")
+    T = importlib.import_module("mltk.classify.training")
     from mltk import _config
 
     run = tmp_path / "r"
@@ -203,7 +203,7 @@ def test_a_shard_damaged_during_the_run_stops_it_with_a_checkpoint(shards, tmp_p
                                                                      monkeypatch):
     """The check at the start found nothing (the file went bad later): the first validation
     fails, the epoch's training is kept in a checkpoint, and the error names the file."""
-    T = importlib.import_module("mltk.classify.train")
+    T = importlib.import_module("mltk.classify.training")
     from mltk import _config
     from mltk.classify import data as data_mod
     from mltk.errors import InputError
@@ -226,7 +226,7 @@ def test_a_shard_damaged_during_the_run_stops_it_with_a_checkpoint(shards, tmp_p
         T.train(cfg, run, data=[str(data)])
     message = str(err.value)
     assert message.startswith(f"{bad}: {words}") and "\n" not in message
-    assert "checkpoint" in message and "--resume" in message
+    assert "checkpoint" in message and "`resume`" in message  # the CLI says --resume
     state = json.loads((run / "checkpoint" / "state.json").read_text())
     assert state["step"] == 240 // 16  # the first epoch's training was kept
     assert (run / "last.keras").is_file()

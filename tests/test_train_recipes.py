@@ -22,10 +22,11 @@ SMALL = ["--model", "small_cnn", "--image-size", "32", "--gpus", "0", "--seed", 
 GOOD_LR = (0.001, 0.03)
 
 
-def _resolved(cli=None, environ=None):
+def _resolved(values=None, environ=None):
+    from mltk import settings
     from mltk.classify import recipes
 
-    return recipes.apply(_config.resolve("train", cli or {}, environ=environ or {}))
+    return recipes.apply(settings.load("train", environ=environ or {}, **(values or {})))
 
 
 @pytest.fixture(scope="module")
@@ -46,65 +47,75 @@ def shards(digit_shards):
 ])
 def test_the_default_recipe_depends_on_model_and_weights(settings, recipe):
     cfg = _resolved(settings)
-    assert cfg["recipe"] == recipe
-    assert "recipes" not in cfg and "default_recipe" not in cfg
+    assert cfg.recipe == recipe
+    saved = cfg.run_config()
+    assert "recipes" not in saved and "default_recipe" not in saved
     table = _config.load_default("train")["recipes"][recipe]
-    assert {k: cfg[k] for k in table} == table  # a complete set, taken whole
+    assert {k: saved[k] for k in table} == table  # a complete set, taken whole
 
 
 def test_from_scratch_adamw_and_fine_tuning_at_a_lower_rate():
     scratch, tune = _resolved({"model": "resnet50"}), _resolved({"model": "resnet50",
                                                                   "weights": "imagenet"})
     for cfg in (scratch, tune):
-        assert cfg["optimizer"] == "adamw" and cfg["lr_schedule"] == "cosine"
-        assert cfg["warmup_epochs"] > 0
-    assert tune["learning_rate"] < scratch["learning_rate"]
+        assert cfg.optimizer == "adamw" and cfg.lr_schedule == "cosine"
+        assert cfg.warmup_epochs > 0
+    assert tune.learning_rate < scratch.learning_rate
 
 
 def test_the_original_recipe_is_the_original_run_exactly():
     from mltk.classify import models, recipes
 
     cfg = _resolved({"recipe": "original"})
-    assert {k: cfg[k] for k in ORIGINAL} == ORIGINAL
+    assert {k: getattr(cfg, k) for k in ORIGINAL} == ORIGINAL
     # One GPU at 32 images: 0.01 x 32 / 256, halved every 8 epochs; 8 GPUs: 0.01.
-    assert recipes.lr_scale(cfg, 32) * cfg["learning_rate"] == pytest.approx(0.00125)
-    assert recipes.lr_scale(cfg, 256) * cfg["learning_rate"] == pytest.approx(0.01)
-    sched = models.lr_schedule(cfg["lr_schedule"], 0.00125, 10, 300, cfg["warmup_epochs"],
-                               cfg["lr_decay_epochs"], cfg["lr_decay_factor"])
+    assert recipes.lr_scale(cfg, 32) * cfg.learning_rate == pytest.approx(0.00125)
+    assert recipes.lr_scale(cfg, 256) * cfg.learning_rate == pytest.approx(0.01)
+    sched = models.lr_schedule(cfg.lr_schedule, 0.00125, 10, 300, cfg.warmup_epochs,
+                               cfg.lr_decay_epochs, cfg.lr_decay_factor)
     assert [float(sched(s)) for s in (0, 79, 80, 160)] == pytest.approx(
         [0.00125, 0.00125, 0.000625, 0.0003125])
 
 
 def test_single_settings_override_the_recipe_one_by_one(tmp_path):
     cfg = _resolved({"recipe": "original", "learning_rate": 0.4, "warmup_epochs": 1})
-    assert cfg["learning_rate"] == 0.4 and cfg["warmup_epochs"] == 1
-    assert cfg["optimizer"] == "sgd" and cfg["lr_schedule"] == "step"  # the rest: the recipe
+    assert cfg.learning_rate == 0.4 and cfg.warmup_epochs == 1
+    assert cfg.optimizer == "sgd" and cfg.lr_schedule == "step"  # the rest: the recipe
     env = _resolved({"model": "small_cnn"}, environ={"MLTK_TRAIN_RECIPE": "original",
                                                      "MLTK_TRAIN_LABEL_SMOOTHING": "0.2"})
-    assert env["recipe"] == "original" and env["label_smoothing"] == 0.2
-    assert env["optimizer"] == "sgd"
+    assert env.recipe == "original" and env.label_smoothing == 0.2
+    assert env.optimizer == "sgd"
     # A saved config.yaml holds every value: read back with --config, it needs no recipe.
+    from mltk import settings
     from mltk.classify import recipes
 
     saved = tmp_path / "config.yaml"
-    _config.save(saved, cfg)
+    _config.save(saved, cfg.run_config())
     assert recipes.apply(_config.load_yaml(saved)) == cfg
+    assert settings.load("train", saved, environ={}) == cfg
 
 
 def test_unknown_recipe_and_scaling_are_errors():
     with pytest.raises(ConfigError, match="unknown recipe 'fast'.*original"):
         _resolved({"recipe": "fast"})
-    with pytest.raises(ConfigError, match="unknown lr_scaling 'cubic'"):
+    with pytest.raises(ConfigError, match="lr_scaling must be linear .* got 'cubic'"):
         _resolved({"lr_scaling": "cubic"})
+    table = _config.load_default("train")["recipes"]
+    broken = {**table, "scratch": {**table["scratch"], "optimizer": "lion"}}
+    with pytest.raises(ConfigError, match="recipes.scratch.optimizer must be sgd"):
+        _resolved({"recipes": broken})
+    partial = {**table, "fast": {"optimizer": "sgd"}}
+    with pytest.raises(ConfigError, match="recipes.fast does not set learning_rate"):
+        _resolved({"recipes": partial})
 
 
 def test_sqrt_scaling():
     from mltk.classify import recipes
 
     cfg = _resolved({"model": "resnet50"})
-    assert cfg["lr_scaling"] == "sqrt"
+    assert cfg.lr_scaling == "sqrt"
     assert recipes.lr_scale(cfg, 64) == pytest.approx(math.sqrt(64 / 256))
-    assert recipes.lr_scale({"lr_reference_batch": 256, "lr_scaling": "none"}, 64) == 1.0
+    assert recipes.lr_scale(cfg.replace(lr_scaling="none"), 64) == 1.0
 
 
 @pytest.mark.slow

@@ -104,7 +104,7 @@ signal.signal(signal.SIGINT, signal.default_int_handler)  # as an interactive Py
 from mltk import _config
 from mltk.classify import models
 
-T = importlib.import_module("mltk.classify.train")
+T = importlib.import_module("mltk.classify.training")
 shards, root, SIG = sys.argv[1], Path(sys.argv[2]), getattr(signal, sys.argv[3])
 backend = sys.argv[4]
 now = {"moment": None, "fired": False}

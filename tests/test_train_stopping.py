@@ -23,7 +23,7 @@ def shards(digit_shards):
 
 
 def _train_module():
-    return importlib.import_module("mltk.classify.train")
+    return importlib.import_module("mltk.classify.training")
 
 
 @pytest.mark.slow
@@ -118,15 +118,15 @@ def test_class_weight_from_a_file_and_bad_settings(shards, tmp_path):
 
 @pytest.mark.slow
 def test_class_weights_become_per_image_sample_weights(shards, tmp_path):
-    from mltk import _config
+    from mltk import settings
     from mltk.classify import data, recipes
     from mltk.classify.runtime import Runtime
 
     T = _train_module()
-    cfg = recipes.apply(_config.resolve("train", {"model": "small_cnn", "image_size": 32}))
-    assert cfg["label_smoothing"] > 0  # one-hot targets: the weights follow the labels anyway
+    cfg = recipes.apply(settings.load("train", model="small_cnn", image_size=32, environ={}))
+    assert cfg.label_smoothing > 0  # one-hot targets: the weights follow the labels anyway
     weights = {str(i): float(i + 1) for i in range(10)}
-    cfg["class_weight"] = weights
+    cfg = cfg.replace(class_weight=weights)
     src = data.resolve_source([shards], prefer=["train"])
     run = T._Run(cfg, tmp_path, None)
     run.rt, run.global_batch = Runtime("tensorflow", ["cpu"]), 16

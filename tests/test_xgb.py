@@ -8,15 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import mltk.settings
 from mltk import _config
 from mltk.errors import InputError
-from mltk.tabular import analyze, predict, prepare
+from mltk.settings import SettingError
+from mltk.xgb import Analysis, XgbSettings, analyze, load_table, predict, prepare
 
 FAST = {"max_evals": 3, "max_rounds": 80, "folds": 3, "permutation_repeats": 2}
 
 
 def settings(**kw):
-    return _config.resolve("xgb", {**FAST, **kw})
+    return mltk.settings.load("xgb", **{**FAST, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +34,9 @@ def cancer():
 @pytest.fixture(scope="module")
 def cancer_run(cancer, tmp_path_factory):
     out = tmp_path_factory.mktemp("cancer")
-    report = analyze(cancer, "diagnosis", settings(), out)  # DART, the default
-    return out, report
+    analysis = analyze(cancer, "diagnosis", settings())  # DART, the default
+    analysis.save(out)
+    return out, analysis.report
 
 
 @pytest.mark.slow
@@ -207,3 +210,87 @@ def test_parquet_input(tmp_path, cli):
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["data"]["positive"] == "repeat" and report["data"]["rows"] == 800
+
+
+# -- settings: typed, checked, errors naming the setting ------------------------------------
+
+
+def test_settings_defaults_are_configs_xgb_yaml():
+    loaded = mltk.settings.load("xgb", environ={})
+    assert isinstance(loaded, XgbSettings) and loaded == XgbSettings()
+    assert loaded.to_dict() == _config.load_default("xgb")  # saved beside the model as before
+    assert set(XgbSettings.docs()) == set(_config.load_default("xgb"))
+    assert all(XgbSettings.docs().values())
+    assert XgbSettings.of({"folds": 3}).folds == 3 and XgbSettings.of(None) == XgbSettings()
+
+
+def test_settings_errors_name_the_setting_and_its_origin():
+    with pytest.raises(SettingError, match="folds must be an integer of at least 2") as caught:
+        mltk.settings.load("xgb", environ={}, folds=1)
+    assert caught.value.key == "folds"
+    with pytest.raises(SettingError, match="^MLTK_XGB_MAX_EVALS: max_evals must be"):
+        mltk.settings.load("xgb", environ={"MLTK_XGB_MAX_EVALS": "abc"})
+    with pytest.raises(SettingError, match="space.max_depth.type must be uniform"):
+        XgbSettings(space={"max_depth": {"type": "normal", "low": 1, "high": 2}})
+    with pytest.raises(SettingError, match="dart_space.rate_drop.high must be a number"):
+        XgbSettings(dart_space={"rate_drop": {"type": "uniform", "low": 0, "high": "x"}})
+    with pytest.raises(SettingError, match=r"space.gamma \(uniform\) has unknown key\(s\) hi"):
+        XgbSettings(space={"gamma": {"type": "uniform", "low": 0, "high": 1, "hi": 2}})
+    with pytest.raises(SettingError, match="tune_rows must be auto, all or a positive integer"):
+        XgbSettings(tune_rows="some")
+    assert XgbSettings(tune_rows="5000").tune_rows == 5000  # --tune-rows passes text
+    assert XgbSettings(tune_rows="ALL").tune_rows == "all"
+    with pytest.raises(Exception, match="unknown setting"):
+        XgbSettings.of({"fold": 3})
+
+
+def test_a_bad_option_is_a_usage_error_naming_it(tmp_path, cli):
+    result = cli("xgb-analyze", tmp_path / "never-read.csv", "--target", "g", "--folds", "1")
+    assert result.exit_code == 2
+    assert "--folds" in result.stderr and "at least 2" in result.stderr
+    result = cli("xgb-analyze", tmp_path / "x.csv", "--target", "g",
+                 env={"MLTK_XGB_MAX_EVALS": "abc"})
+    assert result.exit_code == 1 and "MLTK_XGB_MAX_EVALS: max_evals must be" in result.stderr
+
+
+# -- the library: in memory first, written on request ---------------------------------------
+
+
+@pytest.mark.slow
+def test_analysis_in_memory_then_saved_as_the_command_writes_it(cancer, tmp_path, cli,
+                                                                monkeypatch):
+    import yaml
+
+    data = tmp_path / "cancer.csv"
+    cancer.head(300).to_csv(data, index=False)
+    config = tmp_path / "fast.yaml"
+    config.write_text(yaml.safe_dump({"booster": "gbtree", "max_evals": 2, "max_rounds": 30,
+                                      "folds": 3, "permutation_repeats": 1}))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    analysis = analyze(load_table(data), "diagnosis", mltk.settings.load("xgb", config))
+    assert isinstance(analysis, Analysis) and list(work.iterdir()) == []  # nothing written
+    assert analysis.metrics["roc_auc"] > 0.9 and 0 < analysis.threshold < 1
+    assert len(analysis.trials) == 2 and len(analysis.predictions) == 60
+    assert analysis.importance["feature"].nunique() == 30
+    assert analysis.config["booster"] == "gbtree" and analysis.settings.max_evals == 2
+    saved = analysis.save(tmp_path / "lib")
+    result = cli("xgb-analyze", data, "--target", "diagnosis", "--config", config, "--out",
+                 tmp_path / "cli", "-f", "json")
+    assert result.exit_code == 0, result.output
+    files = sorted(p.name for p in saved.iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "cli").iterdir())
+    for name in ("model.ubj", "config.yaml", "test_predictions.csv", "report.md"):
+        assert (saved / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
+    lib, cmd = (json.loads((d / "report.json").read_text()) for d in (saved, tmp_path / "cli"))
+    assert lib["seconds"] == analysis.report["seconds"] > 0
+    assert untimed(lib) == untimed(cmd)
+
+
+def untimed(report):
+    """A report without the seconds things took (which differ from run to run)."""
+    report = json.loads(json.dumps(report))
+    del report["seconds"], report["fit_seconds"], report["tuning"]["seconds"]
+    del report["tuning"]["best"]["seconds"]
+    return report

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mltk import _config
+from mltk import settings
 from mltk.errors import ConfigError, InputError
-from mltk.tabular import InvalidRowsError, TwoGroupModel, analyze, load_table, predict, prepare
-from mltk.tabular.data import apply_schema
+from mltk.xgb import InvalidRowsError, TwoGroupModel, analyze, load_table, predict, prepare
+from mltk.xgb.data import apply_schema
 
 FAST = {"booster": "gbtree", "max_evals": 2, "max_rounds": 20, "folds": 3,
         "permutation_repeats": 1}
@@ -34,7 +34,7 @@ def small_table(n: int = 240, seed: int = 0) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("xgb_inputs")
-    analyze(small_table(), "group", _config.resolve("xgb", FAST), out, id_cols=["uid"])
+    analyze(small_table(), "group", settings.load("xgb", **FAST), id_cols=["uid"]).save(out)
     return out
 
 
@@ -130,7 +130,7 @@ def test_numbers_in_any_spelling_match_a_text_category(tmp_path):
     df = small_table(seed=1)
     df["plan"] = np.where(df["uid"] % 3 == 0, "free", (df["uid"] % 3).astype(str))
     out = tmp_path / "m"
-    analyze(df, "group", _config.resolve("xgb", FAST), out, id_cols=["uid"])
+    analyze(df, "group", settings.load("xgb", **FAST), id_cols=["uid"]).save(out)
     model = TwoGroupModel(out)
     assert model.categories["plan"] == ["1", "2", "free"]
     new = df.head(4).drop(columns=["group"])
@@ -170,6 +170,35 @@ def test_two_group_model_loads_once_and_scores_json_records(model_dir, rows):
 
 
 @pytest.mark.slow
+def test_records_are_scored_without_pandas_to_the_same_numbers(model_dir):
+    """score_records (the server's path) gives exactly score()'s numbers, labels and ids on
+    numbers, missing values in every spelling, booleans and categories, and hands back (None)
+    every row it cannot type exactly, so that score() raises the error naming it."""
+    model = TwoGroupModel(model_dir)
+    rng = np.random.default_rng(1)
+    records = small_table(300, seed=1).drop(columns=["group"]).to_dict("records")
+    for r in records:
+        r["uid"] = int(r["uid"])
+        r["member"] = bool(r["member"])
+        for key in ("age", "city", "member"):
+            if rng.random() < 0.1:
+                r[key] = [None, "", "NA", "nan", "null"][int(rng.integers(5))]
+        if rng.random() < 0.1:
+            r["member"] = str(r["member"]).lower() if isinstance(r["member"], bool) else None
+    fast = model.score_records(records)
+    slow = model.score(pd.DataFrame.from_records(records)).to_dict("records")
+    assert fast is not None and len(fast) == len(slow) == 300
+    for a, b in zip(fast, slow, strict=True):
+        assert a == {"uid": b["uid"], "probability": float(b["probability"]),
+                     "label": b["label"]}
+    # what needs pandas' rules (or its error) is handed back
+    good = records[0]
+    for bad in ({**good, "age": "old"}, {**good, "city": "Nagoya"}, {**good, "city": float("nan")},
+                {**good, "uid": 1.5}, {k: v for k, v in good.items() if k != "age"}):
+        assert model.score_records([good, bad]) is None
+    assert model.score_records([]) is None
+
+
 def test_two_group_model_errors_carry_rows_and_columns(model_dir, rows):
     model = TwoGroupModel(model_dir)
     records = rows.to_dict("records")
@@ -265,7 +294,7 @@ def test_separable_categorical_data_still_gives_a_report(tmp_path, cli):
 
 @pytest.mark.slow
 def test_any_explanation_stage_can_fail(tmp_path, cli, monkeypatch):
-    from mltk.tabular import explain, plots
+    from mltk.xgb import explain, plots
 
     def broken(*args, **kwargs):
         raise MemoryError("no room for SHAP")
@@ -297,3 +326,16 @@ def test_any_explanation_stage_can_fail(tmp_path, cli, monkeypatch):
     rows = json.loads(result.stdout)
     assert rows[0]["mean_abs_shap"] is None and rows[0]["gain"] is not None
     assert "Warning: shap could not be computed (MemoryError: no room for SHAP)" in result.stderr
+
+
+def test_rows_dropped_for_a_missing_target_keep_ids_aligned():
+    """test_predictions: each row's id and row number are its own, also after rows with no
+    target were dropped before the split."""
+    df = small_table(300, seed=2)
+    df.loc[df.index[::7], "group"] = None
+    analysis = analyze(df, "group", settings.load("xgb", **FAST), id_cols=["uid"])
+    pred = analysis.predictions
+    assert len(pred) > 0
+    assert (df["uid"].iloc[pred["row"]].to_numpy() == pred["uid"].to_numpy()).all()
+    truth = (df["group"].iloc[pred["row"]] == analysis.config["positive"]).astype(int)
+    assert (truth.to_numpy() == pred["y_true"].to_numpy()).all()

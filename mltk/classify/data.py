@@ -64,52 +64,74 @@ def resolve_source(paths: Sequence[str | os.PathLike], split: str | None = None,
 
     ``split`` names the split to use; otherwise a folder holding several splits gives the first
     of ``prefer`` that it has (``train`` for training), and anything else is an error asking for
-    ``--split``. ``required=False`` returns None when no preferred split exists (validation).
+    a split. ``required=False`` returns None when no preferred split exists (validation).
     A file whose record headers are damaged (truncated, a bad length) is an error, unless
     ``tolerate_damage`` (the caller then runs :func:`check_records`).
     """
-    from mltk.tfrecords.parse import detect_layout
-    from mltk.tfrecords.read import count_paths, expand_paths, labels_for
+    from mltk.tfrecords.read import expand_paths, labels_for
 
-    files = expand_paths(paths)
-    groups = _group_by_split(files)
-    chosen: str | None
-    if split is not None:
-        if split not in groups:
-            raise InputError(f"{', '.join(map(str, paths))}: no split named {split!r} "
-                             f"(found: {', '.join(sorted(str(g) for g in groups))})")
-        chosen = split
-    elif len(groups) == 1:
-        chosen = next(iter(groups))
-    else:
-        chosen = next((p for p in prefer if p in groups), None)
-        if chosen is None:
-            if not required:
-                return None
-            raise InputError(f"{', '.join(map(str, paths))} holds several splits "
-                             f"({', '.join(sorted(str(g) for g in groups))}); choose one with "
-                             "--split or a glob such as DIR/train-*")
-    if not required and chosen not in prefer and split is None:
+    groups = _group_by_split(expand_paths(paths))
+    chosen = _choose_split(paths, groups, split, prefer, required)
+    if chosen is _NO_SPLIT:
         return None
     files = groups[chosen]
+    layout = _one_layout(files)
+    records = _count_records(files, tolerate_damage)
+    classes = labels_for(files[0])
+    if classes is None:
+        classes = _classes_from_records(files, num_classes)
+    stored = _raw_side(files[0]) if layout == "raw" else None
+    return DataSource(files, layout, classes, records, chosen, stored)
+
+
+_NO_SPLIT: Any = object()  # no preferred split, and none is required
+
+
+def _choose_split(paths: Sequence[str | os.PathLike], groups: dict[str | None, list[Path]],
+                  split: str | None, prefer: Sequence[str], required: bool) -> Any:
+    """The split to read: ``split``, the only one, or the first of ``prefer`` present."""
+    where = ", ".join(map(str, paths))
+    if split is not None:
+        if split not in groups:
+            raise InputError(f"{where}: no split named {split!r} "
+                             f"(found: {', '.join(sorted(str(g) for g in groups))})")
+        return split
+    if len(groups) == 1:
+        chosen = next(iter(groups))
+    else:
+        chosen = next((p for p in prefer if p in groups), _NO_SPLIT)
+        if chosen is _NO_SPLIT:
+            if not required:
+                return _NO_SPLIT
+            raise InputError(f"{where} holds several splits "
+                             f"({', '.join(sorted(str(g) for g in groups))}); choose one with "
+                             "`split` or a glob such as DIR/train-*")
+    if not required and chosen not in prefer:
+        return _NO_SPLIT
+    return chosen
+
+
+def _one_layout(files: Sequence[Path]) -> str:
+    """The layout all ``files`` share (one dataset, one layout)."""
+    from mltk.tfrecords.parse import detect_layout
+
     layouts = {f: detect_layout(f) for f in files}
     kinds = set(layouts.values())
     if len(kinds) > 1:
         odd = next(f for f, k in layouts.items() if k != layouts[files[0]])
         raise InputError(f"{odd}: {layouts[odd]} layout, but {files[0]} is "
                          f"{layouts[files[0]]}; one dataset must use one layout")
-    layout = kinds.pop()
-    counts = count_paths(files)
+    return kinds.pop()
+
+
+def _count_records(files: Sequence[Path], tolerate_damage: bool) -> int:
+    """Records in ``files`` by their headers; damaged headers are an error unless tolerated."""
+    counts = _counts(files)
     bad = [c for c in counts if not c["ok"]]
     if bad and not tolerate_damage:
         raise InputError(f"{bad[0]['file']}: {bad[0]['error']} (check with mltk tfrecord count "
                          "--verify)")
-    records = sum(c["records"] for c in counts)
-    classes = labels_for(files[0])
-    if classes is None:
-        classes = _classes_from_records(files, num_classes)
-    stored = _raw_side(files[0]) if layout == "raw" else None
-    return DataSource(files, layout, classes, records, chosen, stored)
+    return sum(c["records"] for c in counts)
 
 
 @dataclass(frozen=True)
@@ -237,16 +259,12 @@ class Augment:
     contrast: tuple[float, float] | None = (0.2, 1.8)
 
     @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> Augment | None:
-        if not cfg.get("augment", True):
+    def from_settings(cls, settings: Any) -> Augment | None:
+        """The augmentation of a run's settings (a TrainSettings); None: ``augment`` off."""
+        if not settings.augment:
             return None
-        contrast = cfg.get("contrast")
-        if contrast is not None:
-            if (not isinstance(contrast, list | tuple) or len(contrast) != 2
-                    or not 0 <= float(contrast[0]) <= float(contrast[1])):
-                raise InputError(f"contrast must be a range [low, high], got {contrast!r}")
-            contrast = (float(contrast[0]), float(contrast[1]))
-        return cls(bool(cfg.get("flip", True)), float(cfg.get("brightness") or 0.0), contrast)
+        return cls(settings.flip, float(settings.brightness or 0.0),
+                   tuple(settings.contrast) if settings.contrast is not None else None)
 
 
 def _decode_fn(src: DataSource, image_size: int, with_filename: bool = False,
@@ -343,7 +361,7 @@ def to_unit_range(images: Any) -> Any:
 
 
 def _tf() -> Any:
-    from mltk.classify.runtime import import_tf
+    from mltk._keras import import_tf
 
     return import_tf()
 

@@ -80,10 +80,11 @@ def evaluate(lm: LoadedModel, data: Sequence[str], split: str | None = None, top
     """Metrics over every record of ``data``; ``with_predictions`` adds per-record rows."""
     import numpy as np
 
+    from mltk._keras import import_keras, import_tf
     from mltk.classify import data as data_mod
 
-    keras = runtime.import_keras()
-    tf = runtime.import_tf()
+    keras = import_keras()
+    tf = import_tf()
     src = data_mod.resolve_source(data, split, prefer=data_mod.PREFERRED_TEST,
                                   num_classes=len(lm.classes))
     warnings: list[str] = []

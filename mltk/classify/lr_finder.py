@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mltk._atomic import write_csv
+from mltk._keras import import_keras
 from mltk.errors import MltkError
 
 log = logging.getLogger("mltk.classify")
@@ -101,24 +102,21 @@ def suggest(rows: Sequence[Mapping[str, float]]) -> float:
     return valley([r["lr"] for r in usable], [r["smoothed_loss"] for r in usable])
 
 
-def sweep(cfg: Mapping[str, Any], setup: Any, out: Path) -> dict[str, Any]:
-    """Run the test for the settings and data of a training run; write lr_find.csv/png in
-    ``out``. ``setup`` is the training run's devices and data (``train._prepare``)."""
-    from mltk.classify import runtime
+def sweep(settings: Any, setup: Any, out: Path) -> dict[str, Any]:
+    """Run the test for the settings (a resolved TrainSettings) and data of a training run;
+    write lr_find.csv/png in ``out``. ``setup`` is the training run's devices and data
+    (``training._prepare``)."""
+    from mltk.classify import training
 
-    train_mod = _train_module()
-    cfg = dict(cfg)
-    steps = int(cfg.get("lr_find_steps") or 100)
-    lrs = rates(float(cfg.get("lr_find_min") or 1e-7), float(cfg.get("lr_find_max") or 10.0),
-                steps)
-    run = train_mod._new_run(cfg, out, setup)
-    keras = runtime.import_keras()
+    steps = settings.lr_find_steps
+    lrs = rates(settings.lr_find_min, settings.lr_find_max, steps)
+    run = training._new_run(settings, out, setup)
+    keras = import_keras()
     schedule = keras.optimizers.schedules.ExponentialDecay(lrs[0], max(1, steps - 1),
                                                            lrs[-1] / lrs[0])
-    cfg["warmup_epochs"] = 0
-    model, _ = train_mod._compiled_model(cfg, setup, schedule)
-    train_ds, _ = train_mod._datasets(cfg, setup.src, None, run, len(setup.classes),
-                                      setup.synthetic, int(cfg["seed"]))
+    model, _ = training._compiled_model(settings.replace(warmup_epochs=0.0), setup, schedule)
+    train_ds, _ = training._datasets(settings, setup.src, None, run, len(setup.classes),
+                                     setup.synthetic, settings.seed)
     batches = iter(train_ds)
 
     def step() -> float:
@@ -149,33 +147,22 @@ def _plot(path: Path, rows: Sequence[Mapping[str, float]], suggestion: float) ->
                   suggestion)
 
 
-def find_lr(cfg: Mapping[str, Any], out: str | os.PathLike, data: Sequence[str] | None = None,
+def find_lr(settings: Any, out: str | os.PathLike, data: Sequence[str] | None = None,
             val: Sequence[str] | None = None, split: str | None = None,
             synthetic: bool = False, strict_data: bool = False) -> dict[str, Any]:
-    """The learning-rate range test on its own: the suggestion, and the files in ``out``."""
-    from mltk.classify import interrupts
+    """The learning-rate range test on its own: the suggestion, and the files in ``out``.
 
-    train_mod = _train_module()
+    ``settings``: a :class:`~mltk.classify.settings.TrainSettings` (or a mapping of the
+    ``train`` settings)."""
+    from mltk.classify import interrupts, recipes, training
+
     with interrupts.StopRequests():
-        cfg = train_mod.resolve_settings(cfg)
-        setup = train_mod._prepare(cfg, data, val, split, synthetic, strict_data)
-        train_mod._resolve_class_weight(cfg, setup)
-        result = sweep(cfg, setup, Path(out))
-    scale = _scale(cfg, setup)
+        settings = training.resolve_settings(settings)
+        setup = training._prepare(settings, data, val, split, synthetic, strict_data)
+        settings = training._resolve_class_weight(settings, setup)
+        result = sweep(settings, setup, Path(out))
+    scale = recipes.lr_scale(settings, settings.batch_per_replica * setup.rt.replicas)
     result["learning_rate"] = float(f"{result['suggested_lr'] / scale:.6g}")
-    result["lr_reference_batch"] = cfg["lr_reference_batch"]
-    result["recipe"] = cfg["recipe"]
+    result["lr_reference_batch"] = settings.lr_reference_batch
+    result["recipe"] = settings.recipe
     return result
-
-
-def _train_module() -> Any:
-    """``mltk.classify.train``, the module (the package's ``train`` is the function)."""
-    import importlib
-
-    return importlib.import_module("mltk.classify.train")
-
-
-def _scale(cfg: Mapping[str, Any], setup: Any) -> float:
-    from mltk.classify import recipes
-
-    return recipes.lr_scale(cfg, int(cfg["batch_per_replica"]) * setup.rt.replicas)

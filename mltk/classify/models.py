@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mltk._keras import import_keras
 from mltk.errors import InputError, MltkError
 
 # name -> (keras.applications constructor name, input conversion, smallest input side)
@@ -27,14 +28,8 @@ MODELS = (*BACKBONES, "small_cnn")
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 
 
-def _keras() -> Any:
-    from mltk.classify.runtime import import_keras
-
-    return import_keras()
-
-
 def _convert_input(x: Any, mode: str) -> Any:
-    keras = _keras()
+    keras = import_keras()
     layers = keras.layers
     if mode == "to255":
         return layers.Rescaling(127.5, offset=127.5, name="to_0_255")(x)
@@ -55,7 +50,7 @@ def _convert_input(x: Any, mode: str) -> Any:
 
 def small_cnn(x: Any) -> Any:
     """Four conv blocks with batch norm: fast on a CPU, enough for digits or a smoke test."""
-    layers = _keras().layers
+    layers = import_keras().layers
     for i, width in enumerate((32, 64, 128, 128)):
         x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
         # Momentum 0.9, not Keras' 0.99: see _track_batch_statistics.
@@ -70,7 +65,7 @@ def build_model(name: str, num_classes: int, image_size: int, weights: str = "no
                 dropout: float = 0.2, freeze_base: bool = False,
                 trainable_layers: int | None = None) -> Any:
     """An uncompiled Keras model: [-1, 1] images -> class probabilities."""
-    keras = _keras()
+    keras = import_keras()
     layers = keras.layers
     if name not in MODELS:
         raise InputError(f"unknown model {name!r} (choose from {', '.join(MODELS)})")
@@ -82,13 +77,13 @@ def build_model(name: str, num_classes: int, image_size: int, weights: str = "no
         raise InputError(f"{weights_file}: no such weights file")
     if name == "small_cnn":
         if weights == "imagenet":
-            raise InputError("small_cnn has no ImageNet weights (use --weights none)")
+            raise InputError("small_cnn has no ImageNet weights (`weights` none, or a file)")
         features = small_cnn(inputs)
         base = None
     else:
         cls_name, mode, min_side = BACKBONES[name]
         if image_size < min_side:
-            raise InputError(f"{name} needs --image-size of at least {min_side}")
+            raise InputError(f"{name} needs an `image_size` of at least {min_side}")
         ctor = getattr(keras.applications, cls_name)
         kwargs: dict[str, Any] = {"include_top": False,
                                   "weights": "imagenet" if weights == "imagenet" else None,
@@ -100,9 +95,9 @@ def build_model(name: str, num_classes: int, image_size: int, weights: str = "no
         except Exception as exc:
             if weights == "imagenet" and _looks_like_download_error(exc):
                 raise MltkError(f"could not download the ImageNet weights for {name} ({exc}); "
-                                "--weights imagenet needs network access once (they are "
-                                "cached in ~/.keras/models), or use --weights none or "
-                                "--weights PATH") from None
+                                "`weights` imagenet needs network access once (they are "
+                                "cached in ~/.keras/models), or use `weights` none or a "
+                                "file") from None
             raise
         # Not the constructors' name= argument: EfficientNetV2 uses it to pick its blocks.
         base.name = "backbone"
@@ -136,7 +131,7 @@ def _track_batch_statistics(base: Any) -> None:
     (MobileNetV3 on digits: 0.99 training accuracy, chance on validation). Pretrained bases keep
     their own, which match their trained statistics.
     """
-    keras = _keras()
+    keras = import_keras()
     for layer in base.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = min(layer.momentum, FROM_SCRATCH_BN_MOMENTUM)
@@ -144,7 +139,7 @@ def _track_batch_statistics(base: Any) -> None:
 
 def _freeze(base: Any, trainable_layers: int | None) -> None:
     base.trainable = True
-    keras = _keras()
+    keras = import_keras()
     cut = len(base.layers) - (trainable_layers or 0)
     for i, layer in enumerate(base.layers):
         layer.trainable = i >= cut and not isinstance(layer, keras.layers.BatchNormalization)
@@ -216,7 +211,7 @@ def load_model(path: str | os.PathLike) -> Any:
     """A saved mltk ``.keras`` model, for inference (no optimizer)."""
     import zipfile
 
-    keras = _keras()
+    keras = import_keras()
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: no such model file")
@@ -238,7 +233,7 @@ def lr_schedule(kind: str, peak: float, steps_per_epoch: int, total_steps: int,
     step: peak x decay_factor ** floor(step / (decay_epochs x steps_per_epoch)); cosine: from
     peak to 0 over the run; constant. A linear warm-up from 0 over ``warmup_epochs`` comes first.
     """
-    keras = _keras()
+    keras = import_keras()
     sched = keras.optimizers.schedules
     warmup = int(round(warmup_epochs * steps_per_epoch))
     if kind == "cosine":
@@ -259,25 +254,35 @@ def lr_schedule(kind: str, peak: float, steps_per_epoch: int, total_steps: int,
     return Warmup(decay, warmup, peak)
 
 
-def make_optimizer(cfg: dict[str, Any], schedule: Any) -> Any:
-    if cfg.get("optimizer") is None:  # settings as resolved, before the recipe filled them in
-        from mltk.classify import recipes
+def make_optimizer(settings: Any, schedule: Any) -> Any:
+    """The optimizer of ``settings`` (a :class:`~mltk.classify.settings.TrainSettings`; one
+    whose recipe is not applied yet gets it applied), on the learning-rate ``schedule``.
 
-        cfg = recipes.apply(cfg)
-    keras = _keras()
-    wd = float(cfg.get("weight_decay") or 0.0) or None
-    name = cfg.get("optimizer", "sgd")
+    ``sgd``: SGD with momentum (Nesterov if set); ``adamw``: AdamW; ``adam``: Adam. Weight
+    decay is decoupled for all three (Keras 3 applies ``weight_decay`` to the variables
+    directly, scaled by the learning rate, not through the gradients), so ``adam`` with a
+    weight decay trains as ``adamw`` does.
+    """
+    from mltk.classify import recipes
+
+    if settings.optimizer is None:  # settings as resolved, before the recipe filled them in
+        settings = recipes.apply(settings)
+    keras = import_keras()
+    wd = float(settings.weight_decay or 0.0) or None
+    name = settings.optimizer
     if name == "sgd":
-        return keras.optimizers.SGD(schedule, momentum=float(cfg["momentum"]),
-                                    nesterov=bool(cfg["nesterov"]), weight_decay=wd)
-    if name in ("adamw", "adam"):  # adam: the name before 0.x, the same decoupled AdamW
+        return keras.optimizers.SGD(schedule, momentum=float(settings.momentum),
+                                    nesterov=bool(settings.nesterov), weight_decay=wd)
+    if name == "adamw":
         return keras.optimizers.AdamW(schedule, weight_decay=wd or 0.0)
-    raise InputError(f"unknown optimizer {name!r} (sgd or adamw)")
+    if name == "adam":
+        return keras.optimizers.Adam(schedule, weight_decay=wd)
+    raise InputError(f"unknown optimizer {name!r} (sgd, adamw or adam)")
 
 
 def compile_model(model: Any, optimizer: Any, label_smoothing: float, top_k: int,
                   jit: Any) -> None:
-    keras = _keras()
+    keras = import_keras()
     if label_smoothing:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
         metrics = [keras.metrics.CategoricalAccuracy(name="accuracy"),

@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from mltk._keras import import_keras, import_tf
 from mltk.errors import ConfigError, MltkError
 
 BACKENDS = ("tensorflow", "jax")
@@ -30,32 +31,15 @@ def select_backend(name: str) -> None:
         actual = keras.backend.backend()
         if actual != name:
             raise MltkError(f"Keras is already loaded with the {actual} backend in this process; "
-                            f"run a new process for --backend {name}")
+                            f"run a new process for `backend` {name}")
         return
     if name == "jax":
         try:
             import jax  # noqa: F401
         except ImportError:
-            raise MltkError("--backend jax needs JAX: pip install 'jax[cuda12]' (GPU) or "
+            raise MltkError("`backend` jax needs JAX: pip install 'jax[cuda12]' (GPU) or "
                             "'jax[cpu]'") from None
     os.environ["KERAS_BACKEND"] = name
-
-
-def import_keras() -> Any:
-    from mltk._quiet import import_quietly
-
-    return import_quietly("keras")
-
-
-def import_tf() -> Any:
-    from mltk._quiet import import_quietly
-
-    try:
-        return import_quietly("tensorflow")
-    except ImportError:
-        raise MltkError("this needs TensorFlow (the tf.data input pipeline, or the tensorflow "
-                        "backend): pip install tensorflow; --synthetic with --backend jax runs "
-                        "without it") from None
 
 
 @dataclass
@@ -125,7 +109,7 @@ def setup(backend: str, gpus: int | None = None, strategy: str = "auto", cpu_rep
         raise ConfigError(f"unknown precision {precision!r} (choose from "
                           f"{', '.join(PRECISIONS)})")
     if gpus is not None and gpus < 0:
-        raise ConfigError("--gpus must be 0 (CPU) or more")
+        raise ConfigError("`gpus` must be 0 (CPU) or more")
     if cpu_replicas < 1:
         raise ConfigError("cpu_replicas must be at least 1")
     select_backend(backend)
@@ -133,7 +117,7 @@ def setup(backend: str, gpus: int | None = None, strategy: str = "auto", cpu_rep
         rt = _setup_tf(gpus, strategy, cpu_replicas)
     else:
         if strategy == "multi-worker":
-            raise ConfigError("--strategy multi-worker needs the tensorflow backend "
+            raise ConfigError("`strategy` multi-worker needs the tensorflow backend "
                               "(MultiWorkerMirroredStrategy)")
         rt = _setup_jax(gpus, strategy, cpu_replicas, need_tf)
     rt.precision = _apply_precision(precision, rt)
@@ -141,14 +125,47 @@ def setup(backend: str, gpus: int | None = None, strategy: str = "auto", cpu_rep
 
 
 def _setup_tf(gpus: int | None, strategy: str, cpu_replicas: int) -> Runtime:
+    """TensorFlow: the cluster (multi-worker), the visible devices, then the strategy."""
     tf = import_tf()
-    tf_config = tf_config_from_env() if strategy == "multi-worker" else None
-    if tf_config is not None and not os.environ.get("TF_CONFIG"):
+    tf_config = _cluster(strategy)
+    n = _tf_visible_devices(tf, gpus, cpu_replicas)
+    # Collective ops are configured when the strategy is made, before TensorFlow starts.
+    multi = _multi_worker_strategy(tf, n) if tf_config is not None else None
+    if n:
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")][:n]
+    else:
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")][:cpu_replicas]
+    rt = Runtime("tensorflow", devices, accelerator="gpu" if n else "cpu")
+    if multi is not None:
+        _join_cluster(rt, multi, tf_config)
+    elif strategy == "mirrored" or (strategy == "auto" and len(devices) > 1):
+        rt.strategy = tf.distribute.MirroredStrategy(
+            devices=devices,
+            cross_device_ops=None if n else tf.distribute.ReductionToOneDevice())
+    return rt
+
+
+def _cluster(strategy: str) -> dict[str, Any] | None:
+    """TF_CONFIG of a multi-worker run (exported for TensorFlow when built from MLTK_WORKERS);
+    None for the other strategies."""
+    if strategy != "multi-worker":
+        return None
+    tf_config = tf_config_from_env()
+    if tf_config is None:
+        raise ConfigError("`strategy` multi-worker needs TF_CONFIG, or MLTK_WORKERS with "
+                          "MLTK_WORKER_INDEX (see configs/k8s/)")
+    if not os.environ.get("TF_CONFIG"):
         os.environ["TF_CONFIG"] = json.dumps(tf_config)
+    return tf_config
+
+
+def _tf_visible_devices(tf: Any, gpus: int | None, cpu_replicas: int) -> int:
+    """Make the first ``gpus`` GPUs visible (memory growth on), or split the CPU into
+    ``cpu_replicas`` logical devices; returns the GPU count."""
     physical = tf.config.list_physical_devices("GPU")
     n = len(physical) if gpus is None else gpus
     if n > len(physical):
-        raise MltkError(f"--gpus {n}: only {len(physical)} GPU(s) visible to TensorFlow")
+        raise MltkError(f"`gpus` {n}: only {len(physical)} GPU(s) visible to TensorFlow")
     try:
         tf.config.set_visible_devices(physical[:n], "GPU")
         for gpu in physical[:n]:
@@ -159,37 +176,24 @@ def _setup_tf(gpus: int | None, strategy: str, cpu_replicas: int) -> Runtime:
                 cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
     except RuntimeError:
         pass  # already initialised in this process (a second run in one Python session)
-    multi = None
-    if strategy == "multi-worker":
-        # Collective ops are configured when the strategy is made, before TensorFlow starts.
-        if tf_config is None:
-            raise ConfigError("--strategy multi-worker needs TF_CONFIG, or MLTK_WORKERS with "
-                              "MLTK_WORKER_INDEX (see configs/k8s/)")
-        comm = tf.distribute.experimental.CommunicationImplementation
-        multi = tf.distribute.MultiWorkerMirroredStrategy(
-            communication_options=tf.distribute.experimental.CommunicationOptions(
-                implementation=comm.NCCL if n else comm.RING))
-    if n:
-        devices = [d.name for d in tf.config.list_logical_devices("GPU")][:n]
-        accelerator = "gpu"
-    else:
-        devices = [d.name for d in tf.config.list_logical_devices("CPU")][:cpu_replicas]
-        accelerator = "cpu"
-    rt = Runtime("tensorflow", devices, accelerator=accelerator)
-    if multi is not None:
-        rt.strategy = multi
-        rt.workers = len(tf_config["cluster"].get("worker", [])) + len(
-            tf_config["cluster"].get("chief", []))
-        task = tf_config["task"]
-        rt.worker_index = int(task.get("index", 0))
-        rt.is_chief = task.get("type") == "chief" or (
-            task.get("type") == "worker" and rt.worker_index == 0
-            and "chief" not in tf_config["cluster"])
-    elif strategy == "mirrored" or (strategy == "auto" and len(devices) > 1):
-        rt.strategy = tf.distribute.MirroredStrategy(
-            devices=devices,
-            cross_device_ops=None if n else tf.distribute.ReductionToOneDevice())
-    return rt
+    return n
+
+
+def _multi_worker_strategy(tf: Any, gpus: int) -> Any:
+    comm = tf.distribute.experimental.CommunicationImplementation
+    return tf.distribute.MultiWorkerMirroredStrategy(
+        communication_options=tf.distribute.experimental.CommunicationOptions(
+            implementation=comm.NCCL if gpus else comm.RING))
+
+
+def _join_cluster(rt: Runtime, strategy: Any, tf_config: dict[str, Any]) -> None:
+    """This worker's place in the cluster: the worker count, its index, whether it is chief."""
+    cluster, task = tf_config["cluster"], tf_config["task"]
+    rt.strategy = strategy
+    rt.workers = len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+    rt.worker_index = int(task.get("index", 0))
+    rt.is_chief = task.get("type") == "chief" or (
+        task.get("type") == "worker" and rt.worker_index == 0 and "chief" not in cluster)
 
 
 def _setup_jax(gpus: int | None, strategy: str, cpu_replicas: int, need_tf: bool) -> Runtime:
@@ -209,7 +213,7 @@ def _setup_jax(gpus: int | None, strategy: str, cpu_replicas: int, need_tf: bool
     accel = [d for d in jax.devices() if d.platform != "cpu"]
     n = len(accel) if gpus is None else gpus
     if n > len(accel):
-        raise MltkError(f"--gpus {n}: only {len(accel)} GPU(s) visible to JAX")
+        raise MltkError(f"`gpus` {n}: only {len(accel)} GPU(s) visible to JAX")
     chosen = accel[:n] if n else jax.devices("cpu")[:cpu_replicas]
     rt = Runtime("jax", [str(d) for d in chosen], accelerator="gpu" if n else "cpu")
     keras = import_keras()

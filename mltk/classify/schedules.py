@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mltk.classify.runtime import import_keras
+from mltk._keras import import_keras
 
 keras = import_keras()
 

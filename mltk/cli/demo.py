@@ -27,10 +27,10 @@ def demo(
 
     Example: mltk demo --out demo-output
     """
-    from mltk.demo import run_demo
+    from mltk import demo
 
     output = get_output(ctx)
-    reports = run_demo(out, seed=seed, only=step or None,
+    reports = demo.run(out, seed=seed, only=step or None,
                        on_step=lambda r: output.info(f"{r.title}: {r.summary}"))
     output.emit(({"step": r.name, "ok": r.ok, "seconds": round(r.seconds, 2),
                   "summary": r.summary} for r in reports), fmt)

@@ -33,14 +33,27 @@ def register(app: typer.Typer) -> None:
     app.add_typer(recommend_app, name="recommend")
 
 
-def _settings(config: Path | None, seed: int | None, rules: dict[str, Any] | None = None
-              ) -> dict[str, Any]:
-    from mltk import _config
+#: The `rules` options that set a value of the ``rules`` settings section.
+RULE_OPTIONS = {"min_support": "--min-support", "min_confidence": "--min-confidence",
+                "min_lift": "--min-lift", "algorithm": "--algorithm", "max_len": "--max-len"}
 
-    cfg = _config.resolve("recommend", {"seed": seed}, config)
-    if rules:
-        cfg["rules"] = {**cfg["rules"], **{k: v for k, v in rules.items() if v is not None}}
-    return cfg
+
+def _settings(ctx: typer.Context, config: Path | None, seed: int | None,
+              rules: dict[str, Any] | None = None) -> Any:
+    """The recommend settings (command line > MLTK_RECOMMEND_* > --config > defaults); the
+    ``rules`` options change single keys of the ``rules`` section, the rest kept."""
+    from mltk._settings import SettingError
+    from mltk.cli._common import load_settings
+
+    settings = load_settings(ctx, "recommend", {"seed": seed}, config)
+    given = {k: v for k, v in (rules or {}).items() if v is not None}
+    if not given:
+        return settings
+    try:
+        return settings.replace(rules=settings.rules.replace(**given))
+    except SettingError as exc:
+        raise typer.BadParameter(f"rules.{exc.problem}", param_hint=RULE_OPTIONS.get(
+            exc.key, "--" + exc.key.replace("_", "-"))) from None
 
 
 @command(recommend_app, "rules")
@@ -57,8 +70,9 @@ def rules(
         "--min-confidence", help="Smallest confidence of a kept rule (default 0.1).")] = None,
     min_lift: Annotated[float | None, typer.Option(
         "--min-lift", help="Smallest lift of a kept rule (default 1.5).")] = None,
-    algorithm: Annotated[str | None, typer.Option("--algorithm", help="apriori or fpgrowth.")
-                         ] = None,
+    algorithm: Annotated[str | None, typer.Option(
+        "--algorithm", help="Frequent-itemset miner: apriori or fpgrowth (default fpgrowth).")
+    ] = None,
     max_len: Annotated[int | None, typer.Option(
         "--max-len", help="Most categories in an itemset (default 2).")] = None,
     seed: SeedOption = None,
@@ -70,16 +84,17 @@ def rules(
     Example: mltk recommend rules -t transactions.csv -i items.csv --min-lift 2 --out rules/
     """
     from mltk import _config
-    from mltk.recommend import run_rules, write_rules
+    from mltk.recommend import mine_rules, write_rules
     from mltk.recommend.data import load_items, load_transactions
 
-    cfg = _settings(config, seed, {"min_support": min_support, "min_confidence": min_confidence,
-                                   "min_lift": min_lift, "algorithm": algorithm,
-                                   "max_len": max_len})
-    item_df = load_items(items, cfg, step="rules")  # rules need no price
-    found, meta, summary = run_rules(load_transactions(transactions, item_df, cfg), item_df, cfg)
+    settings = _settings(ctx, config, seed, {
+        "min_support": min_support, "min_confidence": min_confidence, "min_lift": min_lift,
+        "algorithm": algorithm, "max_len": max_len})
+    item_df = load_items(items, settings, step="rules")  # rules need no price
+    found, meta, summary = mine_rules(load_transactions(transactions, item_df, settings),
+                                      item_df, settings)
     write_rules(out, found, meta)
-    _config.save(out / "config.yaml", cfg)
+    _config.save(out / "config.yaml", settings.to_dict())
     get_output(ctx).emit([summary], fmt)
     get_output(ctx).info(f"wrote {out / 'rules.csv'} and {out / 'meta_categories.csv'}")
 
@@ -104,11 +119,16 @@ def fit(
 
     Example: mltk recommend fit -t transactions.csv -i items.csv -u users.csv --out model/
     """
+    from mltk._tables import load_table
     from mltk.recommend import fit as fit_model
 
-    cfg = _settings(config, seed)
-    report = fit_model(items, transactions, out, cfg, users_path=users, meta_path=meta)
-    rows = [{"part": part, "metric": k, "value": v} for part, d in report.items()
+    settings = _settings(ctx, config, seed)
+    tables = {"items": items, "transactions": transactions, "users": users, "meta": meta}
+    frames = {name: None if path is None else load_table(path) for name, path in tables.items()}
+    rec = fit_model(frames["items"], frames["transactions"], settings, frames["users"],
+                    frames["meta"], sources={k: v for k, v in tables.items() if v is not None})
+    rec.save(out)
+    rows = [{"part": part, "metric": k, "value": v} for part, d in rec.report.items()
             for k, v in d.items()]
     get_output(ctx).emit(rows, fmt)
     get_output(ctx).info(f"model written to {out}")
@@ -202,6 +222,10 @@ def evaluate(
 
     Example: mltk recommend evaluate model/ -t heldout.csv -k 10
     """
+    from mltk._tables import load_table
+    from mltk.recommend import Recommender
     from mltk.recommend import evaluate as run_eval
 
-    get_output(ctx).emit(run_eval(model, transactions, k, seed), fmt)
+    rec = Recommender.load(model)
+    get_output(ctx).emit(run_eval(rec, load_table(transactions), k, seed, source=transactions),
+                         fmt)

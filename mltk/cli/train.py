@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from mltk._output import Format
-from mltk.cli._common import ConfigOption, FormatOption, SeedOption, command, get_output
+from mltk.cli._common import (
+    ConfigOption,
+    FormatOption,
+    SeedOption,
+    command,
+    get_output,
+    load_settings,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,6 +32,30 @@ BackendOption = Annotated[str | None, typer.Option(
     "--backend", help="Keras backend: tensorflow (default) or jax.")]
 GpusOption = Annotated[int | None, typer.Option(
     "--gpus", min=0, help="GPUs to use (0 = CPU; default: all visible).")]
+
+
+#: Settings and arguments whose option is not spelled ``--name-with-dashes``.
+FLAGS = {"learning_rate": "--lr", "augment": "--no-augment"}
+_NAMED = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
+def flag_of(name: str) -> str:
+    """The option of a setting or argument of the core (``strict_data`` -> ``--strict-data``)."""
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+@contextlib.contextmanager
+def _options_named() -> Iterator[None]:
+    """The core's messages name settings and arguments in backquotes (```overwrite```); on the
+    command line they are options, so the error names the option (``--overwrite``)."""
+    from mltk.errors import MltkError
+
+    try:
+        yield
+    except MltkError as exc:
+        if exc.args and isinstance(exc.args[0], str):
+            exc.args = (_NAMED.sub(lambda m: flag_of(m.group(1)), exc.args[0]), *exc.args[1:])
+        raise
 
 
 def _split_list(values: list[str] | None) -> list[str] | None:
@@ -79,8 +113,9 @@ def train(
         "--label-smoothing", min=0, max=0.5, help="Label smoothing (recipe).")] = None,
     weight_decay: Annotated[float | None, typer.Option(
         "--weight-decay", min=0, help="Decoupled weight decay (recipe).")] = None,
-    optimizer: Annotated[str | None, typer.Option("--optimizer", help="sgd (0.9 Nesterov) or "
-                                                  "adamw (recipe).")] = None,
+    optimizer: Annotated[str | None, typer.Option(
+        "--optimizer", help="sgd (0.9 Nesterov), adamw or adam (weight decay decoupled as in "
+        "adamw) (recipe).")] = None,
     early_stopping: Annotated[int | None, typer.Option(
         "--early-stopping", min=1, help="Stop after N epochs without a better validation "
         "accuracy (best.keras keeps the best).")] = None,
@@ -137,54 +172,41 @@ def train(
     Example: mltk train --data shards/ --out runs/first --model small_cnn --image-size 64
     --epochs 5 --gpus 0
     """
-    from mltk import _config
     from mltk.classify.interrupts import Interrupted
 
     output = get_output(ctx)
-    cfg = _config.resolve("train", {
+    settings = load_settings(ctx, "train", {
         "model": model, "weights": weights, "image_size": image_size,
         "freeze_base": freeze_base, "trainable_layers": trainable_layers, "epochs": epochs,
         "steps": steps, "recipe": recipe, "batch_per_replica": batch_per_replica,
-        "learning_rate": _parse_lr(lr), "lr_schedule": lr_schedule,
+        "learning_rate": lr, "lr_schedule": lr_schedule,
         "warmup_epochs": warmup_epochs, "label_smoothing": label_smoothing,
         "weight_decay": weight_decay, "optimizer": optimizer, "early_stopping": early_stopping,
         "class_weight": class_weight, "augment": False if no_augment else None, "gpus": gpus,
         "strategy": strategy, "cpu_replicas": cpu_replicas, "backend": backend,
         "precision": precision, "jit": jit, "num_classes": num_classes,
         "checkpoint_every": checkpoint_every, "tensorboard": tensorboard,
-        "deterministic": deterministic, "seed": seed}, config)
+        "deterministic": deterministic, "seed": seed}, config, flags=FLAGS)
     if synthetic and data:
         raise typer.BadParameter("give --data or --synthetic, not both", param_hint="--data")
     try:
-        if find_lr:
-            _find_lr(output, cfg, out, data, val, split, synthetic, fmt, strict_data)
-        else:
-            _train(output, cfg, out, data, val, split, synthetic, resume, overwrite, fmt,
-                   strict_data)
+        with _options_named():
+            if find_lr:
+                _find_lr(output, settings, out, data, val, split, synthetic, fmt, strict_data)
+            else:
+                _train(output, settings, out, data, val, split, synthetic, resume, overwrite,
+                       fmt, strict_data)
     except Interrupted as exc:
         output.error(f"interrupted by {exc.name} before the first training step")
         raise typer.Exit(exc.exit_status) from None
 
 
-def _parse_lr(text: str | None) -> float | str | None:
-    if text is None or text.strip().lower() == "auto":
-        return None if text is None else "auto"
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise typer.BadParameter(f"expected a positive number or auto, got {text!r}",
-                                 param_hint="--lr")
-    return value
-
-
-def _find_lr(output: Any, cfg: dict[str, Any], out: Path, data: list[str] | None,
+def _find_lr(output: Any, settings: Any, out: Path, data: list[str] | None,
              val: list[str] | None, split: str | None, synthetic: bool, fmt: Format,
              strict_data: bool = False) -> None:
     from mltk.classify.lr_finder import find_lr
 
-    result = find_lr(cfg, out, data=_split_list(data), val=_split_list(val), split=split,
+    result = find_lr(settings, out, data=_split_list(data), val=_split_list(val), split=split,
                      synthetic=synthetic, strict_data=strict_data)
     output.emit([{k: result[k] for k in ("suggested_lr", "learning_rate", "lr_reference_batch",
                                          "recipe", "steps", "diverged", "csv", "png")}],
@@ -194,7 +216,7 @@ def _find_lr(output: Any, cfg: dict[str, Any], out: Path, data: list[str] | None
                 f"{result['lr_reference_batch']}); curve in {result['png']}")
 
 
-def _train(output: Any, cfg: dict[str, Any], out: Path, data: list[str] | None,
+def _train(output: Any, settings: Any, out: Path, data: list[str] | None,
            val: list[str] | None, split: str | None, synthetic: bool, resume: bool,
            overwrite: bool, fmt: Format, strict_data: bool = False) -> None:
     from mltk.classify import train as train_run
@@ -210,7 +232,7 @@ def _train(output: Any, cfg: dict[str, Any], out: Path, data: list[str] | None,
             output.info(f"epoch {row['epoch']} (step {row['step']}): {', '.join(parts)}; "
                         f"{row['images_per_second']} img/s")
 
-        summary = train_run(cfg, out, data=_split_list(data), val=_split_list(val),
+        summary = train_run(settings, out, data=_split_list(data), val=_split_list(val),
                             split=split, synthetic=synthetic, resume=resume,
                             overwrite=overwrite, on_step=on_step, on_epoch=on_epoch,
                             strict_data=strict_data)
@@ -271,9 +293,10 @@ def evaluate(
     from mltk.classify import load, write_evaluation
 
     output = get_output(ctx)
-    lm = load(target, backend=backend, gpus=gpus, cpu_replicas=cpu_replicas)
-    result = run_eval(lm, _split_list(data), split=split, top_k=top_k, batch_size=batch_size,
-                      with_predictions=out is not None)
+    with _options_named():
+        lm = load(target, backend=backend, gpus=gpus, cpu_replicas=cpu_replicas)
+        result = run_eval(lm, _split_list(data), split=split, top_k=top_k,
+                          batch_size=batch_size, with_predictions=out is not None)
     for w in result["warnings"]:
         output.warn(w)
     if out is not None:
@@ -318,7 +341,8 @@ def predict(
     if "-" in images:  # the paths from stdin take the place of the "-"
         stdin = [ln.strip() for ln in sys.stdin if ln.strip()]
         images = [q for p in images for q in (stdin if p == "-" else [p])]
-    lm = load(target, backend=backend, gpus=gpus, need_tf=False)
+    with _options_named():
+        lm = load(target, backend=backend, gpus=gpus, need_tf=False)
     failed = total = 0
 
     def rows():

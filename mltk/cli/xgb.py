@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 
 from mltk._output import Format
-from mltk.cli._common import ConfigOption, FormatOption, SeedOption, command, get_output
+from mltk.cli._common import (
+    ConfigOption,
+    FormatOption,
+    SeedOption,
+    command,
+    get_output,
+    load_settings,
+)
 
 
 class UnknownCategories(enum.StrEnum):
@@ -60,26 +67,27 @@ def xgb_analyze(
 
     Example: mltk xgb-analyze users.csv --target group --id-cols user_id --out analysis/
     """
-    from mltk import _config
     from mltk._tables import load_table
-    from mltk.tabular import analyze
+    from mltk.xgb import analyze
 
     output = get_output(ctx)
-    settings = _config.resolve("xgb", {
+    settings = load_settings(ctx, "xgb", {
         "booster": booster, "device": device, "test_size": test_size, "folds": folds,
         "max_evals": max_evals, "max_rounds": max_rounds, "timeout": timeout,
         "tune_rows": tune_rows, "categorical": categorical,
         "scale_pos_weight": scale_pos_weight, "seed": seed}, config)
     df = load_table(data)
     ids = [c.strip() for c in id_cols.split(",") if c.strip()] if id_cols else []
-    with output.progress(int(settings["max_evals"]), "tuning") as bar:
+    with output.progress(settings.max_evals, "tuning") as bar:
         def on_trial(t):
             output.debug(f"trial {t['trial']}: CV AUC {t['cv_auc_mean']:.4f} ± "
                          f"{t['cv_auc_std']:.4f}, {t['rounds']} rounds, {t['seconds']:.1f} s")
             bar.advance()
 
-        report = analyze(df, target, settings, out, id_cols=ids, positive=positive,
-                         on_trial=on_trial)
+        analysis = analyze(df, target, settings, id_cols=ids, positive=positive,
+                           on_trial=on_trial)
+    analysis.save(out)
+    report = analysis.report
     output.emit(({"rank": f["consensus_rank"], "feature": f["feature"],
                   "gain": _round(f["gain"]), "mean_abs_shap": _round(f["mean_abs_shap"]),
                   "permutation_auc_drop": _round(f["permutation_auc_drop"]),
@@ -120,7 +128,7 @@ def xgb_predict(
     Example: mltk xgb-predict analysis/ new_users.csv --format ndjson
     """
     from mltk._tables import load_table
-    from mltk.predictors.tabular import TwoGroupPredictor
+    from mltk.predictors.two_group import TwoGroupPredictor
 
     predictor = TwoGroupPredictor.open(model_dir)  # the predictor mltk serve uses too
     scored = predictor.score_frame(load_table(data), unknown_categories.value)

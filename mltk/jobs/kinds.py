@@ -304,7 +304,7 @@ def _run_predict(job: Mapping[str, Any], items: Any, start: int, stop: int) -> l
 def _run_xgb(job: Mapping[str, Any], items: Any, start: int, stop: int) -> list[dict]:
     import pandas as pd
 
-    from mltk.predictors.tabular import TwoGroupPredictor
+    from mltk.predictors.two_group import TwoGroupPredictor
 
     p = _cached(("xgb", job["model"]["digest"]),
                 lambda: TwoGroupPredictor.open(job["inputs"]["model_dir"]))

@@ -88,7 +88,7 @@ def open_predictor(spec: str | os.PathLike, name: str | None = None, **options: 
 
         return ImageClassifier.open(spec, name, top_k=options.get("top_k", 3))
     if kind == "two-group":
-        from mltk.predictors.tabular import TwoGroupPredictor
+        from mltk.predictors.two_group import TwoGroupPredictor
 
         return TwoGroupPredictor.open(spec, name)
     from mltk.predictors.recommender import RecommenderPredictor

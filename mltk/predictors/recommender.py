@@ -27,7 +27,7 @@ class RecommenderPredictor(Predictor):
     def open(cls, folder: str | os.PathLike, name: str | None = None) -> RecommenderPredictor:
         from mltk.recommend import Recommender
 
-        return cls(name or Path(folder).name, os.fspath(folder), Recommender(folder))
+        return cls(name or Path(folder).name, os.fspath(folder), Recommender.load(folder))
 
     def inputs(self) -> list[TensorSpec]:
         return [TensorSpec("item_id", "BYTES", (-1,)), TensorSpec("user_id", "BYTES", (-1,)),

@@ -3,19 +3,13 @@ softmax) and a pairwise RankNet; plus NDCG with scikit-learn's tie handling."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mltk._keras import import_keras
 
-def import_keras() -> Any:
-    """Keras, imported quietly."""
-    from mltk._quiet import import_quietly
-
-    # Keras' TensorFlow backend trips numpy 2's copy-keyword deprecation on every call.
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"keras(\.|$)")
-    import_quietly("tensorflow")
-    return import_quietly("keras")
+if TYPE_CHECKING:
+    from mltk.recommend.settings import RankNetSettings
 
 
 def _keras(seed: int) -> Any:
@@ -87,21 +81,20 @@ def sample_pairs(groups: Any, labels: Any, per_group: int, seed: int) -> tuple[A
     return np.concatenate(first), np.concatenate(second)
 
 
-def train_ranknet(X: Any, labels: Any, groups: Any, settings: dict, seed: int) -> Any:
+def train_ranknet(X: Any, labels: Any, groups: Any, settings: RankNetSettings, seed: int) -> Any:
     """Fit a RankNet on pairs within groups; returns the scorer model."""
     import numpy as np
 
-    scorer, pair = build_ranknet(X.shape[1], settings["layers"],
-                                 float(settings["learning_rate"]), seed)
-    i, j = sample_pairs(groups, labels, int(settings["pairs_per_query"]), seed)
+    scorer, pair = build_ranknet(X.shape[1], settings.layers, settings.learning_rate, seed)
+    i, j = sample_pairs(groups, labels, settings.pairs_per_query, seed)
     if len(i) == 0:
         return scorer
     # Each pair is shown in both orders (targets 1 and 0) so the scorer has no order bias.
     xa = np.concatenate([X[i], X[j]])
     xb = np.concatenate([X[j], X[i]])
     y = np.concatenate([np.ones(len(i)), np.zeros(len(i))]).astype("float32")
-    pair.fit([xa, xb], y, epochs=int(settings["epochs"]), batch_size=int(settings["batch_size"]),
-             shuffle=True, verbose=0)
+    pair.fit([xa, xb], y, epochs=settings.epochs, batch_size=settings.batch_size, shuffle=True,
+             verbose=0)
     return scorer
 
 

@@ -22,6 +22,10 @@ unless ``overwrite`` is given too, which then starts over.
 Training runs epoch by epoch through ``Model.fit`` (one call per epoch, so that a resumed run
 can finish a partial epoch); the training set is an endless shuffled stream, an epoch is
 ``records // global_batch`` steps, and the global batch is ``batch_per_replica x replicas``.
+
+The settings are a :class:`~mltk.classify.settings.TrainSettings` (``mltk.settings.load("train",
+...)``); a plain mapping is checked into one. Messages name settings and arguments in
+backquotes (```overwrite```), which the command line spells as its options.
 """
 
 from __future__ import annotations
@@ -38,14 +42,16 @@ from pathlib import Path
 from typing import Any
 
 from mltk._atomic import atomic_path, write_csv, write_json, write_text
+from mltk._keras import import_keras, import_tf
 from mltk.classify import class_weights, interrupts, recipes, runtime
 from mltk.classify import data as data_mod
+from mltk.classify.settings import TrainSettings, as_settings
 from mltk.errors import ConfigError, InputError, MltkError
 
 log = logging.getLogger("mltk.classify")
 
 CHECKPOINT_DIR = "checkpoint"
-# Settings that must not change between a run and its --resume.
+# Settings that must not change between a run and its resume.
 RESUME_KEYS = ("model", "image_size", "batch_per_replica", "optimizer", "learning_rate",
                "lr_reference_batch", "lr_scaling", "lr_schedule", "lr_decay_epochs",
                "lr_decay_factor", "warmup_epochs", "label_smoothing", "dropout", "freeze_base",
@@ -55,7 +61,7 @@ SKIP_STEPS = 2  # steps left out of the throughput figure (tracing and compilati
 
 
 def _step_callback(run: _Run) -> Any:
-    keras = runtime.import_keras()
+    keras = import_keras()
 
     class StepCallback(keras.callbacks.Callback):
         """Step bookkeeping at each batch's start, so that steps stay queued on the device.
@@ -87,9 +93,10 @@ def _step_callback(run: _Run) -> Any:
 class _Run:
     """The state of one training run (not part of the public API)."""
 
-    def __init__(self, cfg: dict[str, Any], out: Path, on_step: Callable[[int, int], None] | None,
+    def __init__(self, settings: TrainSettings, out: Path,
+                 on_step: Callable[[int, int], None] | None,
                  stops: interrupts.StopRequests | None = None) -> None:
-        self.cfg = cfg
+        self.settings = settings
         self.stops = stops or interrupts.StopRequests()
         self.stop_reason = "completed"
         self.synthetic = False
@@ -108,7 +115,7 @@ class _Run:
         self.best: float | None = None
         self.best_metric = "val_accuracy"
         self.since_checkpoint = 0
-        self.checkpoint_every = int(cfg["checkpoint_every"] or 0)
+        self.checkpoint_every = int(settings.checkpoint_every or 0)
         # Throughput: steps and seconds between synchronised marks, compilation left out.
         self.local_steps = 0
         self.fit_steps = 0
@@ -189,9 +196,9 @@ class _Run:
             raise InputError(problem)
         state = _read_state(state_file)
         if state.get("global_batch") != self.global_batch:
-            raise ConfigError(f"--resume: the checkpoint was trained with a global batch of "
+            raise ConfigError(f"`resume`: the checkpoint was trained with a global batch of "
                               f"{state.get('global_batch')}, this run has {self.global_batch} "
-                              "(same --gpus and --batch-per-replica needed)")
+                              "(the same `gpus` and `batch_per_replica` are needed)")
         opt = self.model.optimizer
         if not opt.built:
             opt.build(self.model.trainable_variables)
@@ -201,10 +208,10 @@ class _Run:
             check_weights_file(weights)
             self.model.load_weights(weights)
         except InputError as exc:
-            raise InputError(f"{exc}; --overwrite starts the run over") from None
+            raise InputError(f"{exc}; `overwrite` starts the run over") from None
         except Exception as exc:  # h5py's OSError for a damaged file, ValueError, KeyError...
             raise InputError(f"{weights}: damaged checkpoint weights ({_first_line(exc)}); "
-                             f"--overwrite starts the run over") from None
+                             f"`overwrite` starts the run over") from None
         self.history = list(state.get("history") or [])
         self.best = state.get("best")
         step = self.optimizer_step()
@@ -247,7 +254,7 @@ def _read_state(state_file: Path) -> dict[str, Any]:
         state = json.loads(state_file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, OSError) as exc:
         raise InputError(f"{state_file}: damaged checkpoint state ({_first_line(exc)}); "
-                         "--overwrite starts the run over") from None
+                         "`overwrite` starts the run over") from None
     problem = None
     if not isinstance(state, dict):
         problem = f"a JSON {type(state).__name__}, not an object"
@@ -259,7 +266,7 @@ def _read_state(state_file: Path) -> dict[str, Any]:
     elif state.get("best") is not None and not isinstance(state["best"], int | float):
         problem = "best is not a number"
     if problem:
-        raise InputError(f"{state_file}: damaged checkpoint state ({problem}); --overwrite "
+        raise InputError(f"{state_file}: damaged checkpoint state ({problem}); `overwrite` "
                          "starts the run over")
     return state
 
@@ -267,7 +274,8 @@ def _read_state(state_file: Path) -> dict[str, Any]:
 def _resume_problem(out: Path) -> str | None:
     """Why ``out`` cannot be resumed (None: it can), in words that name what is missing."""
     if not out.exists():
-        return f"{out}: no such run folder to resume (without --resume a new run starts there)"
+        return (f"{out}: no such run folder to resume (without `resume` a new run starts "
+                "there)")
     if not out.is_dir():
         return f"{out}: exists and is not a folder"
     state = out / CHECKPOINT_DIR / "state.json"
@@ -276,11 +284,11 @@ def _resume_problem(out: Path) -> str | None:
         done = _completed_steps(out)
         if done is not None:
             return (f"{out}: this run is already complete ({done} steps) and has no checkpoint "
-                    "to resume; use a new --out, or --overwrite to start over")
-        return (f"{out}: no checkpoint to resume ({state} is missing); --overwrite starts the "
+                    "to resume; use a new `out`, or `overwrite` to start over")
+        return (f"{out}: no checkpoint to resume ({state} is missing); `overwrite` starts the "
                 "run over")
     if not weights.is_file():
-        return (f"{out}: the checkpoint is incomplete ({weights} is missing); --overwrite "
+        return (f"{out}: the checkpoint is incomplete ({weights} is missing); `overwrite` "
                 "starts the run over")
     return None
 
@@ -310,7 +318,7 @@ def _decide_resume(out: Path, resume: bool, overwrite: bool) -> bool:
     if not overwrite or (out.exists() and not out.is_dir()):
         raise MltkError(problem)
     if out.exists():
-        log.warning("%s: nothing to resume, starting over (--overwrite)", out)
+        log.warning("%s: nothing to resume, starting over (`overwrite`)", out)
     return False
 
 
@@ -324,8 +332,8 @@ def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
     used = out.is_dir() and any(
         (out / n).exists() for n in ("config.yaml", CHECKPOINT_DIR, "last.keras"))
     if used and not resume and not overwrite:
-        raise MltkError(f"{out}: already holds a training run; --resume continues it, "
-                        "--overwrite starts over")
+        raise MltkError(f"{out}: already holds a training run; `resume` continues it, "
+                        "`overwrite` starts over")
     if used and overwrite and not resume:
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
@@ -340,34 +348,24 @@ def _saved_config(out: Path) -> dict[str, Any] | None:
     return _config.load_yaml(saved_file) if saved_file.is_file() else None
 
 
-def _check_resume_config(out: Path, cfg: Mapping[str, Any]) -> None:
+def _check_resume_config(out: Path, settings: TrainSettings) -> None:
+    """The settings that shape the run must be those it was started with (config.yaml)."""
     saved = _saved_config(out)
     if saved is None:
         return
+    current = settings.run_config()
     for key in RESUME_KEYS:
-        if key in saved and saved[key] != cfg.get(key):
-            raise ConfigError(f"--resume: {key} is {cfg.get(key)!r} but the run in {out} used "
-                              f"{saved[key]!r}")
+        if key in saved and saved[key] != current.get(key):
+            raise ConfigError(f"`resume`: {key} is {current.get(key)!r} but the run in {out} "
+                              f"used {saved[key]!r}")
 
 
-def resolve_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The run's settings: the recipe's values filled in, the seed chosen, values checked."""
-    cfg = recipes.apply(cfg)
-    cfg["seed"] = (int(cfg["seed"]) if cfg.get("seed") is not None
-                   else int.from_bytes(os.urandom(3)))
-    lr = cfg["learning_rate"]
-    if not (isinstance(lr, str) and lr == "auto"):
-        try:
-            cfg["learning_rate"] = float(lr)
-        except (TypeError, ValueError):
-            raise ConfigError(f"learning_rate must be a number or auto, got {lr!r}") from None
-        if not cfg["learning_rate"] > 0:
-            raise ConfigError(f"learning_rate must be positive, got {lr!r}")
-    patience = cfg.get("early_stopping")
-    if patience is not None and (not isinstance(patience, int) or patience < 1):
-        raise ConfigError(f"early_stopping must be a number of epochs (1 or more), got "
-                          f"{patience!r}")
-    return cfg
+def resolve_settings(settings: TrainSettings | Mapping[str, Any]) -> TrainSettings:
+    """The run's settings: the recipe's values filled in and the seed chosen (a new object)."""
+    settings = recipes.apply(as_settings(settings))
+    if settings.seed is None:
+        settings = settings.replace(seed=int.from_bytes(os.urandom(3)))
+    return settings
 
 
 @dataclass
@@ -381,27 +379,26 @@ class _Setup:
     synthetic: bool
 
 
-def _prepare(cfg: Mapping[str, Any], data: Sequence[str] | None, val: Sequence[str] | None,
+def _prepare(settings: TrainSettings, data: Sequence[str] | None, val: Sequence[str] | None,
              split: str | None, synthetic: bool, strict_data: bool = False) -> _Setup:
     if not synthetic and not data:
-        raise InputError("no training data: give --data (TFRecord folders, files or globs) or "
-                         "--synthetic")
-    if cfg.get("tensorboard"):
+        raise InputError("no training data: give `data` (TFRecord folders, files or globs) or "
+                         "`synthetic`")
+    if settings.tensorboard:
         import importlib.util
 
         if importlib.util.find_spec("tensorboard") is None:
-            raise MltkError("--tensorboard needs TensorBoard: pip install tensorboard")
-    need_tf = not synthetic or cfg["backend"] == "tensorflow"
-    rt = runtime.setup(cfg["backend"], cfg.get("gpus"), cfg.get("strategy", "auto"),
-                       int(cfg.get("cpu_replicas") or 1), cfg.get("precision", "auto"),
-                       need_tf=need_tf)
-    if cfg.get("deterministic") and rt.backend == "tensorflow":
-        runtime.import_tf().config.experimental.enable_op_determinism()
+            raise MltkError("`tensorboard` needs TensorBoard: pip install tensorboard")
+    need_tf = not synthetic or settings.backend == "tensorflow"
+    rt = runtime.setup(settings.backend, settings.gpus, settings.strategy,
+                       settings.cpu_replicas, settings.precision, need_tf=need_tf)
+    if settings.deterministic and rt.backend == "tensorflow":
+        import_tf().config.experimental.enable_op_determinism()
     if synthetic:
-        classes = [str(i) for i in range(int(cfg.get("num_classes") or 200))]
+        classes = [str(i) for i in range(settings.num_classes or 200)]
         return _Setup(rt, None, None, classes, True)
     src = data_mod.resolve_source(data, split, prefer=data_mod.PREFERRED_TRAIN,
-                                  num_classes=cfg.get("num_classes"), tolerate_damage=True)
+                                  num_classes=settings.num_classes, tolerate_damage=True)
     if val:
         val_src = data_mod.resolve_source(val, prefer=data_mod.PREFERRED_VAL,
                                           num_classes=len(src.classes), tolerate_damage=True)
@@ -425,7 +422,7 @@ def _skip_damaged_records(src: data_mod.DataSource, val_src: data_mod.DataSource
     damage = data_mod.check_records(files)
     if damage and strict:
         more = f" (and {len(damage) - 1} more damaged file(s))" if len(damage) > 1 else ""
-        raise InputError(f"{damage[0].describe()}{more}; --strict-data refuses damaged data "
+        raise InputError(f"{damage[0].describe()}{more}; `strict_data` refuses damaged data "
                          "(without it the records before the damage are used, with a warning)")
     for d in damage:
         log.warning("%s", d.skipped())
@@ -437,84 +434,90 @@ def _skip_damaged_records(src: data_mod.DataSource, val_src: data_mod.DataSource
     return src, val_src
 
 
-def _new_run(cfg: dict[str, Any], out: Path, setup: _Setup,
+def _new_run(settings: TrainSettings, out: Path, setup: _Setup,
              on_step: Callable[[int, int], None] | None = None,
              stops: interrupts.StopRequests | None = None) -> _Run:
-    run = _Run(cfg, out, on_step, stops)
+    run = _Run(settings, out, on_step, stops)
     run.rt = setup.rt
     run.synthetic = setup.synthetic
-    run.global_batch = int(cfg["batch_per_replica"]) * setup.rt.replicas
+    run.global_batch = settings.batch_per_replica * setup.rt.replicas
     if setup.synthetic:
-        run.steps_per_epoch = int(cfg.get("steps") or 100)
+        run.steps_per_epoch = settings.steps or 100
     else:
         run.steps_per_epoch = setup.src.records // run.global_batch
         if run.steps_per_epoch < 1:
             raise InputError(f"{setup.src.files[0]}: {setup.src.records} training records are "
                              f"fewer than one global batch ({run.global_batch}); lower "
-                             "--batch-per-replica")
-    run.total_steps = int(cfg["epochs"]) * run.steps_per_epoch
-    if cfg.get("steps"):
-        run.total_steps = (int(cfg["steps"]) if setup.synthetic
-                           else min(run.total_steps, int(cfg["steps"])))
+                             "`batch_per_replica`")
+    run.total_steps = settings.epochs * run.steps_per_epoch
+    if settings.steps:
+        run.total_steps = (settings.steps if setup.synthetic
+                           else min(run.total_steps, settings.steps))
     run.best_metric = "val_accuracy" if setup.val_src is not None else "accuracy"
-    if cfg.get("early_stopping") and setup.val_src is None:
+    if settings.early_stopping and setup.val_src is None:
         raise ConfigError("early_stopping needs validation data (a validation split beside "
-                          "the training data, or val)")
+                          "the training data, or `val`)")
     return run
 
 
-def _compiled_model(cfg: Mapping[str, Any], setup: _Setup, schedule: Any) -> tuple[Any, Any]:
+def _compiled_model(settings: TrainSettings, setup: _Setup, schedule: Any) -> tuple[Any, Any]:
     """The model and its optimizer, built (seeded) and compiled in the runtime's scope."""
     from mltk.classify import models
 
-    keras = runtime.import_keras()
-    keras.utils.set_random_seed(int(cfg["seed"]))
+    keras = import_keras()
+    keras.utils.set_random_seed(settings.seed)
     with setup.rt.scope():
-        model = models.build_model(cfg["model"], len(setup.classes), int(cfg["image_size"]),
-                                   str(cfg["weights"]), float(cfg.get("dropout") or 0.0),
-                                   bool(cfg.get("freeze_base")), cfg.get("trainable_layers"))
-        optimizer = models.make_optimizer(cfg, schedule)
+        model = models.build_model(settings.model, len(setup.classes), settings.image_size,
+                                   settings.weights, settings.dropout, settings.freeze_base,
+                                   settings.trainable_layers)
+        optimizer = models.make_optimizer(settings, schedule)
         if setup.rt.precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        jit = cfg.get("jit", "auto")
-        models.compile_model(model, optimizer, float(cfg.get("label_smoothing") or 0.0), TOP_K,
+        jit = settings.jit
+        models.compile_model(model, optimizer, settings.label_smoothing or 0.0, TOP_K,
                              "auto" if jit in (None, "auto") else bool(jit))
-    if setup.rt.workers > 1:
-        _prebuild_for_multi_worker(model, setup.rt, int(cfg["image_size"]),
-                                   len(setup.classes), bool(cfg.get("label_smoothing")))
+    if setup.rt.workers > 1:  # keras-team/keras#20585
+        from mltk.classify.keras_patches import prebuild_for_multi_worker
+
+        prebuild_for_multi_worker(model, setup.rt.scope(), settings.image_size,
+                                  len(setup.classes), bool(settings.label_smoothing))
     return model, optimizer
 
 
-def _resolve_class_weight(cfg: dict[str, Any], setup: _Setup) -> None:
+def _resolve_class_weight(settings: TrainSettings, setup: _Setup) -> TrainSettings:
+    """``class_weight`` as the ``{class: weight}`` mapping config.yaml records (or none)."""
     if setup.synthetic:
-        return
-    weights = class_weights.resolve(cfg.get("class_weight"), setup.src.files, setup.classes)
-    cfg["class_weight"] = weights if weights is not None else "none"
+        return settings
+    weights = class_weights.resolve(settings.class_weight, setup.src.files, setup.classes)
+    return settings.replace(class_weight=weights if weights is not None else "none")
 
 
-def _auto_lr(cfg: dict[str, Any], setup: _Setup, out: Path, resume: bool) -> None:
+def _auto_lr(settings: TrainSettings, setup: _Setup, out: Path,
+             resume: bool) -> TrainSettings:
     """learning_rate: auto. A resumed run keeps the rate it was given; a new one runs the
     finder and takes its suggestion (recorded at the reference batch, as configured)."""
     saved = _saved_config(out) if resume else None
     if saved is not None and isinstance(saved.get("learning_rate"), (int, float)):
-        cfg["learning_rate"] = float(saved["learning_rate"])
-        return
+        return settings.replace(learning_rate=float(saved["learning_rate"]))
     from mltk.classify.lr_finder import sweep
 
-    result = sweep(cfg, setup, out)
-    scale = recipes.lr_scale(cfg, int(cfg["batch_per_replica"]) * setup.rt.replicas)
-    cfg["learning_rate"] = float(f"{result['suggested_lr'] / scale:.6g}")
+    result = sweep(settings, setup, out)
+    scale = recipes.lr_scale(settings, settings.batch_per_replica * setup.rt.replicas)
+    settings = settings.replace(learning_rate=float(f"{result['suggested_lr'] / scale:.6g}"))
     log.info("learning rate from the finder: %.3g (learning_rate %.6g at the reference batch "
-             "of %s)", result["suggested_lr"], cfg["learning_rate"], cfg["lr_reference_batch"])
+             "of %s)", result["suggested_lr"], settings.learning_rate,
+             settings.lr_reference_batch)
+    return settings
 
 
-def train(cfg: Mapping[str, Any], out: str | os.PathLike, data: Sequence[str] | None = None,
-          val: Sequence[str] | None = None, split: str | None = None, synthetic: bool = False,
-          resume: bool = False, overwrite: bool = False,
-          on_step: Callable[[int, int], None] | None = None,
+def train(settings: TrainSettings | Mapping[str, Any], out: str | os.PathLike,
+          data: Sequence[str] | None = None, val: Sequence[str] | None = None,
+          split: str | None = None, synthetic: bool = False, resume: bool = False,
+          overwrite: bool = False, on_step: Callable[[int, int], None] | None = None,
           on_epoch: Callable[[dict[str, Any]], None] | None = None,
           strict_data: bool = False) -> dict[str, Any]:
-    """Train per ``cfg`` (the resolved ``train`` settings); returns the run summary.
+    """Train per ``settings`` (a :class:`TrainSettings`, or a mapping of the ``train``
+    settings, checked into one); returns the run summary.
 
     SIGINT and SIGTERM are handled while it runs: once training has begun, the run stops at the
     next safe point and returns with ``interrupted`` and ``signal`` set in the summary (and a
@@ -525,45 +528,46 @@ def train(cfg: Mapping[str, Any], out: str | os.PathLike, data: Sequence[str] | 
     ``overwrite`` a run without one starts over). ``strict_data``: a damaged record is an error
     instead of a warning and the rest of its file skipped.
     """
+    settings = as_settings(settings)
     with interrupts.StopRequests() as stops:
-        return _train(cfg, Path(out), data, val, split, synthetic, resume, overwrite, on_step,
-                      on_epoch, stops, strict_data)
+        return _train(settings, Path(out), data, val, split, synthetic, resume, overwrite,
+                      on_step, on_epoch, stops, strict_data)
 
 
-def _train(cfg: Mapping[str, Any], out: Path, data: Sequence[str] | None,
+def _train(settings: TrainSettings, out: Path, data: Sequence[str] | None,
            val: Sequence[str] | None, split: str | None, synthetic: bool, resume: bool,
            overwrite: bool, on_step: Callable[[int, int], None] | None,
            on_epoch: Callable[[dict[str, Any]], None] | None,
            stops: interrupts.StopRequests, strict_data: bool = False) -> dict[str, Any]:
-    cfg = resolve_settings(cfg)
+    settings = resolve_settings(settings)
     resume = _decide_resume(out, resume, overwrite)
-    setup = _prepare(cfg, data, val, split, synthetic, strict_data)
+    setup = _prepare(settings, data, val, split, synthetic, strict_data)
     if setup.rt.is_chief:  # other workers of a multi-worker run share the chief's folder
         _check_out(out, resume, overwrite)
-    _resolve_class_weight(cfg, setup)
-    if cfg["learning_rate"] == "auto":
-        _auto_lr(cfg, setup, out, resume)
+    settings = _resolve_class_weight(settings, setup)
+    if settings.learning_rate == "auto":
+        settings = _auto_lr(settings, setup, out, resume)
     if resume:
-        _check_resume_config(out, cfg)
-    run = _new_run(cfg, out, setup, on_step, stops)
-    peak_lr = float(cfg["learning_rate"]) * recipes.lr_scale(cfg, run.global_batch)
+        _check_resume_config(out, settings)
+    run = _new_run(settings, out, setup, on_step, stops)
+    peak_lr = settings.learning_rate * recipes.lr_scale(settings, run.global_batch)
     from mltk.classify import models
 
-    schedule = models.lr_schedule(cfg["lr_schedule"], peak_lr, run.steps_per_epoch,
-                                  run.total_steps, float(cfg.get("warmup_epochs") or 0),
-                                  float(cfg["lr_decay_epochs"]), float(cfg["lr_decay_factor"]))
-    run.model, optimizer = _compiled_model(cfg, setup, schedule)
+    schedule = models.lr_schedule(settings.lr_schedule, peak_lr, run.steps_per_epoch,
+                                  run.total_steps, settings.warmup_epochs or 0.0,
+                                  settings.lr_decay_epochs, settings.lr_decay_factor)
+    run.model, optimizer = _compiled_model(settings, setup, schedule)
     run.data_files = [] if synthetic else list(dict.fromkeys(
         [*setup.src.files, *(setup.val_src.files if setup.val_src else [])]))
     resumed_from = run.restore() if resume else 0
     _write_run_start(run, setup)
-    train_ds, val_ds = _datasets(cfg, setup.src, setup.val_src, run, len(setup.classes),
-                                 synthetic, int(cfg["seed"]))
+    train_ds, val_ds = _datasets(settings, setup.src, setup.val_src, run, len(setup.classes),
+                                 synthetic, settings.seed)
     log.info("training %s on %d %s device(s) (%s, %s): %d classes, global batch %d, "
-             "recipe %s (%s, lr %.4g, %s), %d steps of %d per epoch", cfg["model"],
+             "recipe %s (%s, lr %.4g, %s), %d steps of %d per epoch", settings.model,
              run.rt.replicas, run.rt.accelerator, run.rt.backend, run.rt.precision,
-             len(setup.classes), run.global_batch, cfg["recipe"], cfg["optimizer"], peak_lr,
-             cfg["lr_schedule"], run.total_steps, run.steps_per_epoch)
+             len(setup.classes), run.global_batch, settings.recipe, settings.optimizer,
+             peak_lr, settings.lr_schedule, run.total_steps, run.steps_per_epoch)
     t0 = time.perf_counter()
     run.step = resumed_from
     _loop(run, train_ds, val_ds, optimizer, on_epoch)
@@ -584,14 +588,14 @@ def _write_run_start(run: _Run, setup: _Setup) -> None:
     if run.rt.is_chief:
         from mltk import _config
 
-        _config.save(run.out / "config.yaml", run.cfg)
+        _config.save(run.out / "config.yaml", run.settings.run_config())
         write_text(run.out / "labels.txt", "".join(f"{c}\n" for c in setup.classes))
 
 
 def _callbacks(run: _Run) -> list[Any]:
     callbacks = [_step_callback(run)]
-    if run.cfg.get("tensorboard"):
-        keras = runtime.import_keras()
+    if run.settings.tensorboard:
+        keras = import_keras()
         callbacks.append(keras.callbacks.TensorBoard(
             log_dir=os.fspath(run.out / "tensorboard"), update_freq="epoch"))
     return callbacks
@@ -601,8 +605,8 @@ def _loop(run: _Run, train_ds: Any, val_ds: Any, optimizer: Any,
           on_epoch: Callable[[dict[str, Any]], None] | None) -> None:
     """Epochs until the steps are done, early stopping, or a signal (saved as a checkpoint)."""
     callbacks = _callbacks(run)
-    val_steps = int(run.cfg["validation_steps"]) if run.cfg.get("validation_steps") else None
-    patience = int(run.cfg.get("early_stopping") or 0)
+    val_steps = run.settings.validation_steps or None
+    patience = run.settings.early_stopping or 0
     try:
         while run.step < run.total_steps:
             epoch = run.step // run.steps_per_epoch
@@ -657,7 +661,7 @@ def _stop_on_read_error(run: _Run, exc: BaseException) -> None:
         run.save_model("last.keras")
         run.write_history()
         saved = (f"; training stopped at step {run.step} with a checkpoint (continue with "
-                 "--resume once the file is repaired or removed)")
+                 "`resume` once the file is repaired or removed)")
     damage = data_mod.find_damage(run.data_files) if run.data_files else None
     what = (damage.describe() if damage else
             f"reading the data failed ({data_mod.op_error_line(exc)})")
@@ -717,11 +721,11 @@ def _best_index(run: _Run) -> int | None:
 
 def _summary(run: _Run, setup: _Setup, peak_lr: float, resumed_from: int, seconds: float
              ) -> dict[str, Any]:
-    cfg, src, val_src = run.cfg, setup.src, setup.val_src
+    settings, src, val_src = run.settings, setup.src, setup.val_src
     return {
-        "run_dir": os.fspath(run.out), "model": cfg["model"], "classes": len(setup.classes),
-        **run.rt.describe(), "global_batch": run.global_batch, "recipe": cfg["recipe"],
-        "optimizer": cfg["optimizer"], "learning_rate": peak_lr,
+        "run_dir": os.fspath(run.out), "model": settings.model, "classes": len(setup.classes),
+        **run.rt.describe(), "global_batch": run.global_batch, "recipe": settings.recipe,
+        "optimizer": settings.optimizer, "learning_rate": peak_lr,
         "train_records": src.records if src else None,
         "val_records": val_src.records if val_src else None,
         "steps": run.step, "steps_per_epoch": run.steps_per_epoch,
@@ -732,47 +736,10 @@ def _summary(run: _Run, setup: _Setup, peak_lr: float, resumed_from: int, second
         "seconds": round(seconds, 2),
         "images_per_second": _round(run.throughput()),
         "best_metric": run.best_metric, "best": _round(run.best, 6),
-        "best_epoch": _best_epoch(run), "early_stopping": cfg.get("early_stopping"),
+        "best_epoch": _best_epoch(run), "early_stopping": settings.early_stopping,
         "final": run.history[-1] if run.history else None,
-        "synthetic": setup.synthetic, "seed": cfg["seed"],
+        "synthetic": setup.synthetic, "seed": settings.seed,
     }
-
-
-def _prebuild_for_multi_worker(model: Any, rt: runtime.Runtime, size: int, n_classes: int,
-                               one_hot: bool) -> None:
-    """Work around Keras 3's two MultiWorkerMirroredStrategy bugs (keras-team/keras#20585).
-
-    ``fit`` builds the compiled metrics from its first batch by reducing that batch across
-    workers eagerly, which fails: they are built here from a local dummy batch instead. And
-    each step's scalar logs are reduced along axis 0, which scalars do not have: they are
-    averaged over replicas instead. Both only when several workers train together.
-    """
-    import numpy as np
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    if not getattr(tf_trainer.reduce_per_replica, "_mltk_patched", False):
-        original = tf_trainer.reduce_per_replica
-        tf = runtime.import_tf()
-
-        def reduce_per_replica(values, strategy, reduction):
-            if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(
-                    strategy):
-                def mean(v):
-                    first = v.values[0] if hasattr(v, "values") else v
-                    scalar = tf.TensorShape(first.shape).rank == 0
-                    return strategy.reduce("MEAN", v, axis=None if scalar else 0)
-
-                return tf.nest.map_structure(mean, values)
-            return original(values, strategy, reduction)
-
-        reduce_per_replica._mltk_patched = True
-        tf_trainer.reduce_per_replica = reduce_per_replica
-
-    x = np.zeros((1, size, size, 3), np.float32)
-    y = np.zeros((1, n_classes), np.float32) if one_hot else np.zeros((1,), np.int64)
-    with rt.scope():
-        model._symbolic_build(data_batch=(x, y))
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
 
 
 def _round(v: float | None, nd: int = 1) -> float | None:
@@ -804,11 +771,11 @@ def _epoch_row(history: Mapping[str, list], epoch: int, run: _Run, steps: int, s
     return row
 
 
-def _datasets(cfg: Mapping[str, Any], src: data_mod.DataSource | None,
+def _datasets(settings: TrainSettings, src: data_mod.DataSource | None,
               val_src: data_mod.DataSource | None, run: _Run, num_classes: int,
               synthetic: bool, seed: int) -> tuple[Any, Any]:
-    smoothing = float(cfg.get("label_smoothing") or 0.0)
-    size = int(cfg["image_size"])
+    smoothing = settings.label_smoothing or 0.0
+    size = settings.image_size
     if synthetic:
         gen = data_mod.synthetic_batches(run.global_batch, size, num_classes, seed)
         if smoothing:
@@ -818,16 +785,16 @@ def _datasets(cfg: Mapping[str, Any], src: data_mod.DataSource | None,
             gen = ((x, eye[y]) for x, y in gen)
         if run.rt.backend != "tensorflow":
             return gen, None
-        tf = runtime.import_tf()
+        tf = import_tf()
         return tf.data.Dataset.from_tensors(next(gen)).repeat(), None
-    tf = runtime.import_tf()
+    tf = import_tf()
     train_ds = data_mod.train_dataset(
-        src, size, run.global_batch, data_mod.Augment.from_config(dict(cfg)), seed,
-        int(cfg["shuffle_buffer"]), int(cfg["interleave"]), bool(cfg.get("deterministic")))
+        src, size, run.global_batch, data_mod.Augment.from_settings(settings), seed,
+        settings.shuffle_buffer, settings.interleave, settings.deterministic)
     val_ds = None
     if val_src is not None:
         val_ds = data_mod.eval_dataset(val_src, size, run.global_batch)
-    weights = cfg.get("class_weight")
+    weights = settings.class_weight
     weight_of = None
     if isinstance(weights, Mapping):
         weight_of = tf.constant(class_weights.as_list(weights, src.classes), tf.float32)

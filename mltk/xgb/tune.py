@@ -103,6 +103,7 @@ def tune(X: Any, y: Any, base: Mapping[str, Any], space: Mapping[str, Any], *, f
          trials=Trials(), rstate=np.random.default_rng(seed), timeout=timeout,
          show_progressbar=False)
     if not trials_log:
-        raise ConfigError("no tuning trial finished (is --timeout too short?)")
+        raise ConfigError("no tuning trial finished within the timeout setting "
+                          f"({timeout:g} s); raise it" if timeout else "no tuning trial finished")
     best = max(trials_log, key=lambda r: (r["cv_auc_mean"], -r["trial"]))
     return best, trials_log

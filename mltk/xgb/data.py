@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from mltk._tables import load_table  # noqa: F401 (re-exported)
@@ -87,7 +88,7 @@ def _binary_target(df: Any, target: str, positive: Any) -> tuple[Any, Any, Any, 
     else:
         matches = [v for v in values if str(v) == str(positive)]
         if not matches:
-            raise InputError(f"--positive {positive!r} is not a value of {target!r} "
+            raise InputError(f"positive {positive!r} is not a value of the target {target!r} "
                              f"(values: {', '.join(repr(v) for v in values)})")
         positive = matches[0]
     negative = next(v for v in values if v != positive)
@@ -273,7 +274,7 @@ def _to_category(s: Any, known: list[str]) -> tuple[Any, Any]:
     codes, uniques = _factorize(s)
     lookup = set(known)
     boolean = bool(known) and lookup <= {"True", "False"}
-    matched = [_match_category(v, lookup, boolean) for v in uniques]
+    matched = [match_category(v, lookup, boolean) for v in uniques]
     levels = np.array([m if m is not _UNSEEN else None for m in matched] + [None], dtype=object)
     unseen = np.array([m is _UNSEEN for m in matched] + [False], dtype=bool)
     return pd.Categorical(levels[codes], categories=known), unseen[codes]
@@ -282,7 +283,7 @@ def _to_category(s: Any, known: list[str]) -> tuple[Any, Any]:
 _UNSEEN = object()
 
 
-def _match_category(value: Any, known: set[str], boolean: bool) -> Any:
+def match_category(value: Any, known: AbstractSet[str], boolean: bool) -> Any:
     """The training level a value stands for, None when it is missing, else _UNSEEN.
 
     Levels were stored as text: a number matches in any of its spellings (3, 3.0, '3'), as

@@ -1,0 +1,119 @@
+"""report.md: the analysis in words and tables, from the report dict (report.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def render_markdown(r: dict[str, Any]) -> str:
+    """report.md of a report dict (the plots it links are those not in ``not_computed``)."""
+    d = r["data"]
+    lines = [
+        "# What separates the two groups", "",
+        f"{d['rows']:,} rows; positive group `{d['positive']}` is {d['positive_share']:.1%} "
+        f"of them (vs `{d['negative']}`). Train {d['train_rows']:,} rows, test "
+        f"{d['test_rows']:,} (stratified); tuning used {d['tune_rows']:,} rows.", "",
+    ]
+    if d["dropped"]:
+        lines += ["Dropped columns: " + ", ".join(f"`{k}` ({v})" for k, v in
+                                                  d["dropped"].items()), ""]
+    missing = r.get("not_computed") or {}
+    if missing:
+        lines += ["Not computed (the rest of the report is complete):", ""]
+        lines += [f"- {stage}: {why}" for stage, why in missing.items()] + [""]
+    lines += _profile_md(r) + _model_md(r) + _importance_md(r) + _regression_md(r)
+    lines += ["", "## What separates the groups", ""]
+    for f in r["importance"][:5]:
+        prof = next((p for p in r["profile"] if p["feature"] == f["feature"]), None)
+        direction = ""
+        if prof and prof["mean_positive"] is not None and prof["mean_negative"] is not None:
+            direction = (" — higher in the positive group" if prof["smd"] > 0
+                         else " — lower in the positive group")
+        lines.append(f"- **{f['feature']}** (consensus rank {f['consensus_rank']}){direction}")
+    return "\n".join(lines) + "\n"
+
+
+def _images(r: dict[str, Any], *names: str) -> list[str]:
+    """Markdown image links for the plots that were drawn."""
+    shown = " ".join(f"![{alt}]({name})" for name, alt in
+                     (n.split("|") for n in names) if name not in r.get("not_computed", {}))
+    return [shown, ""] if shown else []
+
+
+def _profile_md(r: dict[str, Any]) -> list[str]:
+    lines = ["## The groups, feature by feature", ""]
+    if "profile" in r.get("not_computed", {}):
+        return lines + [f"Not computed: {r['not_computed']['profile']}", ""]
+    lines += ["| feature | mean (pos) | mean (neg) | median (pos) | median (neg) | SMD |",
+              "|---|---|---|---|---|---|"]
+    for p in r["profile"][:15]:
+        lines.append(f"| {p['feature']} | {_f(p['mean_positive'])} | {_f(p['mean_negative'])} "
+                     f"| {_f(p['median_positive'])} | {_f(p['median_negative'])} "
+                     f"| {p['smd']:+.3f} |")
+    return lines
+
+
+def _model_md(r: dict[str, Any]) -> list[str]:
+    t, m = r["tuning"], r["metrics"]
+    return ["", "## Model", "",
+            f"XGBoost `{t['params']['booster']}` tuned by hyperopt TPE ({t['trials']} trials,"
+            f" stratified CV AUC {t['best']['cv_auc_mean']:.4f} ± {t['best']['cv_auc_std']:.4f}"
+            f"), refit on all training rows for {t['rounds']} rounds.", "",
+            "| test metric | value |", "|---|---|",
+            f"| ROC AUC | {m['roc_auc']:.4f} |", f"| PR AUC | {m['pr_auc']:.4f} |",
+            f"| log loss | {m['log_loss']:.4f} |",
+            f"| best MCC | {m['best_mcc']:.4f} at threshold {m['best_threshold']:.3f} |",
+            f"| F1 / precision / recall | {m['f1']:.3f} / {m['precision']:.3f} / "
+            f"{m['recall']:.3f} |",
+            f"| confusion (tn fp fn tp) | {m['confusion_matrix']['tn']} "
+            f"{m['confusion_matrix']['fp']} {m['confusion_matrix']['fn']} "
+            f"{m['confusion_matrix']['tp']} |", "",
+            *_images(r, "roc.png|ROC", "mcc.png|MCC vs threshold")]
+
+
+def _importance_md(r: dict[str, Any]) -> list[str]:
+    lines = ["## Top features", ""]
+    for stage, what in (("shap", "Mean |SHAP|"), ("permutation", "Permutation importance"),
+                        ("importance", "XGBoost's gain")):
+        if stage in r.get("not_computed", {}):
+            lines += [f"{what} could not be computed ({r['not_computed'][stage]}); the "
+                      "consensus rank uses the other measures.", ""]
+    lines += ["| rank | feature | gain | mean abs SHAP | permutation AUC drop |",
+              "|---|---|---|---|---|"]
+    for f in r["importance"][:10]:
+        lines.append(f"| {f['consensus_rank']} | {f['feature']} | {_f(f['gain'], '.3f')} | "
+                     f"{_f(f['mean_abs_shap'], '.4f')} | "
+                     f"{_f(f['permutation_auc_drop'], '.4f')} |")
+    return lines + ["", *_images(r, "importance.png|importance", "shap_summary.png|SHAP")]
+
+
+def _regression_md(r: dict[str, Any]) -> list[str]:
+    reg, missing = r["regression"], r.get("not_computed", {})
+    lines = ["## Regression", ""]
+    if "regression" in missing:
+        lines += [f"The logistic regression could not be computed: {missing['regression']}", ""]
+    else:
+        lines += ["Standardized logistic regression on the training rows (coefficient per SD; "
+                  "positive = more likely in the positive group)." + (f" {reg['note']}"
+                                                                      if reg["note"] else ""),
+                  "", "| feature | coef | std err | p-value | VIF |", "|---|---|---|---|---|"]
+    vif = {v["feature"]: v["vif"] for v in reg["vif"]}
+    for c in reg["coefficients"][:15]:
+        lines.append(f"| {c['feature']} | {c['coef']:+.3f} | {_f(c['std_err'])} | "
+                     f"{_p(c['p_value'])} | {_f(vif.get(c['feature']))} |")
+    for stage, what in (("vif", "Variance inflation factors"), ("correlation", "Correlations")):
+        if stage in missing:
+            lines += ["", f"{what} could not be computed: {missing[stage]}"]
+    collinear = [v["feature"] for v in reg["vif"] if v["collinear"]]
+    if collinear:
+        lines += ["", f"Collinear features (VIF > 5): {', '.join(collinear)} — read their "
+                  "separate effects with care."]
+    return lines + ["", *_images(r, "correlation.png|correlation")][:-1]
+
+
+def _f(v: Any, spec: str = ".4g") -> str:
+    return "" if v is None else f"{v:{spec}}"
+
+
+def _p(v: Any) -> str:
+    return "" if v is None else ("<0.0001" if v < 1e-4 else f"{v:.4f}")
