@@ -75,7 +75,12 @@ def integer(low: int = 1, high: int | None = None) -> Check:
 
 def number(low: float = 0.0, high: float = float("inf"), *, low_open: bool = False,
            high_open: bool = False) -> Check:
-    return lambda key, value: check_number(key, value, low, high, high_open, low_open)
+    """A number in range; a whole number stays an int, so a saved config.yaml records ``8``
+    as written, not ``8.0``."""
+    def check(key: str, value: Any) -> float:
+        checked = check_number(key, value, low, high, high_open, low_open)
+        return int(value) if is_int(value) else checked
+    return check
 
 
 def boolean() -> Check:

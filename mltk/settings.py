@@ -25,6 +25,8 @@ SECTIONS = {
     "train": "mltk.classify.settings:TrainSettings",
     "xgb": "mltk.xgb.settings:XgbSettings",
     "recommend": "mltk.recommend.settings:RecommendSettings",
+    "tfrecord": "mltk.tfrecords.building:BuildOptions",
+    "serve": "mltk.serving.settings:ServeSettings",
 }
 
 __all__ = ["SECTIONS", "Settings", "SettingError", "load", "settings_class"]
@@ -45,5 +47,6 @@ def load(section: str, config: str | os.PathLike[str] | None = None, *,
     """The settings of ``section``: defaults < ``config`` file < environment < ``values``."""
     from mltk import _config
 
+    cls = settings_class(section)
     cfg, origins = _config.resolve_with_origins(section, values, config, environ)
-    return settings_class(section).from_config(cfg, origins=origins)
+    return cls.from_config(cfg, origins=origins)

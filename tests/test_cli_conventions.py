@@ -151,3 +151,19 @@ def test_quiet_and_verbose_also_after_the_subcommand(cli, tmp_path):
     result = cli("datasets", "make", "labelled-images", "--out", tmp_path / "b", "--n", "2",
                  "--verbose", "-f", "json")
     assert result.exit_code == 0 and "wrote 2 samples" in result.stderr
+
+
+def test_core_messages_name_settings_and_the_cli_names_its_options(tmp_path, cli):
+    """The core says `resume`; the command that has it as an option says --resume."""
+    from mltk.datasets import make
+    from mltk.errors import MltkError
+    from mltk.tfrecords import BuildOptions, build
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "x").write_text("x")
+    make("labelled-images", tmp_path / "src", n=10, seed=0)
+    with pytest.raises(MltkError, match="use `resume` to finish .* or `overwrite`"):
+        build(tmp_path / "src", tmp_path / "out", BuildOptions())
+    result = cli("tfrecord", "build", str(tmp_path / "src"), str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert "use --resume to finish an interrupted build or --overwrite" in result.stderr

@@ -31,3 +31,38 @@ def test_wheel_contains_configs(tmp_path):
     expected = {p.name for p in (ROOT / "configs").glob("*.yaml")}
     assert expected <= shipped
     assert "mltk/cli/__init__.py" in names
+
+
+def test_no_package_exports_a_name_that_is_also_its_module():
+    """`mltk.tfrecords.build` must mean one thing: a package's exported function and one of
+    its modules never share a name (the module would be unreachable by attribute)."""
+    import importlib
+    import pkgutil
+    import types
+
+    import mltk
+
+    clashes = []
+    for info in pkgutil.walk_packages(mltk.__path__, "mltk."):
+        if not info.ispkg or info.name.startswith("mltk.configs"):
+            continue
+        package = importlib.import_module(info.name)
+        for sub in pkgutil.iter_modules(package.__path__):
+            value = getattr(package, sub.name, None)
+            if value is not None and not isinstance(value, types.ModuleType):
+                clashes.append(f"{info.name}.{sub.name}")
+    assert clashes == []
+
+
+def test_no_function_is_rated_worse_than_c_by_radon():
+    """Cyclomatic complexity at most 20 for every function in mltk/ (radon's grade C)."""
+    from radon.complexity import cc_rank, cc_visit
+
+    import mltk
+
+    root = Path(mltk.__file__).resolve().parent
+    worse = [f"{path.relative_to(root)}:{block.lineno} {block.fullname} {block.complexity}"
+             for path in sorted(root.rglob("*.py"))
+             for block in cc_visit(path.read_text(encoding="utf-8"))
+             if cc_rank(block.complexity) not in "ABC"]
+    assert worse == []

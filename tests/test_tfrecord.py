@@ -28,7 +28,7 @@ from mltk.tfrecords import (
     read_manifest,
     scan,
 )
-from mltk.tfrecords.build import STATE_DIR, list_csv, plan_shards
+from mltk.tfrecords.building import STATE_DIR, list_csv, plan_shards
 from mltk.tfrecords.format import frame
 
 tf = pytest.importorskip("tensorflow")

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from mltk.errors import InputError, MltkError
-from mltk.tfrecords.build import parse_size
+from mltk.tfrecords.building import parse_size
 from mltk.tfrecords.format import (
     decode_example,
     encode_example,

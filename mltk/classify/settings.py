@@ -28,7 +28,6 @@ from mltk._settings import (
     choice,
     fail,
     integer,
-    is_int,
     number,
     optional,
     sequence,
@@ -42,32 +41,20 @@ OPTIMIZERS = ("sgd", "adamw", "adam")
 LR_SCALINGS = ("linear", "sqrt", "none")
 LR_SCHEDULES = ("step", "cosine", "constant")
 
-def real(low: float = 0.0, high: float = float("inf"), *, low_open: bool = False,
-         high_open: bool = False) -> Check:
-    """:func:`mltk._settings.number`, keeping a whole number as written (``8``, not ``8.0``,
-    so a run's config.yaml records the values of configs/train.yaml as they are)."""
-    inner = number(low, high, low_open=low_open, high_open=high_open)
-
-    def check(key: str, value: Any) -> float:
-        checked = inner(key, value)
-        return int(value) if is_int(value) else checked
-    return check
-
-
 #: The settings a recipe sets (None in the defaults: the chosen recipe fills them in).
 RECIPE_CHECKS: dict[str, Check] = {
     "optimizer": choice(*OPTIMIZERS),
     "learning_rate": lambda key, value: _learning_rate(key, value),
     "lr_reference_batch": integer(1),
     "lr_scaling": choice(*LR_SCALINGS),
-    "momentum": real(0.0, 1.0),
+    "momentum": number(0.0, 1.0),
     "nesterov": boolean(),
     "lr_schedule": choice(*LR_SCHEDULES),
-    "lr_decay_epochs": real(0.0, low_open=True),
-    "lr_decay_factor": real(0.0, 1.0, low_open=True),
-    "warmup_epochs": real(0.0),
-    "weight_decay": real(0.0),
-    "label_smoothing": real(0.0, 1.0, high_open=True),
+    "lr_decay_epochs": number(0.0, low_open=True),
+    "lr_decay_factor": number(0.0, 1.0, low_open=True),
+    "warmup_epochs": number(0.0),
+    "weight_decay": number(0.0),
+    "label_smoothing": number(0.0, 1.0, high_open=True),
     "batch_per_replica": integer(1),
 }
 RECIPE_KEYS = tuple(RECIPE_CHECKS)
@@ -110,14 +97,14 @@ def _class_weight(key: str, value: Any) -> Any:
     if isinstance(value, str) and value.strip():
         return value
     if isinstance(value, Mapping):
-        return {str(k): real(0.0)(f"{key}.{k}", v) for k, v in value.items()}
+        return {str(k): number(0.0)(f"{key}.{k}", v) for k, v in value.items()}
     raise fail(key, "none, balanced, a YAML/JSON file or a {class: weight} mapping", value)
 
 
 def _contrast(key: str, value: Any) -> tuple[float, float] | None:
     if value is None:
         return None
-    low, high = sequence(real(0.0), 2, 2)(key, value)
+    low, high = sequence(number(0.0), 2, 2)(key, value)
     if low > high:
         raise fail(key, "a range [low, high] with low <= high", list(value))
     return low, high
@@ -190,7 +177,7 @@ class TrainSettings(Settings):
     trainable_layers: int | None = setting(
         None, optional(integer(0)),
         "with freeze_base: unfreeze the last N layers of the base (BN stays frozen)")
-    dropout: float = setting(0.2, real(0.0, 1.0, high_open=True),
+    dropout: float = setting(0.2, number(0.0, 1.0, high_open=True),
                              "before the classification head")
     epochs: int = setting(30, integer(1), "epochs to train")
     steps: int | None = setting(None, optional(integer(1)),
@@ -229,7 +216,7 @@ class TrainSettings(Settings):
     augment: bool = setting(True, boolean(),
                             "augment training images (validation and test images never are)")
     flip: bool = setting(True, boolean(), "random left-right flip")
-    brightness: float = setting(0.125, real(0.0, 1.0),
+    brightness: float = setting(0.125, number(0.0, 1.0),
                                 "random brightness delta, as a fraction of the value range")
     contrast: tuple[float, float] | None = setting(
         (0.2, 1.8), _contrast, "random contrast factor range (the original's 0.2-1.8)")
@@ -260,9 +247,9 @@ class TrainSettings(Settings):
                                "random seed (null: a new one per run, recorded in config.yaml)")
     lr_find_steps: int = setting(100, integer(3),
                                  "learning-rate finder: steps of the exponential sweep")
-    lr_find_min: float = setting(1.0e-7, real(0.0, low_open=True),
+    lr_find_min: float = setting(1.0e-7, number(0.0, low_open=True),
                                  "learning-rate finder: the first rate")
-    lr_find_max: float = setting(10.0, real(0.0, low_open=True),
+    lr_find_max: float = setting(10.0, number(0.0, low_open=True),
                                  "learning-rate finder: the last rate")
     recipes: dict[str, dict[str, Any]] = _table(
         "recipes", _recipes, "name -> a complete set of the settings marked recipe")

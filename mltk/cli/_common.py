@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -117,6 +118,9 @@ _QUIET = inspect.Parameter(
 _VERBOSE = inspect.Parameter(
     "mltk_verbose", inspect.Parameter.KEYWORD_ONLY, default=False,
     annotation=Annotated[bool, typer.Option("--verbose", "-v", help="Debug messages too.")])
+#: The context, for commands that do not take it themselves (Typer fills it in by its type).
+_CTX = inspect.Parameter("mltk_ctx", inspect.Parameter.KEYWORD_ONLY, default=None,
+                         annotation=typer.Context)
 
 
 def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
@@ -135,7 +139,8 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callabl
         @functools.wraps(func)
         def wrapper(*args: Any, **kw: Any) -> Any:
             quiet, verbose = kw.pop(_QUIET.name, False), kw.pop(_VERBOSE.name, False)
-            out = get_output(kw.get(ctx_param) if ctx_param else None)
+            ctx = kw.get(ctx_param) if ctx_param else kw.pop(_CTX.name, None)
+            out = get_output(ctx)
             if quiet:
                 out.verbosity = -1
             elif verbose:
@@ -155,16 +160,33 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callabl
             except Exception as exc:  # the one boundary: everything else is a runtime error
                 if out.debug_mode:
                     traceback.print_exc(file=sys.stderr)
-                out.error(describe(exc))
+                out.error(options_named(describe(exc), ctx))
                 raise typer.Exit(1) from None
 
-        params = [*sig.parameters.values(), _QUIET, _VERBOSE]
+        params = [*sig.parameters.values(), _QUIET, _VERBOSE, *([] if ctx_param else [_CTX])]
         wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in params}
         app.command(name, **{"cls": MltkCommand, **kwargs})(wrapper)
         return func
 
     return decorator
+
+
+_NAMED = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
+def options_named(text: str, ctx: typer.Context | None) -> str:
+    """The core names settings and arguments in backquotes (```resume```); on the command line
+    they are options, so a name the running command has as an option becomes it (``--resume``).
+    """
+    params = {p.name: p for p in getattr(getattr(ctx, "command", None), "params", [])}
+
+    def option(match: re.Match[str]) -> str:
+        param = params.get(match.group(1))
+        opts = [o for o in getattr(param, "opts", []) if o.startswith("--")]
+        return max(opts, key=len) if opts else match.group(0)
+
+    return _NAMED.sub(option, text)
 
 
 def describe(exc: BaseException) -> str:

@@ -68,8 +68,7 @@ def build(
 
     Example: mltk tfrecord build images/ shards/ --split train=0.9,validation=0.1 -j 4
     """
-    from mltk import _config
-    from mltk.tfrecords import BuildOptions, parse_size, parse_split
+    from mltk import settings
     from mltk.tfrecords import build as build_dataset
 
     out_ = get_output(ctx)
@@ -77,16 +76,10 @@ def build(
         src, out = None, src  # `build --from-csv FILE OUT`: the one positional is OUT
     if out is None:
         raise typer.BadParameter("missing OUT folder", param_hint="OUT")
-    cfg = _config.resolve("tfrecord", {"layout": layout, "size": size, "quality": quality,
-                                       "shard_size": shard_size, "shards": shards,
-                                       "split": split, "seed": seed}, config)
-    opts = BuildOptions(
-        layout=cfg["layout"], size=int(cfg["size"]), reencode=reencode, max_side=max_side,
-        quality=int(cfg["quality"]), shards=cfg["shards"],
-        shard_size=parse_size(cfg["shard_size"]), shard_by_label=shard_by_label,
-        verify_images=verify_images,
-        split=parse_split(cfg["split"]) if isinstance(cfg["split"], str) else cfg["split"],
-        seed=int(cfg["seed"]), jobs=jobs)
+    opts = settings.load("tfrecord", config, layout=layout, size=size, quality=quality,
+                         shard_size=shard_size, shards=shards, split=split, seed=seed,
+                         reencode=reencode, max_side=max_side, shard_by_label=shard_by_label,
+                         verify_images=verify_images, jobs=jobs)
     with out_.progress(None, "shards") as bar:
         manifest = build_dataset(src, out, opts, from_csv=from_csv, resume=resume,
                                  overwrite=overwrite, on_shard=lambda s: bar.advance())

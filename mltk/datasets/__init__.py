@@ -74,5 +74,5 @@ def make(name: str, out: str | os.PathLike[str], n: int | None = None, seed: int
         raise MltkError(f"unknown dataset {name!r}; choose from {', '.join(GENERATORS)}") from None
     n = gen.default_n if n is None else n
     if n < 1:
-        raise MltkError(f"--n must be at least 1, got {n}")
+        raise MltkError(f"`n` must be at least 1, got {n}")
     return gen.load()(Path(out), n=n, seed=seed, **kwargs)

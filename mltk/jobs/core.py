@@ -71,7 +71,7 @@ def create(folder: JobFolder, kind: str, args: Sequence[str], options: Mapping[s
         job = folder.load()
         if job.get("id") != jid:
             raise MltkError(f"{folder.path} holds another job ({job.get('kind')} "
-                            f"{job.get('id')}); give a new --out folder")
+                            f"{job.get('id')}); give a new `out` folder")
         if broker and job.get("broker") != broker:
             job["broker"] = broker
             write_json(folder.job_file, job)

@@ -184,7 +184,7 @@ def _count_csv_rows(path: str) -> int:
 
 
 def _plan_tfrecord(args: list[str], opts: dict[str, Any]) -> Plan:
-    from mltk.tfrecords.build import options_dict, plan_build
+    from mltk.tfrecords.building import options_dict, plan_build
 
     if len(args) != 2:
         raise InputError("tfrecord-build: give SRC and OUT")
@@ -204,19 +204,12 @@ def _plan_tfrecord(args: list[str], opts: dict[str, Any]) -> Plan:
 
 def _build_options(opts: dict[str, Any]) -> Any:
     """The BuildOptions ``mltk tfrecord build`` resolves from these options (and --config)."""
-    from mltk import _config
-    from mltk.tfrecords.build import BuildOptions, parse_size, parse_split
+    from mltk import settings
 
-    keys = ("layout", "size", "quality", "shard_size", "shards", "split", "seed")
-    cfg = _config.resolve("tfrecord", {k: opts.get(k) for k in keys}, opts.get("config"))
-    split = cfg["split"]
-    return BuildOptions(
-        layout=cfg["layout"], size=int(cfg["size"]), reencode=bool(opts.get("reencode")),
-        max_side=opts.get("max_side"), quality=int(cfg["quality"]), shards=cfg["shards"],
-        shard_size=parse_size(cfg["shard_size"]),
-        shard_by_label=bool(opts.get("shard_by_label")),
-        verify_images=bool(opts.get("verify_images")),
-        split=parse_split(split) if isinstance(split, str) else split, seed=int(cfg["seed"]))
+    keys = ("layout", "size", "quality", "shard_size", "shards", "split", "seed", "max_side")
+    flags = ("reencode", "shard_by_label", "verify_images")
+    return settings.load("tfrecord", opts.get("config"), **{k: opts.get(k) for k in keys},
+                         **{k: bool(opts.get(k)) for k in flags})
 
 
 def _check_tfrecord_out(out: Path, fingerprint: str) -> None:
@@ -345,7 +338,7 @@ def _plain(record: Mapping[str, Any]) -> dict[str, Any]:
 def _run_tfrecord(job: Mapping[str, Any], items: Any, start: int, stop: int) -> list[dict]:
     import cv2
 
-    from mltk.tfrecords.build import ShardTask, write_shard
+    from mltk.tfrecords.building import ShardTask, write_shard
 
     (shard,) = items
     out = Path(job["inputs"]["out"])
@@ -375,7 +368,7 @@ def _claim_tfrecord_out(out: Path, job: Mapping[str, Any]) -> None:
 
 
 def _options_from(settings: Mapping[str, Any]) -> Any:
-    from mltk.tfrecords.build import BuildOptions
+    from mltk.tfrecords.building import BuildOptions
 
     return BuildOptions(**{**settings, "split": dict(settings["split"])})
 
@@ -401,7 +394,7 @@ def _finish_tfrecord(job: Mapping[str, Any], records: list[dict[str, Any]],
     """labels.txt and manifest.json, as ``tfrecord build`` writes them last; nothing is written
     when manifest.json already says the same (apart from its timing)."""
     from mltk._atomic import write_json, write_text
-    from mltk.tfrecords.build import manifest_for
+    from mltk.tfrecords.building import manifest_for
 
     out = Path(job["inputs"]["out"])
     classes = job["inputs"]["classes"]

@@ -38,17 +38,6 @@ from mltk._settings import (
 INF = float("inf")
 
 
-def real(low: float = -INF, high: float = INF, *, low_open: bool = False) -> Check:
-    """A number in range that stays an int when given one (so config.yaml keeps ``8``, not
-    ``8.0``)."""
-    inner = number(low, high, low_open=low_open)
-
-    def check(key: str, value: Any) -> Any:
-        out = inner(key, value)
-        return int(value) if is_int(value) else out
-    return check
-
-
 def weight() -> Check:
     """A finite number, positive or negative (an int stays an int)."""
     def check(key: str, value: Any) -> Any:
@@ -85,13 +74,13 @@ class RuleSettings(Settings):
     min_support: float = setting(0.002, number(0.0, 1.0, low_open=True),
                                  "smallest share of users whose baskets hold an itemset")
     min_confidence: float = setting(0.1, number(0.0, 1.0), "smallest confidence of a kept rule")
-    min_lift: float = setting(1.5, real(0.0), "smallest lift of a kept rule")
+    min_lift: float = setting(1.5, number(0.0), "smallest lift of a kept rule")
     algorithm: str = setting("fpgrowth", choice("apriori", "fpgrowth"),
                              "apriori | fpgrowth (mlxtend)")
     max_len: int = setting(2, integer(1), "most categories in an itemset")
     max_group_size: int = setting(60, integer(1),
                                   "Louvain communities larger than this are split again")
-    resolution: float = setting(1.0, real(0.0, low_open=True),
+    resolution: float = setting(1.0, number(0.0, low_open=True),
                                 "Louvain resolution (higher: smaller groups)")
 
 
@@ -141,9 +130,9 @@ class RecommendSettings(Settings):
     signals: dict[str, float] = setting(
         _SIGNALS, mapping(weight()),
         "the rank score: signal column -> weight (sum of signal x weight / signal_divisor)")
-    signal_divisor: float = setting(8, real(0.0, low_open=True),
+    signal_divisor: float = setting(8, number(0.0, low_open=True),
                                     "the rank score's divisor (the original's formula)")
-    price_band: float = setting(2000, real(0.0),
+    price_band: float = setting(2000, number(0.0),
                                 "candidates within +/- this of the query item's price")
     relax_price_band: bool = setting(
         False, boolean(), "fewer than k survivors: double the band, up to 3 times")

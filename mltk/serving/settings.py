@@ -58,6 +58,21 @@ class ServeSettings:
         return json.dumps(dataclasses.asdict(self))
 
     @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], origins: Mapping[str, str] | None = None,
+                    ) -> ServeSettings:
+        """Settings from resolved values (configs/serve.yaml plus ``models``)."""
+        values = dict(cfg)
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown setting(s) for serve: {', '.join(unknown)}")
+        if isinstance(values.get("models"), str):
+            values["models"] = (values["models"],)
+        values["models"] = tuple(values.get("models") or ())
+        if values.get("token") is not None:
+            values["token"] = str(values["token"])
+        return cls(**values)
+
+    @classmethod
     def from_json(cls, text: str) -> ServeSettings:
         data = json.loads(text)
         data["models"] = tuple(data["models"])
@@ -68,7 +83,7 @@ def resolve_settings(models: tuple[str, ...] | list[str] = (), explicit: Mapping
                      = None, config_file: str | os.PathLike | None = None,
                      environ: Mapping[str, str] | None = None) -> ServeSettings:
     """Settings from every layer; no MODEL means $MLTK_MODEL_DIR, else /opt/ml/model."""
-    from mltk import _config
+    from mltk import _config, settings
 
     environ = os.environ if environ is None else environ
     explicit = {k: v for k, v in (explicit or {}).items() if v is not None}
@@ -82,10 +97,5 @@ def resolve_settings(models: tuple[str, ...] | list[str] = (), explicit: Mapping
                     from None
     if "token" not in explicit and environ.get("MLTK_SERVE_TOKEN"):
         explicit["token"] = environ["MLTK_SERVE_TOKEN"]
-    cfg = _config.resolve("serve", explicit, config_file, environ)
-    specs = tuple(models) or (environ.get("MLTK_MODEL_DIR") or SAGEMAKER_MODEL_DIR,)
-    fields = {f.name for f in dataclasses.fields(ServeSettings)}
-    values = {k: v for k, v in cfg.items() if k in fields}
-    if values.get("token") is not None:
-        values["token"] = str(values["token"])
-    return ServeSettings(models=specs, **values)
+    explicit["models"] = tuple(models) or (environ.get("MLTK_MODEL_DIR") or SAGEMAKER_MODEL_DIR,)
+    return settings.load("serve", config_file, environ=environ, **explicit)

@@ -8,7 +8,7 @@ Library API::
     ds = tf.data.TFRecordDataset(files).map(parse_fn("standard"))
 """
 
-from mltk.tfrecords.build import BuildOptions, build, parse_size, parse_split, read_manifest
+from mltk.tfrecords.building import BuildOptions, build, parse_size, parse_split, read_manifest
 from mltk.tfrecords.format import decode_example, encode_example, scan, write_record
 from mltk.tfrecords.parse import detect_layout, parse_fn
 from mltk.tfrecords.read import count_by_label, count_paths, count_records, inspect_records

@@ -45,7 +45,7 @@ def parse_fn(layout: str = "standard", image_size: int | None = None) -> Any:
         return parse
     if layout == "raw":
         if not image_size:
-            raise InputError("the raw layout needs the image size (e.g. --image-size 150)")
+            raise InputError("the raw layout needs the image size (`image_size`, e.g. 150)")
         spec = {"image": tf.io.FixedLenFeature([], tf.string),
                 "label": tf.io.FixedLenFeature([], tf.int64)}
 

@@ -65,7 +65,7 @@ class _Manifests:
     def entry(self, path: Path) -> dict[str, Any] | None:
         folder = path.parent.resolve()
         if folder not in self._cache:
-            from mltk.tfrecords.build import read_manifest
+            from mltk.tfrecords.building import read_manifest
 
             try:
                 self._cache[folder] = read_manifest(folder)

@@ -14,7 +14,7 @@ The package, the commands and the settings share one name: ``mltk.xgb``, ``mltk 
     scored = TwoGroupModel("out/").score(rows)          # load once; id columns, probability, label
 """
 
-from mltk.xgb.analyze import analyze, predict
+from mltk.xgb.analysis import analyze, predict
 from mltk.xgb.data import InvalidRowsError, load_table, prepare
 from mltk.xgb.explain import group_profile, threshold_metrics
 from mltk.xgb.model import TwoGroupModel

@@ -3,7 +3,7 @@ importances (XGBoost's own, SHAP, permutation) with a consensus, and a standardi
 regression with correlations and variance inflation factors.
 
 Each explanation is its own function, so that the analysis can run them one by one and carry
-on without the ones that fail (see ``mltk.xgb.analyze``)."""
+on without the ones that fail (see ``mltk.xgb.analysis``)."""
 
 from __future__ import annotations
 

@@ -75,6 +75,23 @@ class BuildOptions:
             if not name or not name.replace("_", "").isalnum():
                 raise MltkError(f"split names must be alphanumeric, got {name!r}")
 
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], origins: Mapping[str, str] | None = None,
+                    ) -> BuildOptions:
+        """Options from resolved settings (configs/tfrecord.yaml plus the build's own values),
+        sizes and splits given as text (``128MB``, ``train=0.9,validation=0.1``) parsed."""
+        from mltk.errors import ConfigError
+
+        values = dict(cfg)
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown setting(s) for tfrecord: {', '.join(unknown)}")
+        if isinstance(values.get("shard_size"), str):
+            values["shard_size"] = parse_size(values["shard_size"])
+        if isinstance(values.get("split"), str):
+            values["split"] = parse_split(values["split"])
+        return cls(**values)
+
 
 @dataclasses.dataclass(frozen=True)
 class ShardTask:
@@ -395,8 +412,8 @@ def _prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
         raise MltkError(f"{out_dir}: exists and is not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     if any(out_dir.iterdir()) and not (resume or overwrite):
-        raise MltkError(f"{out_dir} is not empty; use --resume to finish an interrupted build "
-                        "or --overwrite to replace it")
+        raise MltkError(f"{out_dir} is not empty; use `resume` to finish an interrupted build "
+                        "or `overwrite` to replace it")
     if overwrite and not resume:
         for p in _our_files(out_dir):
             shutil.rmtree(p) if p.is_dir() else p.unlink()
@@ -429,7 +446,7 @@ def plan_build(src: str | os.PathLike | None, options: BuildOptions,
                from_csv: str | os.PathLike | None = None) -> tuple[list[str], list[ShardTask]]:
     """The classes and the shards :func:`build` writes for this source and these options."""
     if (src is None) == (from_csv is None):
-        raise MltkError("give either a source folder or --from-csv FILE")
+        raise MltkError("give either a source folder or `from_csv` (a CSV of paths and labels)")
     classes, items = (list_csv(Path(from_csv)) if from_csv is not None
                       else list_folder(Path(src)))
     sizes = {} if options.shards or options.shard_by_label else {
@@ -454,7 +471,7 @@ def _run_tasks(tasks: Sequence[ShardTask], out: Path, classes: Sequence[str],
         return
     from mltk._parallel import process_context
 
-    ctx = process_context(["mltk.tfrecords.build"])
+    ctx = process_context(["mltk.tfrecords.building"])
     # Largest shards first keeps the workers busy until the end.
     ordered = sorted(tasks, key=lambda t: -len(t.items))
     with ctx.Pool(jobs, initializer=_init, initargs=(os.fspath(out), classes, opts)) as pool:
