@@ -102,3 +102,13 @@ def test_help_gap_allow_list_is_current():
     for entry in TRAIN_HELP_GAPS:
         assert entry.split()[0] in TRAIN_COMMANDS, f"{entry}: only train.py may have gaps"
         assert entry in gaps, f"{entry} has help text now (or is gone): drop it from the list"
+
+
+def test_command_lists_show_each_summary_on_one_line():
+    """A summary that spans lines in a docstring is one paragraph in the list of commands
+    (Rich kept the line breaks, which broke rows in the middle of a sentence)."""
+    for path, cmd, _ in COMMANDS:
+        for name, sub in getattr(cmd, "commands", {}).items():
+            # what Typer's Rich help prints in the list: short_help, else help's first paragraph
+            summary = sub.short_help or (sub.help or "").strip().split("\n\n")[0]
+            assert "\n" not in summary, f"mltk {' '.join([*path, name])}: {summary!r}"

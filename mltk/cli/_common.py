@@ -166,10 +166,18 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callabl
         params = [*sig.parameters.values(), _QUIET, _VERBOSE, *([] if ctx_param else [_CTX])]
         wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in params}
-        app.command(name, **{"cls": MltkCommand, **kwargs})(wrapper)
+        app.command(name, **{"cls": MltkCommand, "short_help": short_help(func), **kwargs})(
+            wrapper)
         return func
 
     return decorator
+
+
+def short_help(func: Callable[..., Any]) -> str | None:
+    """The docstring's first paragraph on one line, for the command list of ``--help`` (Rich
+    keeps the docstring's line breaks, which wrap badly in a table cell)."""
+    doc = inspect.getdoc(func)
+    return " ".join(doc.split("\n\n", 1)[0].split()) if doc else None
 
 
 _NAMED = re.compile(r"`([a-z][a-z0-9_]*)`")

@@ -90,6 +90,7 @@ class DataPlane:
                 self.models[name] = p
                 self.kinds[name] = p.kind
                 log.info("model %s (%s) loaded and warmed up in %.1f s", name, p.kind, seconds)
+            _freeze_loaded_objects()
             self.loaded = True
             mark_worker_ready()
         except Exception as exc:  # reported by readiness and every request, never a crash
@@ -171,6 +172,17 @@ class DataPlane:
 
 # -- readiness across worker processes -------------------------------------------------------
 STATE_ENV = "MLTK_SERVE_STATE_DIR"  # set by mltk.serving.server for all its workers
+
+
+def _freeze_loaded_objects() -> None:
+    """Move every object alive after loading (modules, models, their libraries) out of the
+    garbage collector's reach. Otherwise each full collection walks them all: with TensorFlow
+    or pandas and XGBoost loaded that is a pause of ~100 ms every few seconds under load, which
+    every request in flight waits out (the p99 latency)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def mark_worker_ready() -> None:

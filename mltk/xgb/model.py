@@ -155,8 +155,10 @@ class TwoGroupModel:
         import xgboost as xgb
 
         types = ["c" if c in self.categories else "q" for c in self.features]
+        # One thread: a few rows gain nothing from OpenMP, whose idle threads spin on the
+        # cores a server's requests need.
         data = xgb.DMatrix(matrix, feature_names=self._model_features, feature_types=types,
-                           enable_categorical=True)
+                           enable_categorical=True, nthread=1)
         return self.booster.predict(data)
 
 
