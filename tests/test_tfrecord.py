@@ -29,7 +29,7 @@ from mltk.tfrecords import (
     scan,
 )
 from mltk.tfrecords.building import STATE_DIR, list_csv, plan_shards
-from mltk.tfrecords.format import frame
+from mltk.tfrecords.format import frame, iter_records
 
 tf = pytest.importorskip("tensorflow")
 
@@ -141,6 +141,11 @@ def test_truncated_and_corrupt_shards(tmp_path, cli):
     result = cli("tfrecord", "count", flip, "--verify")
     assert result.exit_code == 1 and f"at byte {offsets[2]}" in result.stderr
     assert cli("tfrecord", "count", flip).exit_code == 0
+    # readers name the record as count --verify does
+    with pytest.raises(InputError, match=f"data CRC mismatch in record 2 at byte {offsets[2]}"):
+        list(iter_records(flip))
+    with pytest.raises(InputError, match=f"truncated record 4 at byte {offsets[4]}"):
+        list(iter_records(trunc))
 
 
 def test_count_uses_manifest_and_splits(digits_dir, tmp_path, cli):

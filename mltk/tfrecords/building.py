@@ -427,11 +427,11 @@ def _completed_shards(out_dir: Path, tasks: Sequence[ShardTask], fingerprint: st
     if not plan_file.exists():
         if (out_dir / "manifest.json").exists():
             raise MltkError(f"{out_dir}: the build is already complete (manifest.json exists); "
-                            "use --overwrite to rebuild")
+                            "use `overwrite` to rebuild")
         return {}
     if json.loads(plan_file.read_text()).get("fingerprint") != fingerprint:
         raise MltkError(f"{out_dir}: the source files or options differ from the interrupted "
-                        "build; use --overwrite to start again")
+                        "build; use `overwrite` to start again")
     done = {}
     for t in tasks:
         stats_file = state / f"{t.name}.json"

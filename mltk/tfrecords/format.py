@@ -101,23 +101,25 @@ def iter_records(path: str | os.PathLike[str], verify: bool = True) -> Iterator[
     from mltk.errors import InputError
 
     with open(path, "rb") as fh:
-        offset = 0
+        offset = n = 0
         while True:
             header = fh.read(12)
             if not header:
                 return
+            where = f"record {n} at byte {offset}"  # as `tfrecord count --verify` says it
             if len(header) < 12:
-                raise InputError(f"{path}: truncated record header at byte {offset}")
+                raise InputError(f"{path}: truncated record header ({where})")
             length = _U64.unpack_from(header)[0]
             if verify and _U32.unpack_from(header, 8)[0] != masked_crc(header[:8]):
-                raise InputError(f"{path}: corrupt record header at byte {offset}")
+                raise InputError(f"{path}: corrupt record header ({where})")
             payload = fh.read(length)
             tail = fh.read(4)
             if len(payload) < length or len(tail) < 4:
-                raise InputError(f"{path}: truncated record at byte {offset}")
+                raise InputError(f"{path}: truncated {where}")
             if verify and _U32.unpack(tail)[0] != masked_crc(payload):
-                raise InputError(f"{path}: data CRC mismatch at byte {offset}")
+                raise InputError(f"{path}: data CRC mismatch in {where}")
             offset += 16 + length
+            n += 1
             yield payload
 
 
