@@ -57,8 +57,20 @@ def check_int(key: str, value: Any, low: int, high: int | None = None) -> int:
     return int(value)
 
 
+def as_number(value: Any) -> Any:
+    """A number written as text (``"1e-3"``: YAML 1.1, which PyYAML reads, needs a dot for a
+    float) as the float it spells; anything else unchanged."""
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return value
+    return value
+
+
 def check_number(key: str, value: Any, low: float, high: float, high_open: bool = False,
                  low_open: bool = False) -> float:
+    value = as_number(value)
     if not is_number(value) or value != value or not (low <= value <= high) or (
             high_open and value == high) or (low_open and value == low):
         span = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
@@ -81,6 +93,11 @@ def number(low: float = 0.0, high: float = float("inf"), *, low_open: bool = Fal
         checked = check_number(key, value, low, high, high_open, low_open)
         return int(value) if is_int(value) else checked
     return check
+
+
+def off_when_null(inner: Check, off: Any) -> Check:
+    """``None`` (``null`` in YAML) meaning "off": ``off`` (e.g. 0.0 or False), else ``inner``."""
+    return lambda key, value: off if value is None else inner(key, value)
 
 
 def boolean() -> Check:

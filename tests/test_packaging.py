@@ -16,13 +16,20 @@ def test_every_package_is_listed_in_pyproject():
     assert found | {"mltk.configs"} == listed
 
 
-def test_wheel_contains_configs(tmp_path):
+def test_wheel_contains_configs_and_exactly_the_source_modules(tmp_path):
+    """Built from a copy without build/ (setuptools would ship a stale build/lib's modules,
+    e.g. ones since renamed), the wheel holds the configs and exactly mltk/'s modules."""
+    import shutil
     import subprocess
     import sys
     import zipfile
 
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        "build", "dist", ".venv", ".git", "*.egg-info", "__pycache__", ".pytest_cache",
+        "demo-output", ".whl"))
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                           "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+                           "--no-build-isolation", "-q", "-w", str(tmp_path), str(src)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     wheel = next(tmp_path.glob("mltk-*.whl"))
@@ -30,7 +37,9 @@ def test_wheel_contains_configs(tmp_path):
     shipped = {n.split("/")[-1] for n in names if n.startswith("mltk/configs/")}
     expected = {p.name for p in (ROOT / "configs").glob("*.yaml")}
     assert expected <= shipped
-    assert "mltk/cli/__init__.py" in names
+    modules = {n for n in names if n.startswith("mltk/") and n.endswith(".py")
+               and not n.startswith("mltk/configs/")}
+    assert modules == {p.relative_to(ROOT).as_posix() for p in (ROOT / "mltk").rglob("*.py")}
 
 
 def test_no_package_exports_a_name_that_is_also_its_module():

@@ -63,3 +63,27 @@ def test_serve_reads_sagemaker_variables_below_its_own():
     assert resolve_settings((), {}, None, {}).models == ("/opt/ml/model",)
     with pytest.raises(ConfigError, match="SAGEMAKER_BIND_TO_PORT: expected a whole number"):
         resolve_settings((), {}, None, {"SAGEMAKER_BIND_TO_PORT": "http"})
+
+
+def test_numbers_written_as_yaml_1_1_text_and_null_meaning_off(tmp_path):
+    """PyYAML reads 1e-3 (no dot) as a string: such numbers are numbers, in files, variables
+    and saved configs alike; null keeps meaning "off" where earlier versions read it so."""
+    config = tmp_path / "old.yaml"
+    config.write_text("rules: {min_support: 1e-3}\nclassifier: {learning_rate: 5e-4}\n")
+    rec = settings.load("recommend", config, environ={})
+    assert (rec.rules.min_support, rec.classifier.learning_rate) == (0.001, 0.0005)
+    train = settings.load("train", environ={"MLTK_TRAIN_WEIGHT_DECAY": "1e-4",
+                                            "MLTK_TRAIN_DROPOUT": "null",
+                                            "MLTK_TRAIN_AUGMENT": "null"})
+    assert (train.weight_decay, train.dropout, train.augment) == (0.0001, 0.0, False)
+    xgb = settings.load("xgb", environ={
+        "MLTK_XGB_SPACE": "{reg_alpha: {type: loguniform, low: 1e-3, high: 10}}"})
+    assert xgb.space["reg_alpha"]["low"] == 0.001
+    with pytest.raises(SettingError, match="weight_decay must be a number"):
+        settings.load("train", environ={"MLTK_TRAIN_WEIGHT_DECAY": "lots"})
+
+
+@pytest.mark.parametrize(("given", "meaning"), [
+    ("null", "auto"), ("0", "all"), ("none", "all"), ("ALL", "all"), ("5000", 5000)])
+def test_tune_rows_takes_the_spellings_of_earlier_versions(given, meaning):
+    assert settings.load("xgb", environ={"MLTK_XGB_TUNE_ROWS": given}).tune_rows == meaning

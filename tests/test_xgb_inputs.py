@@ -185,6 +185,8 @@ def test_records_are_scored_without_pandas_to_the_same_numbers(model_dir):
                 r[key] = [None, "", "NA", "nan", "null"][int(rng.integers(5))]
         if rng.random() < 0.1:
             r["member"] = str(r["member"]).lower() if isinstance(r["member"], bool) else None
+        if rng.random() < 0.05:
+            r["city"] = float("nan")  # a blank cell of a CSV read by pandas: missing
     fast = model.score_records(records)
     slow = model.score(pd.DataFrame.from_records(records)).to_dict("records")
     assert fast is not None and len(fast) == len(slow) == 300
@@ -193,8 +195,8 @@ def test_records_are_scored_without_pandas_to_the_same_numbers(model_dir):
                      "label": b["label"]}
     # what needs pandas' rules (or its error) is handed back
     good = records[0]
-    for bad in ({**good, "age": "old"}, {**good, "city": "Nagoya"}, {**good, "city": float("nan")},
-                {**good, "uid": 1.5}, {k: v for k, v in good.items() if k != "age"}):
+    for bad in ({**good, "age": "old"}, {**good, "city": "Nagoya"}, {**good, "uid": 1.5},
+                {k: v for k, v in good.items() if k != "age"}):
         assert model.score_records([good, bad]) is None
     assert model.score_records([]) is None
 
@@ -339,3 +341,22 @@ def test_rows_dropped_for_a_missing_target_keep_ids_aligned():
     assert (df["uid"].iloc[pred["row"]].to_numpy() == pred["uid"].to_numpy()).all()
     truth = (df["group"].iloc[pred["row"]] == analysis.config["positive"]).astype(int)
     assert (truth.to_numpy() == pred["y_true"].to_numpy()).all()
+
+
+def test_an_interrupted_save_leaves_no_loadable_mix(tmp_path, monkeypatch):
+    """config.yaml marks a complete folder: a save over an older analysis that fails midway
+    leaves a folder xgb-predict refuses, not a new model with the old threshold."""
+    from mltk.xgb import report
+
+    analysis = analyze(small_table(), "group", settings.load("xgb", **FAST), id_cols=["uid"])
+    analysis.save(tmp_path)
+    TwoGroupModel(tmp_path)  # loads
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(report, "render_markdown", broken)
+    with pytest.raises(RuntimeError):
+        analysis.save(tmp_path)
+    with pytest.raises(InputError, match="not an xgb-analyze output folder"):
+        TwoGroupModel(tmp_path)

@@ -29,6 +29,7 @@ from mltk._settings import (
     fail,
     integer,
     number,
+    off_when_null,
     optional,
     sequence,
     setting,
@@ -177,7 +178,7 @@ class TrainSettings(Settings):
     trainable_layers: int | None = setting(
         None, optional(integer(0)),
         "with freeze_base: unfreeze the last N layers of the base (BN stays frozen)")
-    dropout: float = setting(0.2, number(0.0, 1.0, high_open=True),
+    dropout: float = setting(0.2, off_when_null(number(0.0, 1.0, high_open=True), 0.0),
                              "before the classification head")
     epochs: int = setting(30, integer(1), "epochs to train")
     steps: int | None = setting(None, optional(integer(1)),
@@ -213,10 +214,10 @@ class TrainSettings(Settings):
     label_smoothing: float | None = _recipe_setting("label_smoothing", "")
     weight_decay: float | None = _recipe_setting(
         "weight_decay", "decoupled weight decay (AdamW/SGDW style, x lr), 0 = off")
-    augment: bool = setting(True, boolean(),
+    augment: bool = setting(True, off_when_null(boolean(), False),
                             "augment training images (validation and test images never are)")
-    flip: bool = setting(True, boolean(), "random left-right flip")
-    brightness: float = setting(0.125, number(0.0, 1.0),
+    flip: bool = setting(True, off_when_null(boolean(), False), "random left-right flip")
+    brightness: float = setting(0.125, off_when_null(number(0.0, 1.0), 0.0),
                                 "random brightness delta, as a fraction of the value range")
     contrast: tuple[float, float] | None = setting(
         (0.2, 1.8), _contrast, "random contrast factor range (the original's 0.2-1.8)")
@@ -224,12 +225,14 @@ class TrainSettings(Settings):
                                   "serialized records held for shuffling (bounded memory)")
     interleave: int = setting(16, integer(1), "shards read at once")
     deterministic: bool = setting(
-        False, boolean(), "true (with seed): same order and augmentation every run, slower")
+        False, off_when_null(boolean(), False),
+        "true (with seed): same order and augmentation every run, slower")
     gpus: int | None = setting(None, optional(integer(0)), "null: all visible; 0: CPU")
     strategy: str = setting("auto", choice(*STRATEGIES),
                             "auto (mirrored over >1 device) | mirrored | multi-worker | single")
     cpu_replicas: int = setting(
-        1, integer(1), ">1 splits the CPU into logical devices (tests distributed code on CPU)")
+        1, off_when_null(integer(1), 1),
+        ">1 splits the CPU into logical devices (tests distributed code on CPU)")
     precision: str = setting(
         "auto", choice(*PRECISIONS),
         "auto (bf16 on GPUs that support it, else float32) | float32 | mixed_bfloat16 | "
@@ -242,7 +245,8 @@ class TrainSettings(Settings):
         None, optional(integer(1)), "null: the whole validation set each epoch")
     num_classes: int | None = setting(
         None, optional(integer(2)), "only for synthetic data (or raw shards without labels.txt)")
-    tensorboard: bool = setting(False, boolean(), "TensorBoard logs in RUN/tensorboard")
+    tensorboard: bool = setting(False, off_when_null(boolean(), False),
+                                "TensorBoard logs in RUN/tensorboard")
     seed: int | None = setting(None, optional(integer(0, 2**32 - 1)),
                                "random seed (null: a new one per run, recorded in config.yaml)")
     lr_find_steps: int = setting(100, integer(3),

@@ -158,9 +158,12 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callabl
                 _silence_stdout()
                 raise typer.Exit(0) from None
             except Exception as exc:  # the one boundary: everything else is a runtime error
+                from mltk.errors import MltkError
+
                 if out.debug_mode:
                     traceback.print_exc(file=sys.stderr)
-                out.error(options_named(describe(exc), ctx))
+                out.error(options_named(describe(exc), ctx) if isinstance(exc, MltkError)
+                          else describe(exc))
                 raise typer.Exit(1) from None
 
         params = [*sig.parameters.values(), _QUIET, _VERBOSE, *([] if ctx_param else [_CTX])]

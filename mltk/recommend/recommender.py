@@ -74,6 +74,9 @@ class Recommender:
 
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
+        # config.yaml marks a complete folder: gone while the files change, written last, so an
+        # interrupted save over an older model leaves a folder that does not load, not a mix.
+        (out / "config.yaml").unlink(missing_ok=True)
         if self.meta is not None:
             write_rules(out, self.rules, self.meta)
         else:

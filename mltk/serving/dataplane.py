@@ -168,6 +168,10 @@ class DataPlane:
             await b.stop()
         for ex in self._executors.values():
             ex.shutdown(wait=False)
+        if self.loaded:
+            import gc
+
+            gc.unfreeze()  # the models may go now (a process that opens another plane)
 
 
 # -- readiness across worker processes -------------------------------------------------------

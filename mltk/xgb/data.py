@@ -88,7 +88,7 @@ def _binary_target(df: Any, target: str, positive: Any) -> tuple[Any, Any, Any, 
     else:
         matches = [v for v in values if str(v) == str(positive)]
         if not matches:
-            raise InputError(f"positive {positive!r} is not a value of the target {target!r} "
+            raise InputError(f"`positive` {positive!r} is not a value of the target {target!r} "
                              f"(values: {', '.join(repr(v) for v in values)})")
         positive = matches[0]
     negative = next(v for v in values if v != positive)

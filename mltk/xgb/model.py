@@ -130,7 +130,7 @@ class TwoGroupModel:
 
     def _code(self, col: str, value: Any) -> Any:
         """A value as the float XGBoost is given: the number, NaN, or a category's code."""
-        if value is None:
+        if value is None or (isinstance(value, float) and value != value):  # None, NaN
             return float("nan")
         if col in self.categories:
             known, boolean = self._levels[col]

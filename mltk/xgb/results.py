@@ -83,17 +83,21 @@ class Analysis:
         t0 = time.perf_counter()
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)
+        # config.yaml marks a complete folder (what xgb-predict and serve open): gone while the
+        # files change and written last, so an interrupted save over an older analysis leaves a
+        # folder that does not load rather than a new model with the old threshold.
+        (folder / "config.yaml").unlink(missing_ok=True)
         with atomic_path(folder / "model.ubj") as tmp:
             self.model.save_model(os.fspath(tmp))
         with atomic_path(folder / "trials.csv") as tmp:
             self.trials.to_csv(tmp, index=False)
         with atomic_path(folder / "test_predictions.csv") as tmp:
             self.predictions.to_csv(tmp, index=False)
-        _config.save(folder / "config.yaml", self.config)
         self._plots(folder)
         write_text(folder / "report.md", render_markdown(self.report))
         self.report["seconds"] = round(self.compute_seconds + time.perf_counter() - t0, 2)
         write_json(folder / "report.json", self.report)
+        _config.save(folder / "config.yaml", self.config)
         return folder
 
     def _plots(self, out: Path) -> None:

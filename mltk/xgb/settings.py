@@ -19,6 +19,7 @@ from typing import Any
 from mltk._settings import (
     SettingError,
     Settings,
+    as_number,
     check_int,
     choice,
     either,
@@ -50,6 +51,16 @@ DEFAULT_DART_SPACE = {
     "rate_drop": {"type": "uniform", "low": 0.0, "high": 0.3},
     "skip_drop": {"type": "uniform", "low": 0.0, "high": 0.7},
 }
+
+
+def _tune_rows(key: str, value: Any) -> str | int:
+    """auto, all or a row count; the spellings earlier versions took too (null: auto; 0 and
+    none: all)."""
+    if value is None:
+        return "auto"
+    if value == 0 or (isinstance(value, str) and value.strip().lower() in ("none", "0")):
+        return "all"
+    return either(choice("auto", "all"), _tune_rows_count)(key, value)
 
 
 def _tune_rows_count(key: str, value: Any) -> int:
@@ -86,8 +97,9 @@ def check_space_entry(key: str, spec: Any) -> dict[str, Any]:
                 not len(values):
             raise fail(f"{key}.values", "a non-empty list", values)
         return dict(spec)
+    spec = {k: (as_number(v) if k in ("low", "high", "q") else v) for k, v in spec.items()}
     _check_bounds(key, kind, spec)
-    return dict(spec)
+    return spec
 
 
 def _check_bounds(key: str, kind: str, spec: Mapping[str, Any]) -> None:
@@ -133,7 +145,7 @@ class XgbSettings(Settings):
                                    "the square of the rounds)")
     early_stopping: int = setting(30, integer(1),
                                   "rounds without a better CV AUC before a trial stops")
-    tune_rows: str | int = setting("auto", either(choice("auto", "all"), _tune_rows_count),
+    tune_rows: str | int = setting("auto", _tune_rows,
                                    "auto: tune on tune_sample rows when train > 200k rows; "
                                    "all; or N")
     tune_sample: int = setting(12000, integer(2), "stratified sample size for tune_rows: auto")
