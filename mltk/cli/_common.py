@@ -123,11 +123,13 @@ _CTX = inspect.Parameter("mltk_ctx", inspect.Parameter.KEYWORD_ONLY, default=Non
                          annotation=typer.Context)
 
 
-def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+def command(app: typer.Typer, name: str | None = None, flags: dict[str, str] | None = None,
+            **kwargs: Any) -> Callable[[F], F]:
     """Register ``func`` on ``app`` behind the error boundary; use instead of ``app.command``.
 
     Every command also gets ``-q/--quiet`` and ``-v/--verbose`` (as the root command has), so
-    they work after the subcommand too.
+    they work after the subcommand too. ``flags`` maps settings to the command's options where
+    the names differ (``learning_rate`` -> ``--lr``), for the errors that name them.
     """
 
     def decorator(func: F) -> F:
@@ -162,8 +164,8 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callabl
 
                 if out.debug_mode:
                     traceback.print_exc(file=sys.stderr)
-                out.error(options_named(describe(exc), ctx) if isinstance(exc, MltkError)
-                          else describe(exc))
+                out.error(options_named(describe(exc), ctx, flags)
+                          if isinstance(exc, MltkError) else describe(exc))
                 raise typer.Exit(1) from None
 
         params = [*sig.parameters.values(), _QUIET, _VERBOSE, *([] if ctx_param else [_CTX])]
@@ -186,18 +188,24 @@ def short_help(func: Callable[..., Any]) -> str | None:
 _NAMED = re.compile(r"`([a-z][a-z0-9_]*)`")
 
 
-def options_named(text: str, ctx: typer.Context | None) -> str:
+def options_named(text: str, ctx: typer.Context | None,
+                  flags: dict[str, str] | None = None) -> str:
     """The core names settings and arguments in backquotes (```resume```); on the command line
     they are options, so a name the running command has as an option becomes it (``--resume``).
     """
-    params = {p.name: p for p in getattr(getattr(ctx, "command", None), "params", [])}
+    return _NAMED.sub(lambda m: option_of(ctx, m.group(1), flags) or m.group(0), text)
 
-    def option(match: re.Match[str]) -> str:
-        param = params.get(match.group(1))
-        opts = [o for o in getattr(param, "opts", []) if o.startswith("--")]
-        return max(opts, key=len) if opts else match.group(0)
 
-    return _NAMED.sub(option, text)
+def option_of(ctx: typer.Context | None, key: str,
+              flags: dict[str, str] | None = None) -> str | None:
+    """The running command's option for a setting or argument: ``flags[key]``, else the long
+    option of the parameter of that name (None when the command has none)."""
+    if flags and key in flags:
+        return flags[key]
+    for param in getattr(getattr(ctx, "command", None), "params", []):
+        if param.name == key and getattr(param, "opts", None):
+            return max(param.opts, key=lambda o: (o.startswith("--"), len(o)))
+    return None
 
 
 def describe(exc: BaseException) -> str:
@@ -248,14 +256,7 @@ def load_settings(ctx: typer.Context | None, section: str, values: dict[str, Any
     try:
         return settings.load(section, config, **values)
     except SettingError as exc:
-        flag = (flags or {}).get(exc.key) or _option_of(ctx, exc.key)
+        flag = option_of(ctx, exc.key, flags)
         if exc.origin == "command line" and flag:
             raise typer.BadParameter(exc.problem, param_hint=flag) from None
         raise
-
-
-def _option_of(ctx: typer.Context | None, key: str) -> str | None:
-    for param in getattr(getattr(ctx, "command", None), "params", []):
-        if param.name == key and getattr(param, "opts", None):
-            return max(param.opts, key=len)
-    return None

@@ -15,6 +15,7 @@ from mltk.cli._common import (
     SeedOption,
     command,
     get_output,
+    option_of,
     parse_floats,
 )
 
@@ -94,7 +95,7 @@ def colors(
         "crop": list(parse_floats(crop, 4, "--crop")) if crop else None,
     }
     cfg, origins = _config.resolve_with_origins("colors", cli, config)
-    settings = _settings(cfg, palette, origins)
+    settings = _settings(ctx, cfg, palette, origins)
     if "-" in paths:
         stdin_paths = [line.strip() for line in sys.stdin if line.strip()]
         paths = [p for p in paths if p != "-"] + stdin_paths
@@ -146,12 +147,8 @@ def colors(
         raise typer.Exit(1)
 
 
-#: Settings that an option of the command sets, for usage errors (exit 2) naming the option.
-_OPTIONS = {"k": "-k", "top": "--top", "size": "--size", "distance": "--distance",
-            "seed": "--seed", "crop": "--crop"}
-
-
-def _settings(cfg: dict[str, Any], palette: Path | None, origins: dict[str, str]) -> Any:
+def _settings(ctx: typer.Context, cfg: dict[str, Any], palette: Path | None,
+              origins: dict[str, str]) -> Any:
     """ColorSettings; a bad value from an option is a usage error naming the option."""
     from mltk.colors import ColorSettings
     from mltk.colors.settings import SettingError
@@ -159,8 +156,9 @@ def _settings(cfg: dict[str, Any], palette: Path | None, origins: dict[str, str]
     try:
         return ColorSettings.from_config(cfg, palette_file=palette, origins=origins)
     except SettingError as exc:
-        if exc.origin == "command line" and exc.key in _OPTIONS:
-            raise typer.BadParameter(exc.problem, param_hint=_OPTIONS[exc.key]) from None
+        flag = option_of(ctx, exc.key, {"k": "-k"})
+        if exc.origin == "command line" and flag:
+            raise typer.BadParameter(exc.problem, param_hint=flag) from None
         raise
 
 

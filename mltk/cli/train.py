@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,9 +20,9 @@ from mltk.cli._common import (
 
 
 def register(app: typer.Typer) -> None:
-    command(app, "train")(train)
-    command(app, "evaluate")(evaluate)
-    command(app, "predict")(predict)
+    command(app, "train", flags=FLAGS)(train)
+    command(app, "evaluate", flags=FLAGS)(evaluate)
+    command(app, "predict", flags=FLAGS)(predict)
 
 
 BackendOption = Annotated[str | None, typer.Option(
@@ -36,26 +33,6 @@ GpusOption = Annotated[int | None, typer.Option(
 
 #: Settings and arguments whose option is not spelled ``--name-with-dashes``.
 FLAGS = {"learning_rate": "--lr", "augment": "--no-augment"}
-_NAMED = re.compile(r"`([a-z][a-z0-9_]*)`")
-
-
-def flag_of(name: str) -> str:
-    """The option of a setting or argument of the core (``strict_data`` -> ``--strict-data``)."""
-    return FLAGS.get(name, "--" + name.replace("_", "-"))
-
-
-@contextlib.contextmanager
-def _options_named() -> Iterator[None]:
-    """The core's messages name settings and arguments in backquotes (```overwrite```); on the
-    command line they are options, so the error names the option (``--overwrite``)."""
-    from mltk.errors import MltkError
-
-    try:
-        yield
-    except MltkError as exc:
-        if exc.args and isinstance(exc.args[0], str):
-            exc.args = (_NAMED.sub(lambda m: flag_of(m.group(1)), exc.args[0]), *exc.args[1:])
-        raise
 
 
 def _split_list(values: list[str] | None) -> list[str] | None:
@@ -190,12 +167,11 @@ def train(
     if synthetic and data:
         raise typer.BadParameter("give --data or --synthetic, not both", param_hint="--data")
     try:
-        with _options_named():
-            if find_lr:
-                _find_lr(output, settings, out, data, val, split, synthetic, fmt, strict_data)
-            else:
-                _train(output, settings, out, data, val, split, synthetic, resume, overwrite,
-                       fmt, strict_data)
+        if find_lr:
+            _find_lr(output, settings, out, data, val, split, synthetic, fmt, strict_data)
+        else:
+            _train(output, settings, out, data, val, split, synthetic, resume, overwrite, fmt,
+                   strict_data)
     except Interrupted as exc:
         output.error(f"interrupted by {exc.name} before the first training step")
         raise typer.Exit(exc.exit_status) from None
@@ -293,10 +269,9 @@ def evaluate(
     from mltk.classify import load, write_evaluation
 
     output = get_output(ctx)
-    with _options_named():
-        lm = load(target, backend=backend, gpus=gpus, cpu_replicas=cpu_replicas)
-        result = run_eval(lm, _split_list(data), split=split, top_k=top_k,
-                          batch_size=batch_size, with_predictions=out is not None)
+    lm = load(target, backend=backend, gpus=gpus, cpu_replicas=cpu_replicas)
+    result = run_eval(lm, _split_list(data), split=split, top_k=top_k, batch_size=batch_size,
+                      with_predictions=out is not None)
     for w in result["warnings"]:
         output.warn(w)
     if out is not None:
@@ -341,8 +316,7 @@ def predict(
     if "-" in images:  # the paths from stdin take the place of the "-"
         stdin = [ln.strip() for ln in sys.stdin if ln.strip()]
         images = [q for p in images for q in (stdin if p == "-" else [p])]
-    with _options_named():
-        lm = load(target, backend=backend, gpus=gpus, need_tf=False)
+    lm = load(target, backend=backend, gpus=gpus, need_tf=False)
     failed = total = 0
 
     def rows():
