@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from mltk._settings import check_known
 from mltk.errors import ConfigError
 
 
@@ -125,12 +126,7 @@ def _config_file_settings(section: str, config_file: str | os.PathLike[str],
     user = load_yaml(config_file)
     if isinstance(user.get(section), dict):
         user = user[section]
-    unknown = sorted(set(user) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"{config_file}: unknown setting(s) for {section}: {', '.join(unknown)} "
-            f"(known: {', '.join(sorted(known))})"
-        )
+    check_known(section, user, sorted(known), where=str(config_file))
     return user
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from mltk.errors import ConfigError
@@ -34,6 +34,16 @@ class SettingError(ConfigError):
     def at(self, origin: str | None) -> SettingError:
         """The same error, naming where the value came from (an env var, a config file)."""
         return SettingError(self.key, self.problem, origin)
+
+
+def check_known(section: str, given: Iterable[Any], known: Sequence[str],
+                where: str | None = None) -> None:
+    """A ConfigError naming the keys of ``given`` that are not settings of ``section``: a typo
+    in a config file or a keyword must not be ignored. ``where`` names the file."""
+    unknown = sorted(str(k) for k in set(given) - set(known))
+    if unknown:
+        raise ConfigError(f"{where + ': ' if where else ''}unknown setting(s) for {section}: "
+                          f"{', '.join(unknown)} (known: {', '.join(known)})")
 
 
 def fail(key: str, expected: str, value: Any) -> SettingError:
@@ -229,10 +239,7 @@ class Settings:
         Keys the class does not know are an error naming them (a typo in a config file or in a
         keyword must not be ignored).
         """
-        unknown = sorted(str(k) for k in set(cfg) - set(cls.field_names()))
-        if unknown:
-            raise ConfigError(f"unknown setting(s) for {cls.SECTION or cls.__name__}: "
-                              f"{', '.join(unknown)} (known: {', '.join(cls.field_names())})")
+        check_known(cls.SECTION or cls.__name__, cfg, cls.field_names())
         try:
             return cls(**cfg)
         except SettingError as exc:

@@ -25,6 +25,7 @@ from mltk._settings import (
     SettingError,
     Settings,
     boolean,
+    check_number,
     choice,
     fail,
     integer,
@@ -68,16 +69,10 @@ def _learning_rate(key: str, value: Any) -> float | str:
     """A positive number (a numeric string too: YAML reads ``1e-3`` as one) or ``auto``."""
     if isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
-    number_ = value
-    if isinstance(value, str):
-        try:
-            number_ = float(value)
-        except ValueError:
-            number_ = None
-    if isinstance(number_, bool) or not isinstance(number_, (int, float)) or not (
-            math.isfinite(number_) and number_ > 0):
-        raise fail(key, "a positive number or auto", value)
-    return float(number_)
+    try:
+        return check_number(key, value, 0.0, math.inf, high_open=True, low_open=True)
+    except SettingError:
+        raise fail(key, "a positive number or auto", value) from None
 
 
 def _weights(key: str, value: Any) -> str:

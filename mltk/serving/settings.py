@@ -61,10 +61,10 @@ class ServeSettings:
     def from_config(cls, cfg: Mapping[str, Any], origins: Mapping[str, str] | None = None,
                     ) -> ServeSettings:
         """Settings from resolved values (configs/serve.yaml plus ``models``)."""
+        from mltk._settings import check_known
+
         values = dict(cfg)
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown setting(s) for serve: {', '.join(unknown)}")
+        check_known("serve", values, [f.name for f in dataclasses.fields(cls)])
         if isinstance(values.get("models"), str):
             values["models"] = (values["models"],)
         values["models"] = tuple(values.get("models") or ())

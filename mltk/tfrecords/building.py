@@ -80,12 +80,10 @@ class BuildOptions:
                     ) -> BuildOptions:
         """Options from resolved settings (configs/tfrecord.yaml plus the build's own values),
         sizes and splits given as text (``128MB``, ``train=0.9,validation=0.1``) parsed."""
-        from mltk.errors import ConfigError
+        from mltk._settings import check_known
 
         values = dict(cfg)
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown setting(s) for tfrecord: {', '.join(unknown)}")
+        check_known("tfrecord", values, [f.name for f in dataclasses.fields(cls)])
         if isinstance(values.get("shard_size"), str):
             values["shard_size"] = parse_size(values["shard_size"])
         if isinstance(values.get("split"), str):
