@@ -35,3 +35,13 @@ def clean(obj: Any) -> Any:
 
 def dumps(obj: Any, **kwargs: Any) -> str:
     return json.dumps(clean(obj), default=_default, allow_nan=False, **kwargs)
+
+
+def read_or_none(path: str | os.PathLike[str]) -> Any:
+    """The JSON in a file, or None when it is missing, unreadable or not JSON (for optional
+    files whose absence a caller handles)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None

@@ -21,6 +21,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from mltk._json import read_or_none
 from mltk.errors import InputError, MltkError
 
 KINDS = ("colors", "predict", "xgb-predict", "recommend", "tfrecord-build")
@@ -218,7 +219,7 @@ def _check_tfrecord_out(out: Path, fingerprint: str) -> None:
         raise InputError(f"{out}: exists and is not a folder")
     if not out.is_dir() or not any(out.iterdir()):
         return
-    mark = _read_json(out / TFRECORD_MARK) or {}
+    mark = read_or_none(out / TFRECORD_MARK) or {}
     if mark.get("fingerprint") != fingerprint:
         raise InputError(f"{out} is not empty and is not this build's output (its "
                          f"{TFRECORD_MARK} is missing or names another); give an empty folder")
@@ -228,15 +229,6 @@ def _digest(obj: Any) -> str:
     from mltk._json import dumps
 
     return hashlib.sha256(dumps(obj, sort_keys=True).encode()).hexdigest()
-
-
-def _read_json(path: Path) -> Any:
-    import json
-
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 _PLANNERS: dict[str, Callable[[list[str], dict[str, Any]], Plan]] = {
@@ -358,7 +350,7 @@ def _claim_tfrecord_out(out: Path, job: Mapping[str, Any]) -> None:
     from mltk._atomic import write_json
 
     fingerprint = job["inputs"]["fingerprint"]
-    mark = _read_json(out / TFRECORD_MARK)
+    mark = read_or_none(out / TFRECORD_MARK)
     if mark is None:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / TFRECORD_MARK, {"fingerprint": fingerprint, "job": job["id"]})
@@ -402,7 +394,7 @@ def _finish_tfrecord(job: Mapping[str, Any], records: list[dict[str, Any]],
     labels = "".join(f"{c}\n" for c in classes)
     _check_shards(out, records)
     _remove_leftovers(out)
-    found = _read_json(out / "manifest.json")
+    found = read_or_none(out / "manifest.json")
     if (isinstance(found, dict) and _untimed(found) == _untimed(manifest)
             and _read_text(out / "labels.txt") == labels):
         return found

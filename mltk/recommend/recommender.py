@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from mltk._json import read_or_none
 from mltk.errors import InputError
 from mltk.recommend.features import context_matrix, user_features
 from mltk.recommend.index import CandidateIndex, Recommendation, check_k
@@ -62,7 +63,7 @@ class Recommender:
         cfg = _config.load_yaml(cfg_file)
         settings = settings_of(cfg, str(cfg_file))
         index = CandidateIndex.load(folder, field_names(settings.columns))
-        return cls(index, settings, cfg, report=_read_json(folder / "metrics.json"),
+        return cls(index, settings, cfg, report=read_or_none(folder / "metrics.json"),
                    folder=folder)
 
     def save(self, folder: str | os.PathLike) -> Path:
@@ -217,15 +218,6 @@ def field_names(cols: ColumnSettings) -> dict[str, str]:
     """How query errors name the fields the filters compare: the configured columns."""
     return {"price": f"column {cols.price!r}", "kind": "columns " + ", ".join(cols.kind_flags),
             "sex": "columns " + ", ".join(cols.sex_flags)}
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    import json
-
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def _unpack(row: Any) -> tuple[int | None, Mapping[str, Any], str | None]:

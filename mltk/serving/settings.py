@@ -6,8 +6,19 @@ import dataclasses
 import json
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
+from mltk._settings import (
+    SettingError,
+    Settings,
+    boolean,
+    integer,
+    number,
+    optional,
+    sequence,
+    setting,
+    text,
+)
 from mltk.errors import ConfigError
 
 #: SageMaker's own variables, read when neither an option nor MLTK_SERVE_* sets the value.
@@ -16,39 +27,41 @@ SAGEMAKER_ENV = {"port": "SAGEMAKER_BIND_TO_PORT", "workers": "SAGEMAKER_MODEL_S
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 
 
-@dataclasses.dataclass(frozen=True)
-class ServeSettings:
-    models: tuple[str, ...] = ()  # MODEL specs: PATH, NAME=PATH or colors
-    host: str = "127.0.0.1"
-    port: int = 8080
-    workers: int = 1
-    max_batch_size: int = 32
-    max_latency_ms: float = 5.0
-    max_queue: int = 256
-    max_body_mb: float = 6.0
-    timeout: float = 60.0
-    max_pixels: int | None = None  # None: the imaging limit (configs/imaging.yaml)
-    top_k: int = 3
-    token: str | None = None
-    graceful_timeout: float = 25.0
-    access_log: bool = False
-    broker: str | None = None  # with a broker: POST /jobs and GET /jobs/{id}
+def _models(key: str, value: Any) -> tuple[str, ...]:
+    """MODEL specs (PATH, NAME=PATH or colors): one, or a list of at least one."""
+    if isinstance(value, (str, os.PathLike)):
+        value = [value]
+    if not value:
+        raise SettingError(key, "no model to serve")
+    return sequence(text())(key, [os.fspath(v) for v in value])
 
-    def __post_init__(self) -> None:
-        for key in ("port", "workers", "max_batch_size", "max_queue", "max_pixels", "top_k"):
-            value = getattr(self, key)
-            if key == "max_pixels" and value is None:
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < (
-                    0 if key == "port" else 1):
-                raise ConfigError(f"{key} must be a positive integer, got {value!r}")
-        for key in ("max_latency_ms", "max_body_mb", "timeout", "graceful_timeout"):
-            value = getattr(self, key)
-            if not isinstance(value, (int, float)) or value < 0 or (
-                    key != "max_latency_ms" and value == 0):
-                raise ConfigError(f"{key} must be a positive number, got {value!r}")
-        if not self.models:
-            raise ConfigError("no model to serve")
+
+@dataclasses.dataclass(frozen=True)
+class ServeSettings(Settings):
+    """How ``mltk serve`` serves (configs/serve.yaml); checked when made, frozen."""
+
+    SECTION: ClassVar[str] = "serve"
+
+    models: tuple[str, ...] = setting((), _models, "MODEL specs: PATH, NAME=PATH or colors")
+    host: str = setting("127.0.0.1", text(), "the address to bind")
+    port: int = setting(8080, integer(0), "the port (0: any free one)")
+    workers: int = setting(1, integer(1), "server processes; each loads every model")
+    max_batch_size: int = setting(32, integer(1), "adaptive batching: inputs per model call")
+    max_latency_ms: float = setting(5.0, number(0.0),
+                                    "how long the first input of a batch waits for others")
+    max_queue: int = setting(256, integer(1), "inputs waiting per model; more get 503 at once")
+    max_body_mb: float = setting(6.0, number(0.0, low_open=True), "request body limit")
+    timeout: float = setting(60.0, number(0.0, low_open=True), "seconds per request, then 504")
+    max_pixels: int | None = setting(None, optional(integer(1)),
+                                     "None: the imaging limit (configs/imaging.yaml)")
+    top_k: int = setting(3, integer(1), "labels per image for image classifiers")
+    token: str | None = setting(None, optional(lambda key, value: str(value)),
+                                "bearer token on every route but /ping and health")
+    graceful_timeout: float = setting(25.0, number(0.0, low_open=True),
+                                      "seconds to finish in-flight requests after SIGTERM")
+    access_log: bool = setting(False, boolean(), "one log line per request")
+    broker: str | None = setting(None, optional(text()),
+                                 "Redis URL of mltk jobs: enables POST /jobs, GET /jobs/{id}")
 
     @property
     def max_body_bytes(self) -> int:
@@ -58,25 +71,8 @@ class ServeSettings:
         return json.dumps(dataclasses.asdict(self))
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any], origins: Mapping[str, str] | None = None,
-                    ) -> ServeSettings:
-        """Settings from resolved values (configs/serve.yaml plus ``models``)."""
-        from mltk._settings import check_known
-
-        values = dict(cfg)
-        check_known("serve", values, [f.name for f in dataclasses.fields(cls)])
-        if isinstance(values.get("models"), str):
-            values["models"] = (values["models"],)
-        values["models"] = tuple(values.get("models") or ())
-        if values.get("token") is not None:
-            values["token"] = str(values["token"])
-        return cls(**values)
-
-    @classmethod
     def from_json(cls, text: str) -> ServeSettings:
-        data = json.loads(text)
-        data["models"] = tuple(data["models"])
-        return cls(**data)
+        return cls(**json.loads(text))
 
 
 def resolve_settings(models: tuple[str, ...] | list[str] = (), explicit: Mapping[str, Any] | None
