@@ -195,9 +195,13 @@ def section(cls: type[Settings]) -> Check:
     return check
 
 
-def setting(default: Any = None, check: Check | None = None, doc: str = "") -> Any:
-    """A dataclass field with its check and its one-line doc (mutable defaults are copied)."""
+def setting(default: Any = None, check: Check | None = None, doc: str = "", *,
+            factory: Callable[[], Any] | None = None) -> Any:
+    """A dataclass field with its check and its one-line doc (mutable defaults are copied;
+    ``factory`` makes a default that is only known when an object is made)."""
     metadata = {"check": check, "doc": doc}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: _copy(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)

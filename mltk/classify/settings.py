@@ -150,8 +150,7 @@ def _default_tables() -> dict[str, Any]:
 
 
 def _table(name: str, check: Check, doc: str) -> Any:
-    return dataclasses.field(default_factory=lambda: _default_tables()[name],
-                             metadata={"check": check, "doc": doc})
+    return setting(None, check, doc, factory=lambda: _default_tables()[name])
 
 
 def _recipe_setting(key: str, doc: str) -> Any:

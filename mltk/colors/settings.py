@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from mltk._imaging import default_max_pixels
-from mltk._settings import (  # noqa: F401 (SettingError and the checks are re-exported)
+from mltk._settings import (  # noqa: F401 (SettingError and check_int are re-exported)
     SettingError,
+    Settings,
+    boolean,
     check_int,
     check_number,
+    integer,
+    setting,
 )
 from mltk._settings import fail as _fail
 from mltk.colors.core import DEFAULT_ACHROMATIC, DISTANCES
@@ -61,59 +65,47 @@ def check_achromatic(value: Any) -> dict[str, Any]:
     return out
 
 
-def _check_bool(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _fail(key, "true or false", value)
-    return value
-
-
 def _check_distance(key: str, value: Any) -> str:
     if value not in DISTANCES:
         raise _fail(key, " or ".join(DISTANCES), value)
     return value
 
 
-#: Field -> check (key, value) -> normalised value; crop and achromatic are checked apart.
-_CHECKS: dict[str, Callable[[str, Any], Any]] = {
-    "k": lambda key, v: check_int(key, v, 1),
-    "top": lambda key, v: check_int(key, v, 1),
-    "size": lambda key, v: check_int(key, v, 8),
-    "distance": _check_distance,
-    "seed": lambda key, v: check_int(key, v, -(2**31), 2**31 - 1),  # OpenCV's C int
-    "max_iter": lambda key, v: check_int(key, v, 1),
-    "max_pixels": lambda key, v: check_int(key, v, 1),
-    "min_alpha": lambda key, v: check_int(key, v, 0, 255),
-    "min_share": lambda key, v: check_number(key, v, 0.0, 1.0, high_open=True),
-    "reduced_decode": _check_bool,
-}
+def _check_palette(key: str, value: Any) -> Palette | None:
+    if value is not None and not isinstance(value, Palette):
+        raise _fail(key, "a Palette", value)
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
-class ColorSettings:
+class ColorSettings(Settings):
     """What ``mltk colors`` does to each image (see configs/colors.yaml); checked when made."""
 
-    k: int = 5
-    top: int = 4
-    size: int = 150
-    crop: tuple[float, float, float, float] = (0.2, 0.2, 0.8, 0.8)
-    distance: str = "ciede2000"
-    seed: int = 0
-    max_iter: int = 20
-    max_pixels: int = dataclasses.field(default_factory=lambda: default_max_pixels())
-    min_alpha: int = 128
-    min_share: float = 0.05
-    reduced_decode: bool = True
-    achromatic: Mapping[str, Any] = dataclasses.field(
-        default_factory=lambda: dict(DEFAULT_ACHROMATIC))
-    palette: Palette | None = None
+    SECTION: ClassVar[str] = "colors"
+
+    k: int = setting(5, integer(1), "k-means clusters per image")
+    top: int = setting(4, integer(1), "names reported per image")
+    size: int = setting(150, integer(8), "working size: the image is resized to size x size")
+    crop: tuple[float, float, float, float] = setting(
+        (0.2, 0.2, 0.8, 0.8), None, "x0, y0, x1, y1 as fractions (checked against size)")
+    distance: str = setting("ciede2000", _check_distance, "ciede2000 | cie76")
+    seed: int = setting(0, integer(-(2**31), 2**31 - 1), "k-means seed (OpenCV's C int)")
+    max_iter: int = setting(20, integer(1), "k-means iterations")
+    max_pixels: int = setting(None, integer(1), "images larger than this are refused",
+                              factory=default_max_pixels)
+    min_alpha: int = setting(128, integer(0, 255), "pixels more transparent than this are "
+                             "left out")
+    min_share: float = setting(0.05, lambda key, v: check_number(key, v, 0.0, 1.0, True),
+                               "names with a smaller pixel share are left out")
+    reduced_decode: bool = setting(True, boolean(), "decode JPEGs at 1/2, 1/4 or 1/8 size")
+    achromatic: Mapping[str, Any] = setting(
+        None, lambda key, v: check_achromatic(v), "the black / gray / white rule",
+        factory=lambda: dict(DEFAULT_ACHROMATIC))
+    palette: Palette | None = setting(None, _check_palette, "the colour names and shades")
 
     def __post_init__(self) -> None:
-        for key, check in _CHECKS.items():
-            object.__setattr__(self, key, check(key, getattr(self, key)))
+        super().__post_init__()
         object.__setattr__(self, "crop", check_crop(self.crop, self.size))
-        object.__setattr__(self, "achromatic", check_achromatic(self.achromatic))
-        if self.palette is not None and not isinstance(self.palette, Palette):
-            raise _fail("palette", "a Palette", self.palette)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], palette_file: str | os.PathLike | None = None,
@@ -124,7 +116,7 @@ class ColorSettings:
         records) puts that place in front of an error: ``MLTK_COLORS_CROP: crop must be ...``.
         """
         origins = origins or {}
-        fields = {f.name for f in dataclasses.fields(cls)} - {"palette"}
+        fields = set(cls.field_names()) - {"palette"}
         kwargs = {k: v for k, v in cfg.items() if k in fields and v is not None}
         try:
             return cls(palette=_palette(cfg, palette_file, origins.get("palette")), **kwargs)
