@@ -5,9 +5,10 @@
 #   docker run --rm -p 8080:8080 -v "$PWD/analysis:/opt/ml/model:ro" mltk serve
 #   docker run --rm -v "$PWD:/data" -w /data mltk colors photos/
 #
-# The model is read from /opt/ml/model (SageMaker unpacks model.tar.gz there; bind-mount a model
-# folder there, or bake one in with `FROM mltk` + `COPY analysis /opt/ml/model`). No VOLUME is
-# declared so that derived images can do the latter.
+# The model is read from /opt/ml/model (SageMaker unpacks model.tar.gz there; a model.tar.gz left
+# there is unpacked by mltk; bind-mount a model folder there, or bake one in with `FROM mltk` +
+# `COPY analysis /opt/ml/model`), or given as s3://, gs:// (with gcsfs) or https:// URL. No
+# VOLUME is declared so that derived images can do the latter.
 #
 # The base image names its Debian release so that the pinned tini version below stays valid.
 
@@ -25,8 +26,8 @@ COPY configs ./configs
 COPY mltk ./mltk
 
 RUN case "$VARIANT" in \
-        cpu) extras="" ;; \
-        gpu) extras="[gpu]" ;; \
+        cpu) extras="[storage]" ;; \
+        gpu) extras="[gpu,storage]" ;; \
         *) echo "VARIANT must be cpu or gpu, not '$VARIANT'" >&2; exit 1 ;; \
     esac \
     && python -m venv /opt/venv \

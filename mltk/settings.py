@@ -27,6 +27,7 @@ SECTIONS = {
     "recommend": "mltk.recommend.settings:RecommendSettings",
     "tfrecord": "mltk.tfrecords.building:BuildOptions",
     "serve": "mltk.serving.settings:ServeSettings",
+    "storage": "mltk.storage.settings:StorageSettings",
 }
 
 __all__ = ["SECTIONS", "Settings", "SettingError", "load", "settings_class"]

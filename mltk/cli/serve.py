@@ -21,8 +21,10 @@ def serve(
     ctx: typer.Context,
     models: Annotated[list[str] | None, typer.Argument(
         help="Model folders (mltk train, xgb-analyze, recommend fit), NAME=PATH, colors or "
-        "colors:CONFIG.yaml (a colors config, e.g. with a palette). "
-        "None: $MLTK_MODEL_DIR, else /opt/ml/model.", show_default=False)] = None,
+        "colors:CONFIG.yaml (a colors config, e.g. with a palette). A PATH may be an archive "
+        "(model.tar.gz, .zip) or a URL (s3://, gs://, https://) of a folder or an archive: "
+        "fetched once into the cache. None: $MLTK_MODEL_DIR, else /opt/ml/model.",
+        show_default=False)] = None,
     host: Annotated[str | None, typer.Option(
         "--host", help="Address to bind (127.0.0.1; env MLTK_SERVE_HOST).")] = None,
     port: Annotated[int | None, typer.Option(
@@ -51,9 +53,11 @@ def serve(
 
     Example: mltk serve analysis/ runs/first colors --port 8080
     """
+    import dataclasses
     import signal
 
     from mltk.predictors import detect_kind, parse_model_spec
+    from mltk.storage import is_remote, localize
 
     # Stopped before the server is up (uvicorn installs its own handlers): still a clean stop.
     signal.signal(signal.SIGTERM, _exit_cleanly)
@@ -66,11 +70,19 @@ def serve(
         "max_latency_ms": max_latency_ms, "max_body_mb": max_body_mb, "timeout": timeout,
         "broker": broker,
         "access_log": True if output.verbosity > 0 else None}, config)
-    described = []
+    described, local = [], []
     for spec in settings.models:
         name, path = parse_model_spec(spec)
-        kind = "colors" if path.split(":")[0] == "colors" else detect_kind(path)
-        described.append(f"{name} ({kind})")
+        if path.split(":")[0] == "colors":
+            described.append(f"{name} (colors)")
+            local.append(spec)
+            continue
+        if is_remote(path):  # fetched once here (cached): the workers get the local folder
+            output.info(f"fetching model {name} from {path} ...")
+        folder = localize(path)
+        described.append(f"{name} ({detect_kind(folder)})")
+        local.append(f"{name}={folder}")
+    settings = dataclasses.replace(settings, models=tuple(local))
     output.info(f"mltk serve: http://{settings.host}:{settings.port} with "
                 f"{settings.workers} worker(s); models: {', '.join(described)}")
     run(settings)

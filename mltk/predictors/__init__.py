@@ -55,20 +55,24 @@ def detect_kind(folder: str | os.PathLike) -> str:
 
 def parse_model_spec(spec: str) -> tuple[str, str]:
     """``NAME=PATH``, ``PATH`` (named after its folder), ``colors`` or ``colors:FILE``
-    -> (name, path)."""
-    if "=" in spec:
+    -> (name, path). PATH may be a URL or an archive (:mod:`mltk.storage`): a URL's own ``=``
+    (a query string) is not a name."""
+    from mltk.storage import is_remote, model_name
+
+    if "=" in spec and not is_remote(spec):
         name, _, path = spec.partition("=")
         if not name or not path:
             raise InputError(f"{spec!r}: expected NAME=PATH")
         return name, path
     if spec == "colors" or spec.startswith("colors:"):
         return "colors", spec
-    return (Path(spec).resolve().name or spec), spec
+    return model_name(spec), spec
 
 
 def open_predictor(spec: str | os.PathLike, name: str | None = None, **options: Any,
                    ) -> Predictor:
-    """The predictor for a folder mltk wrote, or for ``colors`` (``colors:FILE``: with the
+    """The predictor for a folder mltk wrote (or its URL or archive: :mod:`mltk.storage`), or
+    for ``colors`` (``colors:FILE``: with the
     settings of a colors config file, which may hold a ``palette:``).
 
     ``options``: ``top_k`` (image classifier), ``config`` and ``palette`` (colors).
@@ -81,8 +85,11 @@ def open_predictor(spec: str | os.PathLike, name: str | None = None, **options: 
         if config and not Path(config).is_file():
             raise InputError(f"{config}: no such colors config file")
         return ColorsPredictor.open(name or "colors", config or None, options.get("palette"))
+    from mltk.storage import localize, model_name
+
+    name = name or model_name(spec)
+    spec = localize(spec)  # a URL or an archive becomes a local folder (cached)
     kind = detect_kind(spec)
-    name = name or Path(spec).resolve().name
     if kind == "image-classifier":
         from mltk.predictors.image import ImageClassifier
 
