@@ -9,6 +9,9 @@ Library use, without files::
     named_colors(ext, ColorNamer())       # merged by name: name, share, hex, lab
 
 Folder scale: :func:`analyze_paths` and :func:`summarize` (see :mod:`mltk.colors.pipeline`).
+How the names agree with people's: :mod:`mltk.colors.naming` (the XKCD survey, and the report
+over both sources), :mod:`mltk.colors.iscc_nbs` (expert names), :mod:`mltk.colors.calibrate`
+(tuning the palette on their calibration halves).
 """
 
 from mltk.colors.core import ColorExtractor, ColorNamer, named_colors, rgb_to_hex, rgb_to_lab

@@ -1,4 +1,5 @@
-"""How well mltk's colour names agree with how people name colours: the XKCD colour survey.
+"""How well mltk's colour names agree with how people name colours: the XKCD colour survey, and
+the ISCC-NBS expert names (:mod:`mltk.colors.iscc_nbs`).
 
 The survey's ~950 names (crowd-sourced by Randall Munroe in 2010, shipped by matplotlib as
 ``matplotlib.colors.XKCD_COLORS``) mostly end in a base term: "sky blue", "dusty pink", "forest
@@ -7,15 +8,22 @@ last word is not in it ("lime", "mauve", "burgundy") is left out. Each kept colo
 single-colour image would be (:class:`~mltk.colors.core.ColorNamer` on its Lab value) and agrees
 when that name is its base term.
 
-The colours are split into two fixed halves by a hash of their name: the palette and the
-achromatic rule in ``configs/colors.yaml`` were calibrated on the ``calibration`` half only, so the
-``held-out`` half measures how well the calibration carries to colours it never saw.
+The colours of each source are split into two fixed halves by a hash of their name
+(:func:`half_of`): the palette and the achromatic rule in ``configs/colors.yaml`` were calibrated
+on the ``calibration`` halves only, so the ``held-out`` halves measure how well the calibration
+carries to colours it never saw. :func:`agreement_report` gives both figures for both sources.
+
+Neighbouring terms: a survey name often carries a second colour word ("yellowish brown",
+"grey blue", "purply pink"); mltk's name agrees *with neighbours accepted* when it is the base term
+or one of those words (:data:`MODIFIER_TERMS`). mltk splits blue into blue and navy (a dark blue),
+so wherever blue is accepted navy is too, and the other way round (:func:`accepted_terms`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from mltk.colors.core import ColorNamer, rgb_to_lab
@@ -32,7 +40,20 @@ BASE_TERMS: Mapping[str, str] = {
 }
 #: Two-word base terms, checked before the last word: "dark navy blue" is navy, not blue.
 COMPOUND_TERMS: Mapping[str, str] = {"navy blue": "navy"}
+#: Colour words before the base term -> the neighbouring mltk name they make acceptable: the base
+#: terms themselves and their "-ish", "-y" and "-ey" forms ("greyish", "purply", "orangey").
+MODIFIER_TERMS: Mapping[str, str] = {
+    **BASE_TERMS,
+    **{f"{stem}{end}": term for stem, term in [
+        ("redd", "red"), ("pink", "pink"), ("orang", "orange"), ("orange", "orange"),
+        ("yellow", "yellow"), ("brown", "brown"), ("green", "green"), ("blu", "blue"),
+        ("blue", "blue"), ("purpl", "purple"), ("purple", "purple"), ("grey", "gray"),
+        ("gray", "gray"), ("black", "black"), ("whit", "white"), ("teal", "blue"),
+        ("aqua", "blue"), ("turquois", "blue")]
+       for end in ("ish", "y", "ey")},
+}
 HALVES = ("calibration", "held-out")
+SOURCES = ("xkcd", "iscc-nbs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +62,13 @@ class SurveyColor:
     hex: str
     term: str  # the base term, as an mltk name
     half: str  # "calibration" or "held-out"
+    neighbours: tuple[str, ...] = ()  # other mltk names accepted as neighbouring terms
+    source: str = "xkcd"
+
+    @property
+    def accepted(self) -> frozenset[str]:
+        """The base term and its neighbours."""
+        return frozenset((self.term, *self.neighbours))
 
 
 def base_term(name: str) -> str | None:
@@ -53,6 +81,27 @@ def base_term(name: str) -> str | None:
     if not words:
         return None
     return COMPOUND_TERMS.get(" ".join(words[-2:])) or BASE_TERMS.get(words[-1])
+
+
+def neighbour_terms(name: str) -> tuple[str, ...]:
+    """The neighbouring mltk names of a survey name: its colour words before the base term, and
+    navy or blue (:func:`accepted_terms`); the base term itself is not among them."""
+    words = re.split(r"[\s/-]+", name.lower().split(" with ")[0].strip())
+    term = base_term(name)
+    if term is None:
+        return ()
+    # "dark navy blue": the words of a compound base term are the term, not a neighbour.
+    body = words[:-2] if COMPOUND_TERMS.get(" ".join(words[-2:])) else words[:-1]
+    return accepted_terms(term, {MODIFIER_TERMS[w] for w in body if w in MODIFIER_TERMS})
+
+
+def accepted_terms(term: str, neighbours: Iterable[str]) -> tuple[str, ...]:
+    """``neighbours`` (sorted, without ``term``), plus navy where blue is accepted and blue where
+    navy is: mltk's vocabulary splits blue in two, and either half is a fair name for the other."""
+    out = set(neighbours) | {term}
+    if out & {"blue", "navy"}:
+        out |= {"blue", "navy"}
+    return tuple(sorted(out - {term}))
 
 
 def half_of(name: str) -> str:
@@ -69,8 +118,21 @@ def survey_colors(half: str | None = None) -> list[SurveyColor]:
         name = key.removeprefix("xkcd:")
         term = base_term(name)
         if term is not None and (half is None or half_of(name) == half):
-            out.append(SurveyColor(name, hex_.lower(), term, half_of(name)))
+            out.append(SurveyColor(name, hex_.lower(), term, half_of(name),
+                                   neighbour_terms(name)))
     return out
+
+
+def reference_colors(source: str, half: str | None = None) -> list[SurveyColor]:
+    """The colours of one naming source, ``"xkcd"`` or ``"iscc-nbs"`` (one half, if given)."""
+    if source == "xkcd":
+        return survey_colors(half)
+    if source == "iscc-nbs":
+        from mltk.colors.iscc_nbs import iscc_nbs_colors
+
+        return iscc_nbs_colors(half)
+    raise InputError(f"unknown colour-name source {source!r}: expected one of "
+                     f"{', '.join(SOURCES)}")
 
 
 def hex_to_lab(hexes: Sequence[str]):
@@ -86,16 +148,37 @@ def names_for(colors: Sequence[SurveyColor], namer: ColorNamer | None = None) ->
     return (namer or ColorNamer()).name(hex_to_lab([c.hex for c in colors]))
 
 
-def agreement(colors: Sequence[SurveyColor], namer: ColorNamer | None = None) -> float:
-    """Fraction of ``colors`` that mltk names by their base term."""
+def agreement(colors: Sequence[SurveyColor], namer: ColorNamer | None = None,
+              neighbours: bool = False) -> float:
+    """Fraction of ``colors`` that mltk names by their base term (or, with ``neighbours``, by
+    their base term or a neighbouring term)."""
     if not colors:
         raise InputError("no survey colours to measure")
     names = names_for(colors, namer)
-    return sum(n == c.term for n, c in zip(names, colors, strict=True)) / len(colors)
+    agree = [n in c.accepted if neighbours else n == c.term
+             for n, c in zip(names, colors, strict=True)]
+    return sum(agree) / len(colors)
 
 
 def agreement_by_half(namer: ColorNamer | None = None,
-                      colors: Iterable[SurveyColor] | None = None) -> dict[str, float]:
+                      colors: Iterable[SurveyColor] | None = None,
+                      neighbours: bool = False) -> dict[str, float]:
     """:func:`agreement` on each half of the survey: ``{"calibration": .., "held-out": ..}``."""
     colors = list(survey_colors() if colors is None else colors)
-    return {h: agreement([c for c in colors if c.half == h], namer) for h in HALVES}
+    return {h: agreement([c for c in colors if c.half == h], namer, neighbours) for h in HALVES}
+
+
+def agreement_report(namer: ColorNamer | None = None) -> list[dict[str, object]]:
+    """One row per source and half: ``source, half, colors, exact, with_neighbours`` (counts of
+    colours named by their base term, and by it or a neighbouring term)."""
+    namer = namer or ColorNamer()
+    rows: list[dict[str, object]] = []
+    for source in SOURCES:
+        colors = reference_colors(source)
+        names = names_for(colors, namer)
+        for half in HALVES:
+            pairs = [(n, c) for n, c in zip(names, colors, strict=True) if c.half == half]
+            rows.append({"source": source, "half": half, "colors": len(pairs),
+                         "exact": sum(n == c.term for n, c in pairs),
+                         "with_neighbours": sum(n in c.accepted for n, c in pairs)})
+    return rows
