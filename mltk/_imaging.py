@@ -10,6 +10,7 @@ Failures raise :class:`~mltk.errors.InputError` with a reason a person can act o
 from __future__ import annotations
 
 import dataclasses
+import errno
 import io
 import os
 from collections.abc import Iterable, Iterator
@@ -62,7 +63,7 @@ def sniff_format(data: bytes) -> str | None:
 def read_image_bytes(path: str | os.PathLike[str]) -> tuple[bytes, str]:
     """Read a file and check that it is a complete image; returns (bytes, format)."""
     try:
-        data = Path(path).read_bytes()
+        data = read_regular_file(path)
     except FileNotFoundError:
         raise InputError("file not found") from None
     except IsADirectoryError:
@@ -70,6 +71,27 @@ def read_image_bytes(path: str | os.PathLike[str]) -> tuple[bytes, str]:
     except OSError as exc:
         raise InputError(f"cannot read file ({exc.strerror or exc})") from None
     return data, check_image_bytes(data)
+
+
+def read_regular_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of ``path``; InputError when it is not a regular file (a FIFO, a device such
+    as /dev/zero, a socket: reading those can block or never end). Opened without blocking,
+    so a FIFO with no writer is refused, not waited on."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", os.fspath(path))
+        if not stat.S_ISREG(mode):
+            raise InputError("not a regular file (a FIFO, device or socket)")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
 
 
 def check_image_bytes(data: bytes) -> str:

@@ -478,8 +478,11 @@ def test_server_submits_and_follows_jobs(photos, redis_server, tmp_path):
     worker = Worker(redis_server.url, tmp_path / "w.log")
     server = subprocess.Popen(mltk_executable() + [
         "serve", "colors", "--port", str(port), "--broker", redis_server.url],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "MLTK_SERVE_TOKEN": "t0ken",
+             "MLTK_SERVE_JOB_ROOTS": json.dumps([str(folder.parent), str(tmp_path)])})
     url = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": "Bearer t0ken"}
     try:
         def ready():
             try:
@@ -491,14 +494,15 @@ def test_server_submits_and_follows_jobs(photos, redis_server, tmp_path):
         wait_for(ready, "the server")
         body = {"kind": "colors", "args": [str(folder)], "out": str(tmp_path / "job"),
                 "chunk_size": 32}
-        r = httpx.post(url + "/jobs", json=body)
+        r = httpx.post(url + "/jobs", json=body, headers=auth)
         assert r.status_code == 202, r.text
         job_id = r.json()["id"]
         assert r.json()["enqueued"] == r.json()["chunks"] == 4
-        wait_for(lambda: httpx.get(f"{url}/jobs/{job_id}").json()["complete"], "the job")
+        wait_for(lambda: httpx.get(f"{url}/jobs/{job_id}", headers=auth).json()["complete"],
+                 "the job")
         assert ndjson(mltk("jobs", "results", tmp_path / "job").stdout) == expected
-        assert httpx.get(url + "/jobs/0000").status_code == 404
-        bad = httpx.post(url + "/jobs", json={**body, "kind": "paint"})
+        assert httpx.get(url + "/jobs/0000", headers=auth).status_code == 404
+        bad = httpx.post(url + "/jobs", json={**body, "kind": "paint"}, headers=auth)
         assert bad.status_code == 400 and "paint" in bad.json()["error"]
     finally:
         server.send_signal(signal.SIGTERM)

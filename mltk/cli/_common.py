@@ -22,6 +22,7 @@ from typing import Annotated, Any, TypeVar, get_args
 import typer
 import typer.core
 
+from mltk._describe import describe  # noqa: F401 (the CLI's name for it, kept)
 from mltk._output import Format, Output
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -206,20 +207,6 @@ def option_of(ctx: typer.Context | None, key: str,
         if param.name == key and getattr(param, "opts", None):
             return max(param.opts, key=lambda o: (o.startswith("--"), len(o)))
     return None
-
-
-def describe(exc: BaseException) -> str:
-    """One line for an exception: its message, prefixed by its type unless it is ours."""
-    from mltk.errors import MltkError
-
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if len(text) > 400:  # library messages can embed whole tensors
-        text = text[:400] + " ..."
-    if isinstance(exc, MltkError):
-        return text
-    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-        return f"{exc.filename}: {exc.strerror}"
-    return f"{type(exc).__name__}: {text}"
 
 
 def _silence_stdout() -> None:

@@ -45,9 +45,9 @@ def submit(
         "MODEL_DIR DATA.csv; recommend MODEL_DIR QUERIES.csv; tfrecord-build SRC OUT (one "
         "chunk per shard). '-' reads paths from stdin.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The job folder.")],
-    chunk_size: Annotated[int, typer.Option(
-        "--chunk-size", min=1, help="Items per chunk (tfrecord-build: always one shard).")
-    ] = 256,
+    chunk_size: Annotated[int | None, typer.Option(
+        "--chunk-size", min=1, help="Items per chunk (256; a job submitted again: its plan's; "
+        "tfrecord-build: always one shard).")] = None,
     broker: BrokerOption = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends.")
                     ] = False,
@@ -57,6 +57,9 @@ def submit(
     lease: Annotated[float, typer.Option(
         "--lease", min=0.1, help="Seconds without a heartbeat after which a chunk's worker is "
         "taken for dead and the chunk is run again.")] = 60.0,
+    chunk_seconds: Annotated[float, typer.Option(
+        "--chunk-seconds", min=0.001, help="Time limit of one chunk: a chunk running longer "
+        "fails, naming the limit.")] = 3600.0,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk sub-folders.")
                          ] = False,
     k: Annotated[int | None, typer.Option(
@@ -102,13 +105,15 @@ def submit(
 ) -> None:
     """Plan a job into a folder and run it: on Celery workers with --broker (prints the job id
     and returns, or follows with --wait), else in a local process pool. Submitting the same job
-    again redoes nothing and re-enqueues exactly the chunks without output.
+    again redoes nothing and re-enqueues exactly the chunks without a sound part (a cancelled job
+    resumes; another --chunk-size is refused). The broker's password is never shown nor stored.
 
     Example: mltk jobs submit colors photos/ -r --out jobs/photos --broker redis://localhost:6379/0
 
     Example: mltk jobs submit tfrecord-build images/ shards/ --shards 8 --out jobs/shards
     """
     from mltk.jobs import JobFolder, JobSettings, core, queue
+    from mltk.jobs import submit as submit_job
 
     output = get_output(ctx)
     if "-" in args:
@@ -122,20 +127,18 @@ def submit(
                             reencode=reencode, verify_images=verify_images, config=config)
     folder = JobFolder(out)
     url = queue.broker_url(broker)
-    if url:
-        queue.check_broker(url)
-    job = core.create(folder, kind, args, options, JobSettings(chunk_size, lease), url)
-    todo = core.pending_chunks(folder, job)
+    sub = submit_job(folder, kind, args, options,
+                      JobSettings(chunk_size, lease, chunk_seconds=chunk_seconds), url)
+    job, todo = sub.job, sub.todo
+    if sub.resumed:
+        output.info(f"job {job['id']} was cancelled: resuming it")
     output.info(f"job {job['id']}: {job['kind']}, {job['items']} items in "
                 f"{len(job['chunks'])} chunks, {len(job['chunks']) - len(todo)} done already")
     typer.echo(job["id"])
     if url:
-        app = queue.app_for(url)
-        queue.register_job(url, job, folder)
-        folder.clear_failures()
-        output.info(f"enqueued {queue.enqueue(app, folder, todo)} chunks on {url}")
+        output.info(f"enqueued {sub.enqueued} chunks on {queue.redact(url)}")
         if wait:
-            _wait(output, folder, None)
+            _wait(output, folder, None, url)
         return
     import os
 
@@ -171,10 +174,18 @@ def _finish(output: Any, folder: Any) -> None:
     st = core.status(folder)
     output.info(f"{st['done']}/{st['chunks']} chunks done, {st['items_done']} items, "
                 f"{st['errors']} with errors")
-    if st["failed"]:
-        for f in st["failures"]:
-            output.warn(f"chunk {f['chunk']} failed: {f['reason']}")
+    _warn_chunks(output, st)
+    if st["failed"] or not st["complete"]:
         raise typer.Exit(1)
+
+
+def _warn_chunks(output: Any, st: dict[str, Any]) -> None:
+    """One line per failed chunk and per part that failed its check (to be run again)."""
+    for f in st["failures"]:
+        output.warn(f"chunk {f['chunk']} failed: {f['reason']}")
+    for d in st["damaged"]:
+        output.warn(f"chunk {d['chunk']} is not done: {d['reason']} (it is run again when "
+                    "the job is submitted again)")
 
 
 def _report_final_step(output: Any, folder: Any, result: Any) -> None:
@@ -188,13 +199,18 @@ def _report_final_step(output: Any, folder: Any, result: Any) -> None:
                     f"{job['inputs']['out']} ({len(result['skipped'])} files skipped)")
 
 
-def _wait(output: Any, folder: Any, timeout: float | None) -> None:
+def _wait(output: Any, folder: Any, timeout: float | None, broker: str | None) -> None:
     from mltk.errors import MltkError
     from mltk.jobs import core, queue
 
     job = folder.load()
-    supervisor = queue.Supervisor(folder, job, job["broker"]) if job.get("broker") else None
+    url = broker or job.get("broker")  # job.json's has no password: --broker / env give it
+    supervisor = None
+    if url:
+        queue.check_broker(url)
+        supervisor = queue.Supervisor(folder, job, url)
     end = None if timeout is None else time.monotonic() + timeout
+    idle_since, lease = time.monotonic(), float(job.get("lease_seconds") or 60.0)
     with output.progress(len(job["chunks"]), "chunks") as bar:
         seen = 0
         while True:
@@ -205,7 +221,11 @@ def _wait(output: Any, folder: Any, timeout: float | None) -> None:
                 break
             if st["cancelled"]:
                 raise MltkError(f"job {job['id']} was cancelled ({st['done']} of "
-                                f"{st['chunks']} chunks done)")
+                                f"{st['chunks']} chunks done); submit it again to resume it")
+            idle_since = time.monotonic() if st["running"] else idle_since
+            if supervisor is None and time.monotonic() - idle_since > lease:
+                raise MltkError(f"job {job['id']} has {st['pending']} chunk(s) not done and "
+                                "nothing running them (no broker); submit it again to run them")
             if supervisor is not None:
                 lost = supervisor.tick()
                 if lost:
@@ -226,10 +246,9 @@ def status(ctx: typer.Context, job_dir: JobDir, fmt: FormatOption = Format.table
     from mltk.jobs import JobFolder, core
 
     st = core.status(JobFolder(job_dir))
-    failures = st.pop("failures")
-    get_output(ctx).emit([st], fmt, title=f"Job {st['id']}")
-    for f in failures:
-        get_output(ctx).warn(f"chunk {f['chunk']} failed: {f['reason']}")
+    get_output(ctx).emit([{k: v for k, v in st.items() if k not in ("failures", "damaged")}],
+                         fmt, title=f"Job {st['id']}")
+    _warn_chunks(get_output(ctx), st)
 
 
 @command(jobs_app, "wait")
@@ -237,6 +256,9 @@ def wait_cmd(
     ctx: typer.Context, job_dir: JobDir,
     timeout: Annotated[float | None, typer.Option("--timeout", min=0, help="Give up after this "
                                                   "many seconds (exit 1).")] = None,
+    broker: Annotated[str | None, typer.Option(
+        "--broker", envvar="MLTK_BROKER_URL", help="Redis URL with its password, if it has "
+        "one (env MLTK_BROKER_URL). None: the job's (job.json keeps no password).")] = None,
 ) -> None:
     """Follow a job until every chunk is done (exit 0) or some failed for good (exit 1);
     re-enqueues the chunks of workers that died.
@@ -245,7 +267,7 @@ def wait_cmd(
     """
     from mltk.jobs import JobFolder
 
-    _wait(get_output(ctx), JobFolder(job_dir), timeout)
+    _wait(get_output(ctx), JobFolder(job_dir), timeout, broker)
 
 
 @command(jobs_app, "results")
@@ -321,7 +343,8 @@ def worker(
         raise typer.BadParameter("give --broker URL (or MLTK_BROKER_URL)", param_hint="--broker")
     queue.check_broker(url)
     output = get_output(ctx)
-    output.info(f"mltk worker on {url}, queues {queues}, concurrency {concurrency}")
+    output.info(f"mltk worker on {queue.redact(url)}, queues {queues}, concurrency "
+                f"{concurrency}")
     queue.run_worker(url, concurrency, queues,
                      "DEBUG" if output.verbosity > 0 else "INFO" if output.verbosity == 0
                      else "WARNING")

@@ -4,7 +4,9 @@ A job is a folder (:class:`JobFolder`): planned once by :func:`core.create` from
 (``colors``, ``predict``, ``xgb-predict``, ``recommend``,
 ``tfrecord-build``) and the command's arguments, then run
 chunk by chunk (:func:`core.run_chunk`) anywhere that sees the folder, and merged in input order
-(:func:`core.results`). :mod:`mltk.jobs.queue` puts chunks on Celery with a Redis broker.
+(:func:`core.results`). :func:`submit` plans (or finds) a job and starts what is left of it, for
+``mltk jobs submit`` and ``POST /jobs`` alike. :mod:`mltk.jobs.queue` puts chunks on Celery with
+a Redis broker.
 
 Example::
 
@@ -16,7 +18,7 @@ Example::
 """
 
 from mltk.jobs import core
-from mltk.jobs.core import JobSettings
+from mltk.jobs.core import JobSettings, Submission, submit
 from mltk.jobs.folder import JobFolder
 
-__all__ = ["JobFolder", "JobSettings", "core"]
+__all__ = ["JobFolder", "JobSettings", "Submission", "core", "submit"]

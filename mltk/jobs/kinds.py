@@ -39,18 +39,61 @@ OPTIONS: dict[str, frozenset[str]] = {
 }
 
 
+def _positive(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, (str, os.PathLike))
+
+
+def _crop(value: Any) -> bool:
+    return isinstance(value, str) or (
+        isinstance(value, (list, tuple)) and len(value) == 4
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+
+
+#: What each option's value must be, and how that reads in an error.
+_OPTION_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    **{k: (_positive, "a positive integer") for k in (
+        "k", "top", "top_k", "batch_size", "shards", "size", "max_side")},
+    "quality": (lambda v: _whole(v) and 1 <= v <= 100, "an integer from 1 to 100"),
+    "seed": (_whole, "an integer"),
+    **{k: (lambda v: isinstance(v, bool), "true or false") for k in (
+        "recursive", "shard_by_label", "reencode", "verify_images")},
+    **{k: (_text, "text") for k in ("palette", "config", "split", "layout")},
+    "shard_size": (lambda v: _text(v) or _positive(v), "a size such as 128MB"),
+    "unknown_categories": (lambda v: v in ("error", "missing"), "error or missing"),
+    "crop": (_crop, "x0,y0,x1,y1 fractions"),
+}
+
+
 def check_options(kind: str, options: Mapping[str, Any],
                   spell: Callable[[str], str] = str) -> dict[str, Any]:
-    """The options given for ``kind`` (None/False dropped); another kind's option is an error
-    (option names written by ``spell``: the CLI names its flags)."""
+    """The options given for ``kind`` (None/False dropped); another kind's option, or a value
+    of the wrong type, is an error (option names written by ``spell``: the CLI names its
+    flags)."""
     if kind not in OPTIONS:
         raise InputError(f"unknown job kind {kind!r} (kinds: {', '.join(OPTIONS)})")
-    given = {k: v for k, v in options.items() if v not in (None, False)}
+    given = {k: v for k, v in options.items() if v is not None and v is not False}
     extra = [k for k in given if k not in OPTIONS[kind]]
     if extra:
         raise InputError(f"not an option of {kind}: {', '.join(map(spell, extra))} (its "
                          f"options: {', '.join(map(spell, sorted(OPTIONS[kind])))})")
+    for key, value in given.items():
+        ok, what = _OPTION_TYPES[key]
+        if not ok(value):
+            raise InputError(f"{spell(key)} must be {what}, got {_shown(value)}")
     return given
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."
 
 
 @dataclasses.dataclass
@@ -106,14 +149,36 @@ def _plan_colors(args: list[str], opts: dict[str, Any]) -> Plan:
         raise InputError("colors: give image files or folders")
     config, palette = opts.pop("config", None), opts.pop("palette", None)
     recursive = bool(opts.pop("recursive", False))
+    if isinstance(opts.get("crop"), str):
+        opts["crop"] = _floats(opts["crop"], 4, "crop")
+    elif "crop" in opts:
+        opts["crop"] = [float(v) for v in opts["crop"]]  # one job id for 0 and 0.0
     settings = _config.resolve("colors", opts, config)
     model = None
     if palette:
         settings["palette_file"] = os.path.abspath(palette)
         model = {"palette": file_digest(palette)}
+    _colors_settings(settings)  # checked now, not in every chunk
     items = _image_items(args, recursive)
     return Plan("colors", {"paths": args, "recursive": recursive}, settings, model, len(items),
                 items)
+
+
+def _floats(text: str, n: int, name: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != n:
+        raise InputError(f"{name} must be {n} numbers separated by commas, got {text!r}")
+    return values
+
+
+def _colors_settings(settings: Mapping[str, Any]) -> Any:
+    from mltk.colors import ColorSettings
+
+    s = dict(settings)
+    return ColorSettings.from_config(s, palette_file=s.pop("palette_file", None))
 
 
 def _plan_predict(args: list[str], opts: dict[str, Any]) -> Plan:
@@ -253,14 +318,13 @@ def run(job: Mapping[str, Any], items: list[Any] | None, start: int, stop: int,
 
 
 def _run_colors(job: Mapping[str, Any], items: Any, start: int, stop: int) -> list[dict]:
-    from mltk.colors import ColorNamer, ColorSettings, analyze_image
+    from mltk.colors import ColorNamer, analyze_image
 
     def make() -> tuple[Any, Any]:
         import cv2
 
         cv2.setNumThreads(1)  # one worker process per core, as mltk colors' own pool
-        s = dict(job["settings"])
-        settings = ColorSettings.from_config(s, palette_file=s.pop("palette_file", None))
+        settings = _colors_settings(job["settings"])
         return settings, ColorNamer(settings.palette, settings.distance, settings.achromatic)
 
     settings, namer = _cached(("colors", job["id"]), make)

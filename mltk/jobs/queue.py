@@ -5,7 +5,12 @@ it is done, so a lost worker's chunk is delivered again), requeue when a worker 
 prefetch of one task, a visibility timeout longer than the longest chunk (set in the broker's
 transport options, where Celery's Redis transport reads it), retries with backoff for transient
 errors (a broker or file system that went away), none for bad input. Chunks take references
-(the job folder and a chunk number), never payloads; their output goes to the job folder.
+(the job folder and a chunk number), never payloads; their output goes to the job folder. Each
+chunk has a time limit (the job's ``chunk_seconds``: mltk's own alarm in the worker process,
+Celery's soft and hard limits a little later as a backstop).
+
+A broker URL's password is never shown (:func:`redact`) nor stored in job.json: whoever uses
+the broker (a worker, ``mltk jobs wait``) takes it from its own --broker or MLTK_BROKER_URL.
 """
 
 from __future__ import annotations
@@ -25,12 +30,49 @@ REGISTRY = "mltk:jobs"  # Redis hash: job id -> job folder
 VISIBILITY_TIMEOUT = 6 * 3600  # longer than any chunk; dead workers are found by their leases
 MAX_RETRIES = 3
 TRANSIENT = core.TRANSIENT
+SOFT_GRACE = 5.0  # Celery's soft time limit: this long after mltk's own
+HARD_GRACE = 60.0  # Celery's hard limit (the process is killed): this long after
 
 _apps: dict[str, Any] = {}
 
 
+class BrokerError(MltkError):
+    """The broker cannot be reached or refused us."""
+
+
 def broker_url(given: str | None = None) -> str | None:
     return given or os.environ.get(BROKER_ENV) or None
+
+
+def redact(url: str, keep_password: bool = True) -> str:
+    """``url`` with its password shown as ``***`` (or removed, ``keep_password=False``)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<a broker URL that cannot be parsed>"
+    if password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    auth = f"{user}:***@" if keep_password else (f"{user}@" if user else "")
+    return urlunsplit(parts._replace(netloc=auth + host))
+
+
+def hide_password(text: str, url: str | None) -> str:
+    """``text`` (a library's error message) with ``url`` and its password redacted."""
+    from urllib.parse import urlsplit
+
+    if not url:
+        return text
+    text = text.replace(url, redact(url))
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return text
+    return text.replace(password, "***") if password else text
 
 
 def app_for(broker: str) -> Any:
@@ -55,11 +97,18 @@ def app_for(broker: str) -> Any:
 
 
 def _register(app: Any) -> None:
+    from celery.exceptions import SoftTimeLimitExceeded
+
     @app.task(name=TASK, bind=True, max_retries=MAX_RETRIES)
     def run_chunk(self: Any, job_dir: str, index: int) -> str:
         attempt = self.request.retries + 1
         try:
             outcome = core.run_chunk(job_dir, index, attempt, final=False)
+        except SoftTimeLimitExceeded:
+            limit = (self.request.timelimit or (None, None))[1]
+            core.mark_failed(job_dir, index, core.time_limit_message(
+                float(limit or 0) - SOFT_GRACE), attempt)
+            return "failed"
         except TRANSIENT as exc:
             if self.request.retries < self.max_retries:
                 raise self.retry(exc=exc, countdown=min(60, 2 ** attempt)) from exc
@@ -80,15 +129,25 @@ def _requeue_stale(app: Any, job_dir: str) -> None:
         return
     stale = core.stale_chunks(folder, job)
     if stale:
-        enqueue(app, folder, stale)
+        enqueue(app, folder, stale, _chunk_seconds(job))
 
 
-def enqueue(app: Any, folder: JobFolder, chunks: Iterable[int]) -> int:
-    """Send one task per chunk (stale leases are dropped first); returns how many."""
+def _chunk_seconds(job: dict[str, Any]) -> float:
+    return float(job.get("chunk_seconds") or core.DEFAULT_CHUNK_SECONDS)
+
+
+def enqueue(app: Any, folder: JobFolder, chunks: Iterable[int],
+            chunk_seconds: float | None = None) -> int:
+    """Send one task per chunk (stale leases are dropped first), with Celery's time limits a
+    little past the job's own (``chunk_seconds``, default: job.json's); returns how many."""
+    if chunk_seconds is None:
+        chunk_seconds = _chunk_seconds(folder.load())
     n = 0
     for i in chunks:
         folder.drop_lease(i)
-        app.send_task(TASK, args=[str(folder.path), int(i)], queue=QUEUE)
+        app.send_task(TASK, args=[str(folder.path), int(i)], queue=QUEUE,
+                      soft_time_limit=chunk_seconds + SOFT_GRACE,
+                      time_limit=chunk_seconds + HARD_GRACE)
         n += 1
     return n
 
@@ -127,7 +186,7 @@ class Supervisor:
         for i in lost:
             self._idle_since.pop(i, None)
         if lost:
-            enqueue(self.app, self.folder, lost)
+            enqueue(self.app, self.folder, lost, _chunk_seconds(self.job))
         return sorted(lost)
 
 
@@ -157,8 +216,13 @@ def check_broker(broker: str) -> None:
 
     try:
         redis.Redis.from_url(broker, socket_connect_timeout=5).ping()
+    except (redis.AuthenticationError, redis.ResponseError) as exc:
+        raise BrokerError(f"the broker {redact(broker)} refused the connection "
+                        f"({hide_password(str(exc), broker)}): give its password in --broker "
+                        f"or {BROKER_ENV} (redis://:PASSWORD@host:port/db)") from None
     except (redis.RedisError, OSError) as exc:
-        raise MltkError(f"cannot reach the broker {broker} ({exc})") from None
+        raise BrokerError(f"cannot reach the broker {redact(broker)} "
+                        f"({hide_password(str(exc), broker)})") from None
 
 
 def run_worker(broker: str, concurrency: int, queues: str, loglevel: str = "INFO") -> None:

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from mltk._imaging import read_regular_file
 from mltk.errors import InputError
 from mltk.predictors.base import Outcome, Predictor, TensorSpec
 
@@ -113,7 +114,7 @@ class ImageClassifier(Predictor):
 
     def _prepare_file(self, path: Path) -> tuple[Path, Any]:
         try:
-            return path, self.prepare(Path(path).read_bytes())
+            return path, self.prepare(read_regular_file(path))
         except InputError as exc:
             return path, exc
         except FileNotFoundError:

@@ -104,7 +104,7 @@ def create_app(settings: ServeSettings, plane: DataPlane | None = None) -> Any:
     _v2_routes(app, plane)
     _misc_routes(app, plane)
     if settings.broker:
-        _job_routes(app, settings.broker)
+        _job_routes(app, settings)
     return _Guard(app, settings)
 
 
@@ -291,59 +291,68 @@ def _v2_routes(app: Any, plane: DataPlane) -> None:
 
 
 # -- jobs (with a broker) ------------------------------------------------------------------------
-_JOB_BODY_DOC = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-    "type": "object", "required": ["kind", "args", "out"], "properties": {
-        "kind": {"type": "string", "enum": ["colors", "predict", "xgb-predict", "recommend",
-                                           "tfrecord-build"]},
-        "args": {"type": "array", "items": {"type": "string"}},
-        "out": {"type": "string"}, "chunk_size": {"type": "integer", "minimum": 1},
-        "options": {"type": "object"}}}}}}}
+def _job_routes(app: Any, settings: ServeSettings) -> None:
+    """The original practice's Flask-to-Celery path: submit a job, follow it by id. Only with a
+    bearer token, paths under ``job_roots``, models by served name (see job_requests)."""
+    import logging
 
-
-def _job_routes(app: Any, broker: str) -> None:
-    """The original practice's Flask-to-Celery path: submit a job, follow it by id."""
     from starlette.concurrency import run_in_threadpool
 
-    @app.post("/jobs", summary="Submit an mltk job to the workers (as mltk jobs submit)",
-              status_code=202, openapi_extra=_JOB_BODY_DOC)
+    from mltk._describe import describe
+    from mltk.errors import MltkError
+    from mltk.jobs.kinds import KINDS
+    from mltk.jobs.queue import BrokerError
+    from mltk.serving import job_requests
+
+    log = logging.getLogger("mltk.serving")
+    doc = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["kind", "args", "out"], "properties": {
+            "kind": {"type": "string", "enum": list(KINDS)},
+            "args": {"type": "array", "items": {"type": "string"}},
+            "out": {"type": "string"}, "chunk_size": {"type": "integer", "minimum": 1},
+            "chunk_seconds": {"type": "number", "exclusiveMinimum": 0},
+            "options": {"type": "object"}}}}}}}
+
+    def answer(exc: Exception) -> Any:
+        """An error body that names the field or input at fault, never a file's content."""
+        if isinstance(exc, CodecError):
+            return error(exc.status, str(exc))
+        if isinstance(exc, BrokerError):
+            return error(503, describe(exc), {"Retry-After": "5"})
+        if isinstance(exc, NotFound):
+            return error(404, str(exc))
+        if isinstance(exc, MltkError):
+            return error(400, describe(exc))
+        log.error("POST/GET /jobs failed", exc_info=exc)
+        return error(500, f"internal error ({type(exc).__name__}); see the server's log")
+
+    @app.post("/jobs", summary="Submit an mltk job to the workers (as mltk jobs submit; needs "
+              "the bearer token, paths under job_roots)", status_code=202, openapi_extra=doc)
     async def submit_job(request: Request) -> Any:
         try:
-            body = json.loads(await request.body())
-            if not isinstance(body, dict):
-                raise CodecError(400, "expected a JSON object with kind, args and out")
-            return JSONResponse(await run_in_threadpool(_submit_job, broker, body), 202)
-        except json.JSONDecodeError as exc:
-            return error(400, f"invalid JSON ({exc.msg})")
+            job_requests.check_allowed(settings.token)
+            try:
+                body = json.loads(await request.body())
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+                raise CodecError(400, f"invalid JSON ({getattr(exc, 'msg', exc)})") from None
+            return JSONResponse(await run_in_threadpool(_submit_job, settings, body), 202)
         except Exception as exc:
-            return error(status_of(exc), message_of(exc))
+            return answer(exc)
 
     @app.get("/jobs/{job_id}", summary="Progress of a job submitted to the workers")
     async def job_status(job_id: str) -> Any:
         try:
-            return await run_in_threadpool(_job_status, broker, job_id)
+            job_requests.check_allowed(settings.token)
+            return await run_in_threadpool(_job_status, settings.broker, job_id)
         except Exception as exc:
-            return error(status_of(exc), message_of(exc))
+            return answer(exc)
 
 
-def _submit_job(broker: str, body: Mapping[str, Any]) -> dict[str, Any]:
-    from mltk.jobs import JobFolder, JobSettings, core, queue
+def _submit_job(settings: ServeSettings, body: Any) -> dict[str, Any]:
+    from mltk.serving import job_requests
 
-    kind, args, out = body.get("kind"), body.get("args"), body.get("out")
-    if not isinstance(kind, str) or not isinstance(out, str) or not isinstance(args, list) \
-            or not all(isinstance(a, str) for a in args):
-        raise CodecError(400, "expected kind (text), args (a list of text) and out (text)")
-    options = body.get("options") or {}
-    if not isinstance(options, dict):
-        raise CodecError(400, "options must be an object")
-    folder = JobFolder(out)
-    job = core.create(folder, kind, args, options,
-                      JobSettings(int(body.get("chunk_size") or core.DEFAULT_CHUNK_SIZE)),
-                      broker)
-    queue.register_job(broker, job, folder)
-    folder.clear_failures()
-    sent = queue.enqueue(queue.app_for(broker), folder, core.pending_chunks(folder, job))
-    return {"id": job["id"], "out": str(folder.path), "chunks": len(job["chunks"]),
-            "enqueued": sent}
+    req = job_requests.parse(body, settings.models, settings.job_roots)
+    return job_requests.submission_doc(job_requests.submit(req, settings.broker))
 
 
 def _job_status(broker: str, job_id: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from mltk._settings import (
     SettingError,
     Settings,
     boolean,
+    fail,
     integer,
     number,
     optional,
@@ -34,6 +35,17 @@ def _models(key: str, value: Any) -> tuple[str, ...]:
     if not value:
         raise SettingError(key, "no model to serve")
     return sequence(text())(key, [os.fspath(v) for v in value])
+
+
+def _roots(key: str, value: Any) -> tuple[str, ...]:
+    """Folders (one, or a list): absolute paths, as a job request's paths are."""
+    if isinstance(value, (str, os.PathLike)):
+        value = [value]
+    roots = sequence(text())(key, [os.fspath(v) for v in value or ()])
+    for i, root in enumerate(roots):
+        if not os.path.isabs(root):
+            raise fail(f"{key}[{i}]", "an absolute folder", root)
+    return roots
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +74,9 @@ class ServeSettings(Settings):
     access_log: bool = setting(False, boolean(), "one log line per request")
     broker: str | None = setting(None, optional(text()),
                                  "Redis URL of mltk jobs: enables POST /jobs, GET /jobs/{id}")
+    job_roots: tuple[str, ...] = setting((), _roots,
+                                         "folders under which POST /jobs may read inputs and "
+                                         "write job folders (none: no paths at all)")
 
     @property
     def max_body_bytes(self) -> int:
