@@ -1,7 +1,8 @@
 """``mltk demo``: every available capability run end to end on generated sample data.
 
 Each capability contributes a :class:`Step`; :func:`run` runs them in order into one
-folder and writes ``index.md`` linking every output. A step that fails is recorded in the index
+folder and writes ``index.md`` and ``index.html`` (the same, opening each step's
+``report.html`` first) linking every output. A step that fails is recorded in the index
 with its error and the remaining steps still run.
 """
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 class StepResult:
     summary: str
     outputs: list[tuple[str, Path]] = dataclasses.field(default_factory=list)
+    report: Path | None = None  # the step's report.html, linked first from index.html
 
 
 @dataclasses.dataclass
@@ -41,6 +43,7 @@ class StepReport:
     ok: bool
     summary: str
     outputs: list[tuple[str, Path]]
+    report: Path | None = None
 
 
 def _step_sample_data(root: Path, seed: int) -> StepResult:
@@ -85,13 +88,18 @@ def _step_colors(root: Path, seed: int) -> StepResult:
     write_text(out / "colors.md", "\n".join(lines) + "\n")
     write_swatches(out / "swatches", records)
     _config.save(out / "config.yaml", cfg)
+    from mltk.colors.report import write_report
+
+    report = write_report(out, records, roll, cfg)
     return StepResult(
         f"`mltk colors` on {len(records)} generated product photos: top-1 name right for "
         f"{hits}/{len(truth)}; folder's main colours: "
         f"{', '.join(c['name'] for c in roll['colors'][:4])}.",
-        [("per-image table", out / "colors.md"), ("per-image JSON", out / "colors.json"),
+        [("report: the photos with their named swatches", report),
+         ("per-image table", out / "colors.md"), ("per-image JSON", out / "colors.json"),
          ("folder roll-up JSON", out / "summary.json"),
          ("contact sheet", out / "swatches" / "contact_sheet.png")],
+        report,
     )
 
 
@@ -168,9 +176,12 @@ def _step_xgb(root: Path, seed: int) -> StepResult:
         f"generated users: test ROC AUC {m['roc_auc']:.3f}, best MCC {m['best_mcc']:.3f}; "
         f"{found} of the {len(truth['informative'])} informative features rank in the top "
         f"{len(truth['informative'])}.",
-        [("report", out / "report.md"), ("every number", out / "report.json"),
+        [("report", out / "report.html"), ("report (Markdown)", out / "report.md"),
+         ("every number", out / "report.json"),
          ("SHAP summary", out / "shap_summary.png"), ("trials", out / "trials.csv"),
+         ("training data profile (for drift checks)", out / "data_profile.json"),
          ("model (XGBoost UBJ)", out / "model.ubj"), ("settings", out / "config.yaml")],
+        out / "report.html",
     )
 
 
@@ -194,6 +205,10 @@ def _step_recommend(root: Path, seed: int) -> StepResult:
     write_json(out / "example_queries.json", examples)
     table = evaluate(rec, tx, 10, seed)
     write_json(out / "evaluation.json", table)
+    from mltk.recommend.report import write_report
+
+    evaluation = write_report(out / "evaluation", table, {"model": "recommend/", "k": 10,
+                                                          "seed": seed})
     by = {r["method"]: r for r in table}
     c = report["classifier"]
     return StepResult(
@@ -205,7 +220,9 @@ def _step_recommend(root: Path, seed: int) -> StepResult:
         f"(popular in category) and {by['random_in_meta']['hit_rate']:.3f} (random).",
         [("association rules", out / "rules.csv"), ("meta-categories", out / "meta_categories.csv"),
          ("fit metrics", out / "metrics.json"), ("explained queries", out / "example_queries.json"),
-         ("evaluation", out / "evaluation.json"), ("settings", out / "config.yaml")],
+         ("evaluation report", evaluation), ("evaluation", out / "evaluation.json"),
+         ("settings", out / "config.yaml")],
+        evaluation,
     )
 
 
@@ -386,7 +403,7 @@ def run(out: Path, seed: int = 0, only: list[str] | None = None,
         try:
             result = step.run(out, seed)
             report = StepReport(step.name, step.title, time.perf_counter() - t0, True,
-                                result.summary, result.outputs)
+                                result.summary, result.outputs, result.report)
         except Exception as exc:  # one failed step must not hide the others
             log.warning(f"demo step {step.name} failed: {exc}")
             report = StepReport(step.name, step.title, time.perf_counter() - t0, False,
@@ -395,6 +412,7 @@ def run(out: Path, seed: int = 0, only: list[str] | None = None,
         if on_step:
             on_step(report)
     write_text(out / "index.md", render_index(out, reports))
+    write_text(out / "index.html", render_html_index(out, reports))
     return reports
 
 
@@ -409,3 +427,27 @@ def render_index(root: Path, reports: list[StepReport]) -> str:
             lines.append(f"- [{label}]({Path(rel).as_posix()})")
         lines.append("")
     return "\n".join(lines)
+
+
+def render_html_index(root: Path, reports: list[StepReport]) -> str:
+    """index.html: each step's summary, its report.html and its other outputs (relative
+    links, so the folder can be moved or zipped as a whole)."""
+    from mltk import _report
+
+    def rel(path: Path) -> str:
+        return Path(os.path.relpath(path, root)).as_posix()
+
+    ok = sum(r.ok for r in reports)
+    steps = [{"title": r.title, "ok": r.ok, "summary": r.summary,
+              "seconds": f"{r.seconds:.1f}", "report": rel(r.report) if r.report else None,
+              "outputs": [(label, rel(path)) for label, path in r.outputs
+                          if path != r.report]} for r in reports]
+    return _report.render(
+        "demo.html.j2", title="mltk demo", kicker="mltk demo",
+        question="What does each mltk capability give on sample data?",
+        answer=[f"{ok} of {len(reports)} steps ran on generated sample data"
+                + ("." if ok == len(reports) else "; the failed ones say why below.")
+                + " Each step's report opens offline in a browser."],
+        headline=[("steps run", f"{ok} of {len(reports)}"),
+                  ("seconds", f"{sum(r.seconds for r in reports):.0f}")],
+        steps=steps)

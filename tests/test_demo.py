@@ -22,3 +22,15 @@ def test_demo_runs_every_step_and_links_exist(mltk_proc, tmp_path):
     assert len(links) >= 4
     for link in links:
         assert (out / link).exists(), link
+    # index.html links each step's report.html; each opens offline in Chromium
+    from tests.browser import open_report
+
+    page = open_report(out / "index.html", tmp_path)
+    assert f"{len(rows) - 1} of {len(rows) - 1} steps ran" in page.text
+    hrefs = re.findall(r'href="([^"]+)"', page.dom)
+    assert all((out / h).exists() for h in hrefs)
+    reports = [h for h in hrefs if h.endswith("report.html")]
+    assert {"colors/report.html", "xgb/report.html",
+            "recommend/evaluation/report.html"} <= set(reports)
+    for report in reports:
+        assert open_report(out / report, tmp_path).images, report

@@ -40,6 +40,9 @@ def test_wheel_contains_configs_and_exactly_the_source_modules(tmp_path):
     modules = {n for n in names if n.startswith("mltk/") and n.endswith(".py")
                and not n.startswith("mltk/configs/")}
     assert modules == {p.relative_to(ROOT).as_posix() for p in (ROOT / "mltk").rglob("*.py")}
+    templates = {p.relative_to(ROOT).as_posix()
+                 for p in (ROOT / "mltk" / "_report" / "templates").glob("*.html.j2")}
+    assert templates and templates <= set(names)  # every report.html's layout
 
 
 def test_no_package_exports_a_name_that_is_also_its_module():

@@ -214,14 +214,25 @@ def test_missing_values_and_bad_tables(market, tmp_path, cli):
         Recommender.load(tmp_path)
 
 
-def test_evaluate_against_baselines(model, market, cli):
+def test_evaluate_against_baselines(model, market, cli, tmp_path):
+    from tests.browser import open_report
+
     out, _ = model
-    result = cli("recommend", "evaluate", out, "-t", market.files["transactions"], "-f", "json")
+    result = cli("recommend", "evaluate", out, "-t", market.files["transactions"], "-f", "json",
+                 "--report", tmp_path / "rep")
     assert result.exit_code == 0, result.output
     rows = {r["method"]: r for r in json.loads(result.stdout)}
     assert set(rows) == {"mltk", "popular_in_category", "random_in_meta"}
     assert rows["mltk"]["hit_rate"] > rows["random_in_meta"]["hit_rate"]
     assert all(0 <= r["coverage"] <= 1 for r in rows.values())
+    # report.html: the answer with mltk's hit rate beside both baselines', opened in Chromium
+    page = open_report(tmp_path / "rep" / "report.html", tmp_path)
+    m = rows["mltk"]
+    assert (f"(hit rate@10 {m['hit_rate']:.3f}, against "
+            f"{rows['popular_in_category']['hit_rate']:.3f} for most bought in the category "
+            f"and {rows['random_in_meta']['hit_rate']:.3f}") in page.text
+    assert len(page.images) == 1
+    assert len(pd.read_csv(tmp_path / "rep" / "evaluation.csv")) == 3
 
 
 def test_fewer_than_k_says_so_and_relaxing_widens_the_band(model):

@@ -281,7 +281,8 @@ def test_analysis_in_memory_then_saved_as_the_command_writes_it(cancer, tmp_path
     assert result.exit_code == 0, result.output
     files = sorted(p.name for p in saved.iterdir())
     assert files == sorted(p.name for p in (tmp_path / "cli").iterdir())
-    for name in ("model.ubj", "config.yaml", "test_predictions.csv", "report.md"):
+    for name in ("model.ubj", "config.yaml", "test_predictions.csv", "report.md",
+                 "data_profile.json"):
         assert (saved / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
     lib, cmd = (json.loads((d / "report.json").read_text()) for d in (saved, tmp_path / "cli"))
     assert lib["seconds"] == analysis.report["seconds"] > 0

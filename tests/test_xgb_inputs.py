@@ -325,6 +325,8 @@ def test_any_explanation_stage_can_fail(tmp_path, cli, monkeypatch):
     assert (out / "importance.png").exists() and (out / "correlation.png").exists()
     md = (out / "report.md").read_text()
     assert "- shap: MemoryError: no room for SHAP" in md and "](roc.png)" not in md
+    html = (out / "report.html").read_text()  # the plots drawn embedded, the others listed
+    assert html.count("<img ") == 3 and "shap: MemoryError: no room for SHAP" in html
     rows = json.loads(result.stdout)
     assert rows[0]["mean_abs_shap"] is None and rows[0]["gain"] is not None
     assert "Warning: shap could not be computed (MemoryError: no room for SHAP)" in result.stderr

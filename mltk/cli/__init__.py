@@ -13,7 +13,18 @@ import typer
 
 from mltk import __version__
 from mltk._output import Output
-from mltk.cli import colors, datasets, demo, jobs, recommend, serve, tfrecord, train, xgb
+from mltk.cli import (
+    colors,
+    datasets,
+    demo,
+    drift,
+    jobs,
+    recommend,
+    serve,
+    tfrecord,
+    train,
+    xgb,
+)
 from mltk.cli._common import MltkGroup, env_flag
 
 app = typer.Typer(
@@ -55,6 +66,7 @@ def root(
 colors.register(app)
 datasets.register(app)
 demo.register(app)
+drift.register(app)
 jobs.register(app)
 recommend.register(app)
 serve.register(app)

@@ -66,6 +66,14 @@ def colors(
             "--swatch", help="Write a PNG bar per image and a contact sheet to this folder."
         ),
     ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Write report.html (the photos with their named swatches, and the roll-up), "
+            "colors.csv and summary.csv to this folder.",
+        ),
+    ] = None,
     summary: Annotated[
         bool,
         typer.Option(
@@ -136,15 +144,26 @@ def colors(
     out.info(
         f"{roll['images']} images analysed, {roll['failed']} failed; main colours: {top_names}"
     )
-    if swatch is not None:
-        from mltk.colors.swatch import write_swatches
-
-        written = write_swatches(swatch, records)
-        _config.save(swatch / "config.yaml", {**cfg, "palette": palette or cfg["palette"]})
-        out.info(f"wrote {len(written)} swatch images to {swatch}")
+    _write_files(out, swatch, report, records, roll, {**cfg, "palette": palette or cfg["palette"]})
     if strict and roll["failed"]:
         out.error(f"{roll['failed']} of {len(records)} images failed")
         raise typer.Exit(1)
+
+
+def _write_files(out: Any, swatch: Path | None, report: Path | None, records: list[dict],
+                 roll: dict[str, Any], cfg: dict[str, Any]) -> None:
+    """The swatch folder (--swatch) and the report folder (--report), when asked for."""
+    if swatch is not None:
+        from mltk import _config
+        from mltk.colors.swatch import write_swatches
+
+        written = write_swatches(swatch, records)
+        _config.save(swatch / "config.yaml", cfg)
+        out.info(f"wrote {len(written)} swatch images to {swatch}")
+    if report is not None:
+        from mltk.colors.report import write_report
+
+        out.info(f"report: {write_report(report, records, roll, cfg)}")
 
 
 def _settings(ctx: typer.Context, cfg: dict[str, Any], palette: Path | None,

@@ -23,7 +23,8 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     fmt: FormatOption = "table",
 ) -> None:
-    """Run each capability on generated sample data; writes OUT/index.md linking every output.
+    """Run each capability on generated sample data; writes OUT/index.html (and index.md)
+    linking every step's report and outputs.
 
     Example: mltk demo --out demo-output
     """
@@ -34,7 +35,7 @@ def demo(
                        on_step=lambda r: output.info(f"{r.title}: {r.summary}"))
     output.emit(({"step": r.name, "ok": r.ok, "seconds": round(r.seconds, 2),
                   "summary": r.summary} for r in reports), fmt)
-    output.info(f"index: {out / 'index.md'}")
+    output.info(f"index: {out / 'index.html'} (and index.md)")
     if not all(r.ok for r in reports):
         output.error("some demo steps failed; see index.md")
         raise typer.Exit(1)

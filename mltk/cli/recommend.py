@@ -216,16 +216,25 @@ def evaluate(
     transactions: Transactions,
     k: Annotated[int | None, typer.Option("-k", min=1, help="Cut-off (10).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random baseline.")] = 0,
+    report: Annotated[Path | None, typer.Option(
+        "--report", help="Also write report.html and evaluation.csv to this folder.")] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Leave-last-purchase-out hit rate@k, NDCG@k and coverage, against two baselines.
 
-    Example: mltk recommend evaluate model/ -t heldout.csv -k 10
+    Example: mltk recommend evaluate model/ -t heldout.csv -k 10 --report evaluation/
     """
     from mltk._tables import load_table
     from mltk.recommend import Recommender
     from mltk.recommend import evaluate as run_eval
 
     rec = Recommender.load(model)
-    get_output(ctx).emit(run_eval(rec, load_table(transactions), k, seed, source=transactions),
-                         fmt)
+    rows = run_eval(rec, load_table(transactions), k, seed, source=transactions)
+    get_output(ctx).emit(rows, fmt)
+    if report is not None:
+        from mltk.recommend.report import write_report
+
+        written = write_report(report, rows, {"model": str(model),
+                                              "transactions": str(transactions),
+                                              "k": rows[0]["k"], "seed": seed})
+        get_output(ctx).info(f"report: {written}")

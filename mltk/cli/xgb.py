@@ -63,7 +63,8 @@ def xgb_analyze(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Tune XGBoost (DART) with hyperopt over stratified CV, and explain what separates the
-    two groups: report.md/json, plots, model.ubj, trials.csv, test_predictions.csv.
+    two groups: report.html (one file to open or mail), report.md/json, plots, model.ubj,
+    data_profile.json (for --drift), trials.csv, test_predictions.csv.
 
     Example: mltk xgb-analyze users.csv --target group --id-cols user_id --out analysis/
     """
@@ -96,7 +97,7 @@ def xgb_analyze(
     m = report["metrics"]
     output.info(f"test ROC AUC {m['roc_auc']:.4f}, PR AUC {m['pr_auc']:.4f}, best MCC "
                 f"{m['best_mcc']:.4f} at threshold {m['best_threshold']:.3f}; "
-                f"report: {out / 'report.md'} ({report['seconds']:.0f} s)")
+                f"report: {out / 'report.html'} ({report['seconds']:.0f} s)")
 
 
 def _round(value: float | None) -> float | None:
@@ -118,18 +119,49 @@ def xgb_predict(
         help="A category not seen in training: error (default) names the rows; missing "
              "scores it as a missing value and counts it in a warning.")
     ] = UnknownCategories.error,
+    drift: Annotated[bool, typer.Option(
+        "--drift", help="Also compare the rows with the training data (PSI per feature, "
+        "missing rates, new categories): a table and a summary on stderr.")] = False,
+    drift_report: Annotated[Path | None, typer.Option(
+        "--drift-report", help="With --drift: also write report.html and drift.csv to this "
+        "folder.")] = None,
     fmt: FormatOption = Format.csv,
 ) -> None:
     """Score new rows: probability of the positive group and the label at the tuned threshold.
 
     Columns are matched by name (extra ones ignored). Text in a number column or an unseen
     category is an error naming the rows; empty values are scored as missing, as in training.
+    --drift compares the rows with the training data's profile (thresholds: PSI 0.1 watch,
+    0.25 drift).
 
-    Example: mltk xgb-predict analysis/ new_users.csv --format ndjson
+    Example: mltk xgb-predict analysis/ new_users.csv --format ndjson --drift
     """
     from mltk._tables import load_table
     from mltk.predictors.two_group import TwoGroupPredictor
 
+    output = get_output(ctx)
     predictor = TwoGroupPredictor.open(model_dir)  # the predictor mltk serve uses too
-    scored = predictor.score_frame(load_table(data), unknown_categories.value)
-    get_output(ctx).emit(scored.to_dict("records"), fmt)
+    profile = None
+    if drift or drift_report is not None:
+        from mltk.drift import load_reference
+
+        profile = load_reference(model_dir)  # before scoring: an old folder fails fast
+    df = load_table(data)
+    scored = predictor.score_frame(df, unknown_categories.value)
+    output.emit(scored.to_dict("records"), fmt)
+    if profile is not None:
+        _drift(output, profile, df, model_dir, data, drift_report)
+
+
+def _drift(output, profile, df, model_dir: Path, data: str, report: Path | None) -> None:
+    """The drift table on stderr (data stays alone on stdout), then the summary line."""
+    import sys
+
+    from mltk.cli.drift import render_summary
+    from mltk.drift import compare
+
+    result = compare(profile, df)
+    if output.verbosity >= 0:
+        output.print_table(result.records(), title="Drift against the training data",
+                           stream=sys.stderr)
+    render_summary(output, result, str(model_dir), data, report)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mltk import __version__
+from mltk.drift.profile import DataProfile
 from mltk.errors import InputError
 from mltk.xgb import explain
 from mltk.xgb.data import Prepared, onehot, prepare
@@ -77,6 +78,8 @@ def analyze(df: Any, target: str, settings: XgbSettings | Mapping[str, Any] | No
     stages = Stages()
     profile = stages.run("profile", group_profile, prep.X, prep.y, _categories(prep)) or []
     split = _split(prep, s)
+    data_profile = stages.run("data_profile", DataProfile.from_frame, prep.X.iloc[split.tr],
+                              prep.categorical)
     tuning, trials, tune_n = _search(split, prep.y, s, on_trial)
     booster, fit_seconds, p_test = _refit(split, prep.y, tuning)
     metrics = threshold_metrics(prep.y[split.te], p_test, s.threshold_steps)
@@ -103,7 +106,8 @@ def analyze(df: Any, target: str, settings: XgbSettings | Mapping[str, Any] | No
         predictions=_predictions(df, target, id_cols, split, prep.y, p_test,
                                  metrics["best_threshold"]),
         config=_model_config(s, prep, report, id_cols), shap_values=extras["shap_values"],
-        explained=split.X.iloc[split.te].iloc[ex_idx], compute_seconds=seconds)
+        explained=split.X.iloc[split.te].iloc[ex_idx], compute_seconds=seconds,
+        data_profile=data_profile)
 
 
 def _categories(prep: Prepared) -> dict[str, list[str]]:

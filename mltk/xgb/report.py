@@ -117,3 +117,109 @@ def _f(v: Any, spec: str = ".4g") -> str:
 
 def _p(v: Any) -> str:
     return "" if v is None else ("<0.0001" if v < 1e-4 else f"{v:.4f}")
+
+
+# -- report.html ----------------------------------------------------------------------------
+
+#: The plots of report.html: file, alt text, caption.
+HTML_PLOTS = (
+    ("roc.png", "ROC curve of the test set", "How well the probability ranks the test rows: "
+     "the higher the curve above the diagonal, the better."),
+    ("mcc.png", "Matthews correlation at each threshold", "The label threshold is the one "
+     "with the best MCC (red line)."),
+    ("importance.png", "Feature importance: gain, mean absolute SHAP and permutation AUC drop",
+     "Three measures of importance side by side; the consensus rank combines them."),
+    ("shap_summary.png", "SHAP values per feature, coloured by the feature's value",
+     "Points right of zero push a row towards the positive group; red is a high value of "
+     "the feature, blue a low one."),
+    ("correlation.png", "Correlation matrix of the standardized features",
+     "Strongly correlated features share their effect: read their separate ranks with care."),
+)
+
+
+def direction(r: dict[str, Any], feature: str) -> str:
+    """How ``feature`` differs in the positive group, from the group profile: 'higher' or
+    'lower' for a number, the level most over-represented for a categorical ('=level more
+    common'), '' when unknown."""
+    rows = [p for p in r.get("profile") or [] if p["feature"] == feature
+            or p["feature"].startswith(f"{feature}=")]
+    if not rows:
+        return ""
+    best = max(rows, key=lambda p: abs(p["smd"]))
+    if best["smd"] == 0:
+        return ""
+    if best["feature"] == feature:
+        return "higher" if best["smd"] > 0 else "lower"
+    level = best["feature"][len(feature) + 1:]
+    return f"more often {level}" if best["smd"] > 0 else f"less often {level}"
+
+
+def answer(r: dict[str, Any], top: int = 3) -> list[str]:
+    """The answer of report.html in two sentences, with its numbers."""
+    d, m = r["data"], r["metrics"]
+    first = (f"The model tells {d['positive']} from {d['negative']} with a test ROC AUC of "
+             f"{m['roc_auc']:.3f} on {d['test_rows']:,} held-out rows (best MCC "
+             f"{m['best_mcc']:.3f} at threshold {m['best_threshold']:.3f}).")
+    named = []
+    for f in r["importance"][:top]:
+        how = direction(r, f["feature"])
+        named.append(f"{f['feature']} ({how} in {d['positive']})" if how else f["feature"])
+    second = ("The features that separate the groups most are " + _and(named) + ".") \
+        if named else "No feature importance could be computed."
+    return [first, second]
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def render_html(r: dict[str, Any], folder: Any, config: dict[str, Any] | None = None) -> str:
+    """report.html of a report dict, with the plots of ``folder`` embedded."""
+    from pathlib import Path
+
+    from mltk import _report
+
+    d, m = r["data"], r["metrics"]
+    folder = Path(folder)
+    importance = [{"rank": f["consensus_rank"], "feature": f["feature"],
+                   "direction": direction(r, f["feature"]), "gain": f["gain"],
+                   "mean |SHAP|": f["mean_abs_shap"],
+                   "permutation AUC drop": f["permutation_auc_drop"]} for f in r["importance"]]
+    profile = [{"feature": p["feature"], f"mean {d['positive']}": p["mean_positive"],
+                f"mean {d['negative']}": p["mean_negative"], "SMD": p["smd"]}
+               for p in r.get("profile") or []]
+    vif = {v["feature"]: v["vif"] for v in r["regression"]["vif"]}
+    coefficients = [{"feature": c["feature"], "coefficient per SD": c["coef"],
+                     "std err": c["std_err"], "p-value": c["p_value"], "VIF": vif.get(c["feature"])}
+                    for c in r["regression"]["coefficients"]]
+    return _report.render(
+        "xgb.html.j2", title=f"What separates {d['positive']} from {d['negative']}",
+        kicker=f"mltk xgb-analyze · target {d['target']} · {d['rows']:,} rows",
+        question=f"What separates {d['positive']} from {d['negative']} ({d['target']})?",
+        answer=answer(r),
+        headline=[("test ROC AUC", f"{m['roc_auc']:.3f}"), ("PR AUC", f"{m['pr_auc']:.3f}"),
+                  ("best MCC", f"{m['best_mcc']:.3f}"),
+                  (f"share of {d['positive']}", f"{d['positive_share']:.1%}")],
+        plots=[(_report.file_uri(folder / name), alt, caption)
+               for name, alt, caption in HTML_PLOTS if name not in r.get("not_computed", {})],
+        importance=_report.table(importance, caption="Features by consensus rank", limit=20,
+                                 full_csv="report.json"),
+        metrics=_report.table(_metric_rows(m), caption="Test-set metrics"),
+        profile=_report.table(profile, caption="Group profile (standardized mean difference, "
+                              "positive minus negative)", full_csv="report.json"),
+        coefficients=_report.table(coefficients, caption="Standardized logistic regression",
+                                   full_csv="report.json"),
+        regression_note=r["regression"].get("note"),
+        data=d, not_computed=r.get("not_computed") or {}, tuning=r["tuning"],
+        settings={k: v for k, v in (config or {}).items()
+                  if k not in ("raw_features", "features", "categories", "tuned_params")})
+
+
+def _metric_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
+    cm = m["confusion_matrix"]
+    named = (("ROC AUC", "roc_auc"), ("PR AUC", "pr_auc"), ("log loss", "log_loss"),
+             ("threshold (best MCC)", "best_threshold"), ("MCC", "best_mcc"), ("F1", "f1"),
+             ("precision", "precision"), ("recall", "recall"))
+    return [{"metric": label, "value": m[key]} for label, key in named] + [
+        {"metric": "confusion tn / fp / fn / tp",
+         "value": f"{cm['tn']} / {cm['fp']} / {cm['fn']} / {cm['tp']}"}]

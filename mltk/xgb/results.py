@@ -6,7 +6,9 @@
 
 The folder holds ``model.ubj``, ``config.yaml`` (the settings and the feature schema that
 :class:`mltk.xgb.TwoGroupModel` reads back), ``trials.csv``, ``test_predictions.csv``, the
-plots, ``report.md`` and, written last, ``report.json``; each file is written atomically.
+plots, ``report.md``, ``report.html`` (one self-contained file, plots embedded),
+``data_profile.json`` (the training rows' profile, for drift checks) and, written last,
+``report.json``; each file is written atomically.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ class Analysis:
     predicted); ``trials`` one row per tuning trial (DataFrame); ``settings`` the
     :class:`XgbSettings` used; ``config`` what config.yaml holds (the settings, the feature
     schema, the threshold and the tuned parameters); ``shap_values`` and ``explained`` the
-    SHAP values (None when not computed) of the test rows explained.
+    SHAP values (None when not computed) of the test rows explained; ``data_profile`` the
+    :class:`mltk.drift.DataProfile` of the training rows (what ``xgb-predict --drift``
+    compares new rows with).
     """
 
     model: Any
@@ -46,6 +50,7 @@ class Analysis:
     shap_values: Any = None
     explained: Any = None
     compute_seconds: float = dataclasses.field(default=0.0, repr=False)
+    data_profile: Any = None
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -95,10 +100,33 @@ class Analysis:
             self.predictions.to_csv(tmp, index=False)
         self._plots(folder)
         write_text(folder / "report.md", render_markdown(self.report))
+        self._profile(folder)
+        self._html(folder)
         self.report["seconds"] = round(self.compute_seconds + time.perf_counter() - t0, 2)
         write_json(folder / "report.json", self.report)
         _config.save(folder / "config.yaml", self.config)
         return folder
+
+    def _profile(self, out: Path) -> None:
+        from mltk.drift import PROFILE_FILE
+
+        if self.data_profile is None:  # not computed: no stale profile of a former run
+            (out / PROFILE_FILE).unlink(missing_ok=True)
+        else:
+            self.data_profile.save(out / PROFILE_FILE)
+
+    def _html(self, out: Path) -> None:
+        """report.html (the plots embedded), an optional stage like the plots."""
+        from mltk import _report
+        from mltk.xgb.report import render_html
+
+        stages = Stages(self.report["not_computed"])
+        stages.not_computed.pop("report.html", None)
+        html = stages.run("report.html", render_html, self.report, out, self.config)
+        if html is None:
+            (out / "report.html").unlink(missing_ok=True)
+        else:
+            _report.write(out / "report.html", html)
 
     def _plots(self, out: Path) -> None:
         """Each plot as an optional stage; a plot not drawn leaves no stale file from a former

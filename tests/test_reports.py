@@ -1,0 +1,234 @@
+"""report.html of every analysis opened in headless Chromium (tests/browser.py), the shared
+layout's tables, and drift (PSI) on generated data: the same distribution and a shifted one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mltk import _report
+from mltk.drift import DRIFT, WATCH, DataProfile, compare, load_reference
+from mltk.errors import InputError
+from tests.browser import open_report
+
+FIELDS = ["feature", "psi", "missing_rate", "new_categories", "status"]
+
+
+def users(n: int, seed: int, shift: bool = False) -> pd.DataFrame:
+    """Generated rows: a number, a count, a category and a number with missing values; the
+    shifted version moves each (mean +1 SD, counts up, another mix of levels plus a new one,
+    many more missing values)."""
+    rng = np.random.default_rng(seed)
+    levels = ["web", "app", "store"]
+    mix = [0.2, 0.3, 0.4, 0.1] if shift else [0.5, 0.3, 0.2, 0.0]
+    spend = rng.normal(1.0 if shift else 0.0, 1.0, n)
+    age = rng.normal(40, 10, n)
+    age[rng.random(n) < (0.4 if shift else 0.05)] = np.nan
+    return pd.DataFrame({"spend": spend, "visits": rng.poisson(5 if shift else 3, n),
+                         "channel": rng.choice(levels + ["kiosk"], n, p=mix), "age": age})
+
+
+# -- drift ----------------------------------------------------------------------------------
+
+def test_psi_near_zero_for_the_same_distribution_and_high_for_a_shifted_one():
+    profile = DataProfile.from_frame(users(5000, 0))
+    same = {r["feature"]: r for r in compare(profile, users(5000, 1)).records()}
+    assert all(r["psi"] < 0.02 and r["status"] == "ok" for r in same.values()), same
+    assert same["channel"]["new_categories"] == [] and same["spend"]["new_categories"] is None
+    assert abs(same["age"]["missing_rate"] - 0.05) < 0.02
+    shifted = {r["feature"]: r for r in compare(profile, users(5000, 2, shift=True)).records()}
+    assert all(r["psi"] > DRIFT and r["status"] == "drift" for r in shifted.values()), shifted
+    assert shifted["channel"]["new_categories"] == ["kiosk"]
+    assert abs(shifted["age"]["missing_rate"] - 0.4) < 0.03
+    assert list(same["spend"]) == FIELDS
+
+
+def test_status_thresholds_and_absent_columns():
+    profile = DataProfile.from_frame(users(4000, 0))
+    mild = users(4000, 3)
+    mild["spend"] += 0.35  # a small move of the mean: watch, not drift
+    result = compare(profile, mild.drop(columns=["age"]))
+    by = {f.feature: f for f in result.features}
+    assert WATCH <= by["spend"].psi < DRIFT and by["spend"].status == "watch"
+    assert by["age"].psi is None and by["age"].status == "missing_column"
+    assert "0.1" in result.summary() and "0.25" in result.summary()
+
+
+def test_profile_round_trips_and_a_reference_table_is_profiled(tmp_path):
+    df = users(500, 0)
+    profile = DataProfile.from_frame(df)
+    profile.save(tmp_path / "p.json")
+    assert load_reference(tmp_path / "p.json") == profile
+    df.to_csv(tmp_path / "ref.csv", index=False)
+    assert load_reference(tmp_path / "ref.csv").features["channel"]["kind"] == "categorical"
+    assert len(json.dumps(profile.to_dict())) < 5000  # compact
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.yaml").write_text("threshold: 0.5\n")
+    with pytest.raises(InputError, match="re-run xgb-analyze"):
+        load_reference(tmp_path / "model")
+
+
+@pytest.mark.parametrize("fmt", ["json", "ndjson", "csv", "table"])
+def test_drift_command_one_record_per_feature_in_every_format(cli, tmp_path, fmt):
+    users(2000, 0).to_csv(tmp_path / "ref.csv", index=False)
+    users(2000, 2, shift=True).to_csv(tmp_path / "new.csv", index=False)
+    r = cli("drift", tmp_path / "ref.csv", tmp_path / "new.csv", "--format", fmt)
+    assert r.exit_code == 0, r.output
+    out = r.stdout
+    if fmt == "json":
+        rows = json.loads(out)
+    elif fmt == "ndjson":
+        rows = [json.loads(line) for line in out.splitlines()]
+    elif fmt == "csv":
+        assert out.splitlines()[0] == ",".join(FIELDS)
+        rows = [dict(zip(FIELDS, line.split(","), strict=False)) for line in out.splitlines()[1:]]
+    else:
+        assert all(f in out for f in FIELDS) and out.count("drift") >= 4
+        rows = None
+    if rows is not None:
+        assert [r["feature"] for r in rows] == ["spend", "visits", "channel", "age"]
+        assert all(list(r) == FIELDS and r["status"] == "drift" for r in rows)
+    assert "0.25 or more drift" in r.stderr
+
+
+def test_drift_report_in_a_browser(cli, tmp_path):
+    users(3000, 0).to_csv(tmp_path / "ref.csv", index=False)
+    users(3000, 2, shift=True).to_csv(tmp_path / "new.csv", index=False)
+    r = cli("drift", tmp_path / "ref.csv", tmp_path / "new.csv", "--report", tmp_path / "rep",
+            "-f", "json")
+    assert r.exit_code == 0, r.output
+    psi = {x["feature"]: x["psi"] for x in json.loads(r.stdout)}
+    page = open_report(tmp_path / "rep" / "report.html", tmp_path)
+    assert "4 of 4 features drift" in page.text
+    assert f"{max(psi.values()):.3f}" in page.text  # the largest shift, in the answer
+    assert "0.1 to 0.25 watch" in page.text and len(page.images) == 1
+    assert (tmp_path / "rep" / "drift.csv").read_text().startswith(",".join(FIELDS))
+
+
+# -- xgb-analyze and xgb-predict ------------------------------------------------------------
+
+def test_xgb_report_in_a_browser(cancer_model, tmp_path):
+    folder = cancer_model / "model"
+    report = json.loads((folder / "report.json").read_text())
+    page = open_report(folder / "report.html", tmp_path)
+    auc = f"{report['metrics']['roc_auc']:.3f}"
+    assert f"test ROC AUC of {auc}" in page.text
+    top = report["importance"][0]["feature"]
+    assert f"most are {top} (" in page.text  # the top feature and its direction
+    assert len(page.images) == 5  # roc, mcc, importance, SHAP, correlation
+
+
+def test_xgb_predict_drift_against_the_training_profile(cancer_model, mltk_proc, tmp_path):
+    model, rows = cancer_model / "model", cancer_model / "rows.csv"
+    plain = mltk_proc("xgb-predict", model, rows)
+    df = pd.read_csv(rows)
+    df["worst perimeter"] *= 3
+    df.to_csv(tmp_path / "shifted.csv", index=False)
+    p = mltk_proc("xgb-predict", model, tmp_path / "shifted.csv", "--drift", "--drift-report",
+                  tmp_path / "drift")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[0] == plain.stdout.splitlines()[0]  # data alone on stdout
+    assert "Drift against the training data" in p.stderr and "0.25 or more drift" in p.stderr
+    line = next(x for x in p.stderr.splitlines() if x.strip().startswith("worst perimeter "))
+    assert line.split()[-1] == "drift"
+    page = open_report(tmp_path / "drift" / "report.html", tmp_path)
+    assert "worst perimeter" in page.text
+
+
+def test_xgb_predict_drift_on_an_old_model_folder_says_to_rerun(cancer_model, mltk_proc,
+                                                                tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(cancer_model / "model", old)
+    (old / "data_profile.json").unlink()
+    p = mltk_proc("xgb-predict", old, cancer_model / "rows.csv", "--drift")
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr.startswith("Error: ") and "re-run xgb-analyze" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+# -- colors ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def product_photos(tmp_path_factory):
+    from mltk.datasets import make
+
+    return make("product-images", tmp_path_factory.mktemp("photos"), n=60, seed=0)
+
+
+def test_colors_report_in_a_browser(product_photos, mltk_proc, tmp_path):
+    p = mltk_proc("colors", product_photos.path, "--report", tmp_path / "rep", "-f", "json",
+                  "--seed", "0", "-j", "1")
+    assert p.returncode == 0, p.stderr
+    records = json.loads(p.stdout)
+    summary = pd.read_csv(tmp_path / "rep" / "summary.csv")
+    page = open_report(tmp_path / "rep" / "report.html", tmp_path)
+    assert len(page.images) == len(records) == 60  # one thumbnail per photo
+    assert all(max(img.size) <= 128 for img in page.images)
+    main = summary.iloc[0]
+    assert (f"The main colours of the folder are {main['name']} (a top colour in "
+            f"{main['image_fraction']:.0%} of the images)") in page.text
+    first = records[0]["colors"][0]
+    assert f"{first['name']} {first['hex']}" in page.text  # a named swatch of the grid
+    assert len(pd.read_csv(tmp_path / "rep" / "colors.csv")) == 60
+
+
+def test_colors_grid_is_cut_with_a_note(product_photos):
+    from mltk.colors import ColorSettings, analyze_paths, summarize
+    from mltk.colors.report import render_html
+
+    files = sorted(product_photos.path.glob("*.*"))[:8]
+    records = list(analyze_paths(files, ColorSettings(), jobs=1))
+    html = render_html(records, summarize(records), max_grid=3)
+    assert html.count("<img ") == 3
+    assert "The first 3 of 8 photos are shown; every image is in colors.csv." in html
+
+
+# -- the shared layout ----------------------------------------------------------------------
+
+def test_tables_are_cut_with_a_note_and_numbers_sort_by_value():
+    rows = [{"name": f"f{i}", "value": i / 3} for i in range(250)]
+    t = _report.table(rows, full_csv="all.csv")
+    assert len(t.rows) == _report.MAX_TABLE_ROWS and t.total == 250
+    assert t.note == "The first 200 of 250 rows are shown; all 250 are in all.csv."
+    assert t.numeric == [False, True] and t.rows[1][1] == ("0.3333", 1 / 3)
+    html = _report.render("demo.html.j2", title="t", kicker="k", question="q?",
+                          answer=["a <b>"], headline=[], steps=[])
+    assert "a &lt;b&gt;" in html  # escaped
+
+
+# -- the demo -------------------------------------------------------------------------------
+
+def test_demo_index_html_links_the_step_reports(mltk_proc, tmp_path):
+    out = tmp_path / "demo"
+    p = mltk_proc("demo", "--out", out, "--step", "colors", "-f", "csv")
+    assert p.returncode == 0, p.stderr
+    page = open_report(out / "index.html", tmp_path)
+    assert "1 of 1 steps ran" in page.text
+    hrefs = __import__("re").findall(r'href="([^"]+)"', page.dom)
+    assert "colors/report.html" in hrefs and all((out / h).exists() for h in hrefs)
+    colors = open_report(out / "colors" / "report.html", tmp_path)
+    assert "60 images analysed, 0 failed." in colors.text
+
+
+def test_a_heavy_plot_is_scaled_down_when_embedded(tmp_path):
+    """A correlation matrix of hundreds of features makes a PNG of megabytes: embedded, it is
+    scaled down to fit, and still decodes; the file beside the report keeps every pixel."""
+    from PIL import Image
+
+    from tests.browser import decode_images
+
+    noise = np.random.default_rng(0).integers(0, 255, (2400, 2400, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "heavy.png")
+    assert (tmp_path / "heavy.png").stat().st_size > 4 * _report.MAX_IMAGE_BYTES
+    uri = _report.file_uri(tmp_path / "heavy.png")
+    assert len(uri) * 3 / 4 <= _report.MAX_IMAGE_BYTES * 1.01
+    (img,) = decode_images(f'<img src="{uri}" alt="x">')
+    assert max(img.size) <= _report.MAX_IMAGE_SIDE
+    small = tmp_path / "small.png"
+    Image.new("RGB", (50, 40), "white").save(small)
+    assert _report.file_uri(small).endswith(
+        __import__("base64").b64encode(small.read_bytes()).decode())  # as it is
