@@ -75,12 +75,15 @@ class Server:
 # -- models -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, cancer_model, digits_run):
+    return build_models(tmp_path_factory.mktemp("serve"), cancer_model, digits_run)
+
+
+def build_models(root, cancer_model, digits_run):
+    """A model of every kind (the recommender and the photos built in ``root``)."""
     from mltk import settings
     from mltk._tables import load_table
     from mltk.datasets import make
     from mltk.recommend import fit
-
-    root = tmp_path_factory.mktemp("serve")
 
     market = make("marketplace", root / "market", n=3000, seed=0)
     fit(load_table(market.files["items"]), load_table(market.files["transactions"]),
@@ -155,7 +158,7 @@ def test_two_group_bad_rows_name_row_and_column(server, models):
     rows[1]["mean radius"] = "abc"
     r = post(server, json.dumps(rows).encode(), "application/json", "cancer")
     assert r.status_code == 400
-    assert r.json()["error"] == "row 2: column 'mean radius': 'abc' is not a number"
+    assert r.json()["error"] == "row 2, column 'mean radius': 'abc' is not a number"
     del rows[1]["mean radius"]
     r = post(server, json.dumps(rows).encode(), "application/json", "cancer")
     assert r.status_code == 400 and "mean radius" in r.json()["error"]
@@ -328,9 +331,12 @@ def test_v2_with_tritonclient(server, models, digits_dir):
                    th.InferRequestedOutput("probability", binary_data=binary)]
         result = client.infer("digits", [inp], request_id="req-7", outputs=outputs)
         assert result.get_response()["id"] == "req-7"
-        labels = [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("label")]
+        # [images, top_k] tensors, as the metadata declares them: the first column is the top-1
+        labels = [v.decode() if isinstance(v, bytes) else v
+                  for v in result.as_numpy("label")[:, 0]]
         assert labels == [e["label"] for e in expected]
-        assert np.allclose(result.as_numpy("probability"), [e["probability"] for e in expected])
+        assert np.allclose(result.as_numpy("probability")[:, 0],
+                           [e["probability"] for e in expected], atol=1e-6)
     with pytest.raises(InferenceServerException, match="nope"):
         client.infer("nope", [inp])
 
@@ -446,6 +452,7 @@ def test_full_queue_503_and_timeout_504(models, digits_dir, tmp_path):
             time.sleep(0.02)
         second = post(s, image, "image/jpeg")
         assert second.status_code == 503 and "max_queue" in second.json()["error"]
+        assert second.headers["Retry-After"] == "1"  # RFC 9110: when to try again
         t.join(60)
         assert first[0].status_code == 504 and "timeout" in first[0].json()["error"]
     finally:

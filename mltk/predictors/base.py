@@ -23,11 +23,18 @@ Outcome = dict[str, Any] | InputError
 
 @dataclasses.dataclass(frozen=True)
 class TensorSpec:
-    """One named input or output, as the Open Inference Protocol describes it."""
+    """One named input or output, as the Open Inference Protocol describes it.
+
+    For an output, ``fields`` are the record's keys that fill it, one per position of its last
+    dimension (``label``, ``label_2``, ``label_3`` for a ``[-1, 3]`` tensor); by default the
+    key of its name. The V2 metadata and the V2 responses are both made from these
+    declarations, so a response holds exactly the outputs the metadata lists.
+    """
 
     name: str
     datatype: str  # BYTES, FP32, FP64, INT64, BOOL
     shape: tuple[int, ...]  # -1 for a variable dimension
+    fields: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
@@ -53,6 +60,7 @@ class Predictor:
         raise NotImplementedError
 
     def outputs(self) -> list[TensorSpec]:
+        """The V2 output tensors, made from each record (see :class:`TensorSpec`)."""
         raise NotImplementedError
 
     def metadata(self) -> dict[str, Any]:

@@ -38,7 +38,10 @@ class ColorsPredictor(Predictor):
         return [TensorSpec("image", "BYTES", (-1,))]
 
     def outputs(self) -> list[TensorSpec]:
-        return [TensorSpec("colors", "BYTES", (-1,))]
+        # the record of mltk colors but its path (none) and error (a 400 instead); the list of
+        # colours as JSON text: [{"name", "share", "hex", "lab"}, ...]
+        return [TensorSpec("colors", "BYTES", (-1,)), TensorSpec("width", "INT64", (-1,)),
+                TensorSpec("height", "INT64", (-1,)), TensorSpec("other_share", "FP64", (-1,))]
 
     def prepare(self, item: Any) -> Any:
         from mltk._imaging import check_decode_pixels, check_image_bytes

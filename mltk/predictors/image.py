@@ -49,8 +49,11 @@ class ImageClassifier(Predictor):
         return [TensorSpec("image", "BYTES", (-1,))]
 
     def outputs(self) -> list[TensorSpec]:
-        return [TensorSpec("label", "BYTES", (-1, self.top_k)),
-                TensorSpec("probability", "FP32", (-1, self.top_k))]
+        suffixes = [""] + [f"_{r + 1}" for r in range(1, self.top_k)]
+        return [TensorSpec("label", "BYTES", (-1, self.top_k),
+                           tuple(f"label{s}" for s in suffixes)),
+                TensorSpec("probability", "FP32", (-1, self.top_k),
+                           tuple(f"probability{s}" for s in suffixes))]
 
     def prepare(self, item: Any) -> Any:
         import cv2

@@ -34,7 +34,9 @@ class RecommenderPredictor(Predictor):
                 TensorSpec("k", "INT64", (-1,))]
 
     def outputs(self) -> list[TensorSpec]:
-        return [TensorSpec("recommendations", "BYTES", (-1,))]
+        # the record of recommend query; the ranked items as JSON text
+        return [TensorSpec("item_id", "BYTES", (-1,)), TensorSpec("user_id", "BYTES", (-1,)),
+                TensorSpec("recommendations", "BYTES", (-1,)), TensorSpec("note", "BYTES", (-1,))]
 
     def prepare(self, item: Any) -> Any:
         if not isinstance(item, Mapping):
@@ -68,8 +70,9 @@ class RecommenderPredictor(Predictor):
         return self.recommender.batch(rows, k, explain)
 
     def example(self) -> dict[str, Any]:
-        first = self.recommender.index.item_id[0]
-        return {"item_id": first.item() if hasattr(first, "item") else first}
+        from mltk._json import clean
+
+        return {"item_id": clean(self.recommender.index.item_id[0])}
 
 
 def _id(value: Any) -> Any:

@@ -46,7 +46,21 @@ class TwoGroupPredictor(Predictor):
         return [TensorSpec(c, "BYTES" if c in cats else "FP64", (-1,)) for c in self.features]
 
     def outputs(self) -> list[TensorSpec]:
-        return [TensorSpec("probability", "FP64", (-1,)), TensorSpec("label", "BYTES", (-1,))]
+        return [TensorSpec("probability", "FP64", (-1,)),
+                TensorSpec("label", _datatype_of(self.model.positive, self.model.negative),
+                           (-1,))]
+
+    @property
+    def categories(self) -> dict[str, list[str]]:
+        """The training levels of each categorical column, in the order of their codes."""
+        return {c: list(levels) for c, levels in (self.model.categories or {}).items()}
+
+    def metadata(self) -> dict[str, Any]:
+        """With the levels of the categorical columns: in a numeric ``[rows, columns]`` V2
+        tensor a categorical column holds the code of its category (its position here)."""
+        meta = super().metadata()
+        meta["parameters"]["categories"] = self.categories
+        return meta
 
     def prepare(self, item: Any) -> Any:
         if not isinstance(item, Mapping):
@@ -56,6 +70,7 @@ class TwoGroupPredictor(Predictor):
         if absent:
             more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
             raise InputError(f"column(s) missing: {', '.join(map(repr, absent[:5]))}{more}")
+        self.model.check_finite(item)  # here, per row: XGBoost would fail the whole batch
         return item
 
     def predict_prepared(self, prepared: Sequence[Any]) -> list[Outcome]:
@@ -96,6 +111,17 @@ class TwoGroupPredictor(Predictor):
                 for c in self.features}
 
 
+def _datatype_of(*labels: Any) -> str:
+    """The V2 datatype of the label: the two target values' common kind."""
+    if all(isinstance(v, bool) for v in labels):
+        return "BOOL"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
+        return "INT64"
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in labels):
+        return "FP64"
+    return "BYTES"
+
+
 def _row_error(exc: InputError) -> InputError:
     """The error of a one-row batch, for that row: "row 1, column 'x': ..." -> "column 'x': ..."."""
     return InputError(str(exc).removeprefix("row 1, "))
@@ -103,7 +129,6 @@ def _row_error(exc: InputError) -> InputError:
 
 def _plain_record(row: Mapping[str, Any]) -> dict[str, Any]:
     """Numpy scalars to Python ones, so every codec can write the record."""
-    out = {}
-    for k, v in row.items():
-        out[str(k)] = v.item() if hasattr(v, "item") else v
-    return out
+    from mltk._json import clean
+
+    return {str(k): clean(v) for k, v in row.items()}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import html
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -31,6 +32,8 @@ from mltk.serving.codecs import CodecError
 from mltk.serving.dataplane import DataPlane, NotFound, NotReady
 from mltk.serving.settings import ServeSettings
 
+log = logging.getLogger(__name__)
+
 #: Routes open without the bearer token (health checks of SageMaker and Kubernetes).
 OPEN_PATHS = frozenset({"/ping", "/v2/health/live", "/v2/health/ready"})
 _BINARY_HEADER = "Inference-Header-Content-Length"
@@ -47,12 +50,36 @@ _V2_BODY_DOC = {"requestBody": {"required": True, "content": {"application/json"
         "inputs": {"type": "array", "items": {"type": "object", "required": [
             "name", "shape", "datatype"], "properties": {
             "name": {"type": "string"}, "shape": {"type": "array", "items": {
-                "type": "integer"}}, "datatype": {"type": "string"}, "data": {}}}},
-        "outputs": {"type": "array", "items": {"type": "object"}}}}}}}}
+                "type": "integer", "minimum": 0}},
+            "datatype": {"type": "string", "enum": list(v2codec.DATATYPES)}, "data": {},
+            "parameters": {"type": "object"}}}},
+        "outputs": {"type": "array", "items": {"type": "object", "required": ["name"],
+                                               "properties": {"name": {"type": "string"}}}},
+        "parameters": {"type": "object"}}}}}}}
+
+
+#: Seconds a client is asked to wait before retrying a 503 (loading, or the queue full).
+RETRY_AFTER = "1"
 
 
 def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Any:
-    return JSONResponse({"error": message}, status_code=status, headers=dict(headers or {}))
+    """The JSON error answer; a 503 says when to retry (RFC 9110 ``Retry-After``)."""
+    headers = dict(headers or {})
+    if status == 503:
+        headers.setdefault("Retry-After", RETRY_AFTER)
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def failure(exc: BaseException, headers: Mapping[str, str] | None = None) -> Any:
+    """The error answer for an exception raised by a route; a 500 (a bug, not the client's
+    fault) is logged on stderr with its traceback."""
+    status = status_of(exc)
+    if status == 500:  # the traceback in the message: every handler of mltk's log shows it
+        import traceback
+
+        log.error("internal error answering a request:\n%s",
+                  "".join(traceback.format_exception(exc)).rstrip())
+    return error(status, message_of(exc), headers)
 
 
 def status_of(exc: BaseException) -> int:
@@ -76,7 +103,8 @@ def message_of(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "the request took longer than the timeout"
     if status_of(exc) == 500:
-        return f"internal error: {type(exc).__name__}: {exc}"
+        # not the exception's text: it may quote a library's stack or a file's content
+        return (f"internal error ({type(exc).__name__}); the server's log has its traceback")
     return str(exc)
 
 
@@ -154,7 +182,7 @@ def _drain_on_stop() -> None:
 def _exception_handlers(app: Any) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(_req: Any, exc: HTTPException) -> Any:
-        return error(exc.status_code, str(exc.detail))
+        return error(exc.status_code, str(exc.detail), exc.headers)  # 405 carries its Allow
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_req: Any, exc: RequestValidationError) -> Any:
@@ -162,7 +190,7 @@ def _exception_handlers(app: Any) -> None:
 
     @app.exception_handler(Exception)
     async def any_error(_req: Any, exc: Exception) -> Any:
-        return error(status_of(exc), message_of(exc))
+        return failure(exc)
 
 
 # -- SageMaker ------------------------------------------------------------------------------------
@@ -189,20 +217,38 @@ def _sagemaker_routes(app: Any, plane: DataPlane, settings: ServeSettings) -> No
             p = plane.get(request.headers.get(_TARGET_MODEL))
             name = p.name
             accept = codecs.negotiate(request.headers.get("accept"))
-            items = codecs.decode(p.input_kind, request.headers.get("content-type"),
-                                  await request.body(), _columns(p))
+            body = await request.body()
+            items = await _work(len(body) > LARGE_BODY, lambda: codecs.decode(
+                p.input_kind, request.headers.get("content-type"), body, _columns(p)))
             outcomes = await plane.infer(p.name, items)
             records = _records(outcomes, p.input_kind)
-            body, ctype = codecs.encode(records, accept)
+            body, ctype = await _work(len(records) > LARGE_ANSWER,
+                                      lambda: codecs.encode(records, accept))
             if ctype == codecs.CSV and "header=present" in (request.headers.get("accept") or ""):
                 body = codecs.csv_header(records) + body
             status = 200
             return Response(body, media_type=ctype, headers=echo)
         except Exception as exc:
             status = status_of(exc)
-            return error(status, message_of(exc), echo)
+            return failure(exc, echo)
         finally:
             plane.metrics.observe(name, "sagemaker", status, time.perf_counter() - t0)
+
+
+#: Bodies of more bytes, answers of more records, are decoded or encoded in a worker thread:
+#: a batch transform's megabytes of rows take a second, which would hold up every other
+#: request on the event loop; for a small one the thread hop costs more than the work.
+LARGE_BODY = 256 * 1024
+LARGE_ANSWER = 2000
+
+
+async def _work(large: bool, work: Callable[[], Any]) -> Any:
+    """``work()``: inline, or in the thread pool when ``large``."""
+    if not large:
+        return work()
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(work)
 
 
 def _not_ready(plane: DataPlane) -> str:
@@ -218,13 +264,16 @@ def _columns(p: Any) -> list[str]:
 
 
 def _records(outcomes: list[Any], input_kind: str) -> list[dict[str, Any]]:
-    """The records, or the first bad input's error (naming it when there are several)."""
+    """The records, or the first bad input's error (naming it when there are several, and
+    always naming a row)."""
     for i, o in enumerate(outcomes):
         if isinstance(o, InputError):
-            if len(outcomes) == 1:
+            if len(outcomes) == 1 and input_kind != "row":
                 raise o
             kind = PixelLimitError if isinstance(o, PixelLimitError) else InputError
-            raise kind(f"{input_kind} {i + 1}: {o}")  # row 2: ..., image 3: ...
+            # "row 2, column 'x': ..." as xgb-predict says it; "image 3: ..."
+            sep = ", " if str(o).startswith("column ") else ": "
+            raise kind(f"{input_kind} {i + 1}{sep}{o}")
     return outcomes
 
 
@@ -248,17 +297,17 @@ def _v2_routes(app: Any, plane: DataPlane) -> None:
     @app.get("/v2/models/{name}/versions/{version}", include_in_schema=False)
     async def model_metadata(name: str, version: str | None = None) -> Any:
         try:
-            return plane.get(name).metadata()
+            return _model(plane, name, version).metadata()
         except Exception as exc:
-            return error(status_of(exc), message_of(exc))
+            return failure(exc)
 
     @app.get("/v2/models/{name}/ready", summary="Model readiness")
     @app.get("/v2/models/{name}/versions/{version}/ready", include_in_schema=False)
     async def model_ready(name: str, version: str | None = None) -> Any:
         try:
-            plane.get(name)
+            _model(plane, name, version)
         except Exception as exc:
-            return error(status_of(exc), message_of(exc))
+            return failure(exc)
         return {"name": name, "ready": True}
 
     @app.post("/v2/models/{name}/infer", summary="Inference with V2 tensors",
@@ -268,26 +317,40 @@ def _v2_routes(app: Any, plane: DataPlane) -> None:
         t0, status = time.perf_counter(), 500
         try:
             await plane.wait_own_load()
-            p = plane.get(name)
-            req, values = v2codec.parse_request(await request.body(),
-                                                request.headers.get(_BINARY_HEADER))
-            items = v2codec.to_items(p.input_kind, values, req, _columns(p))
+            p = _model(plane, name, version)
+            body = await request.body()
+            req, values = await _work(len(body) > LARGE_BODY, lambda: v2codec.parse_request(
+                body, request.headers.get(_BINARY_HEADER)))
+            items = v2codec.to_items(p.input_kind, values, req, [t.name for t in p.inputs()],
+                                     getattr(p, "categories", None))
             records = _records(await plane.infer(p.name, items), p.input_kind)
-            tensors, blobs = v2codec.outputs(records, req)
-            doc = {"model_name": p.name, "model_version": "1", "outputs": tensors}
+            tensors, blobs = v2codec.outputs(records, req, p.outputs())
+            doc = {"model_name": p.name, "model_version": MODEL_VERSION, "outputs": tensors}
             if "id" in req:
-                doc["id"] = req["id"]
+                doc["id"] = req["id"]  # text: parse_request refuses any other id
             status = 200
-            head = codecs._json_bytes(doc)
+            head = codecs.json_bytes(doc)
             if not blobs:
                 return Response(head, media_type="application/json")
             return Response(head + b"".join(blobs), media_type="application/octet-stream",
                             headers={_BINARY_HEADER: str(len(head))})
         except Exception as exc:
             status = status_of(exc)
-            return error(status, message_of(exc))
+            return failure(exc)
         finally:
             plane.metrics.observe(name, "v2", status, time.perf_counter() - t0)
+
+
+#: The one version of every model (a model is a folder given at start).
+MODEL_VERSION = "1"
+
+
+def _model(plane: DataPlane, name: str, version: str | None) -> Any:
+    """The model of that name, at a version it has (404 otherwise)."""
+    p = plane.get(name)
+    if version is not None and version != MODEL_VERSION:
+        raise NotFound(f"model {name!r} has no version {version!r} (versions: {MODEL_VERSION})")
+    return p
 
 
 # -- jobs (with a broker) ------------------------------------------------------------------------

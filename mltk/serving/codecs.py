@@ -13,8 +13,11 @@ import base64
 import csv
 import io
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from mltk._numbers import parse_cell
 
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "application/x-image",
                          "application/octet-stream"})
@@ -128,12 +131,56 @@ def _b64_image(value: Any, n: int) -> bytes:
         raise CodecError(400, f"instance {n}: invalid base64") from None
 
 
-def _json_instances(text: str) -> list[Any]:
+def load_json(data: str | bytes) -> Any:
+    """A request's JSON, or CodecError 400 for what Python's parser takes but a reply cannot
+    carry: nesting past the recursion limit, integers of more than 4,300 digits, a lone UTF-16
+    surrogate (``"\\ud800"``: no UTF-8 text holds it). ``NaN``/``Infinity`` are read as floats,
+    as Python does: a missing value, and a number the model refuses by row and column."""
     try:
-        doc = json.loads(text)
+        doc = json.loads(data)
     except json.JSONDecodeError as exc:
         raise CodecError(400, f"invalid JSON at line {exc.lineno}, column {exc.colno}: "
                          f"{exc.msg}") from None
+    except RecursionError:
+        raise CodecError(400, "invalid JSON: nested too deeply") from None
+    except UnicodeDecodeError as exc:
+        raise CodecError(400, f"invalid JSON: not UTF-8 text (byte {exc.start})") from None
+    except ValueError as exc:  # Exceeds the limit (4300 digits) for integer string conversion
+        raise CodecError(400, f"invalid JSON: {exc}") from None
+    pattern = _SURROGATE if isinstance(data, str) else _SURROGATE_BYTES
+    if pattern.search(data):  # only then walk the document
+        _check_text(doc)
+    return doc
+
+
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _check_text(doc: Any) -> None:
+    stack = [doc]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                raise CodecError(400, "invalid JSON: a lone UTF-16 surrogate ("
+                                 f"{v[_first_surrogate(v)].encode('unicode_escape').decode()}) "
+                                 "in a string") from None
+
+
+def _first_surrogate(text: str) -> int:
+    return next(i for i, c in enumerate(text) if 0xD800 <= ord(c) <= 0xDFFF)
+
+
+def _json_instances(text: str) -> list[Any]:
+    doc = load_json(text)
     if isinstance(doc, Mapping) and "instances" in doc:
         doc = doc["instances"]
         if not isinstance(doc, list):
@@ -153,9 +200,9 @@ def _json_lines(text: str) -> list[tuple[int, Any]]:
         if not line.strip():
             continue
         try:
-            out.append((n, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            raise CodecError(400, f"line {n}: invalid JSON ({exc.msg})") from None
+            out.append((n, load_json(line)))
+        except CodecError as exc:
+            raise CodecError(400, f"line {n}: {exc}") from None
     if not out:
         raise CodecError(400, "no lines in the request")
     return out
@@ -175,7 +222,11 @@ def _to_mapping(value: Any, columns: Sequence[str], input_kind: str, where: str)
 
 
 def _decode_csv(text: str, columns: Sequence[str]) -> list[dict[str, Any]]:
-    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    reader = csv.reader(io.StringIO(text))
+    try:
+        rows = [r for r in reader if any(c.strip() for c in r)]
+    except csv.Error as exc:  # a field over 128 KB, a NUL byte, a quote left open
+        raise CodecError(400, f"invalid CSV at line {reader.line_num}: {exc}") from None
     if not rows:
         raise CodecError(400, "no rows in the CSV body")
     header = [c.strip() for c in rows[0]]
@@ -192,31 +243,12 @@ def _decode_csv(text: str, columns: Sequence[str]) -> list[dict[str, Any]]:
         if len(row) != len(names):
             raise CodecError(400, f"line {n}: {len(row)} fields, expected {len(names)}"
                              + ("" if has_header else f" ({', '.join(names)}, in this order)"))
-        out.append({k: _csv_value(v) for k, v in zip(names, row, strict=False)})
+        out.append({k: parse_cell(v) for k, v in zip(names, row, strict=False)})
     return out
 
 
 def _numeric_row(cells: Sequence[str]) -> bool:
-    try:
-        [float(c) for c in cells]
-    except ValueError:
-        return False
-    return True
-
-
-def _csv_value(text: str) -> Any:
-    """CSV cells as pandas would read them: empty = missing, numbers as numbers."""
-    t = text.strip()
-    if t == "":
-        return None
-    try:
-        return int(t)
-    except ValueError:
-        pass
-    try:
-        return float(t)
-    except ValueError:
-        return text
+    return all(isinstance(parse_cell(c), (int, float)) for c in cells)
 
 
 def _decode_npy(body: bytes, columns: Sequence[str]) -> list[dict[str, Any]]:
@@ -238,9 +270,9 @@ def _decode_npy(body: bytes, columns: Sequence[str]) -> list[dict[str, Any]]:
 def encode(records: Sequence[Mapping[str, Any]], accept: str) -> tuple[bytes, str]:
     """(body, content type) for records in the negotiated type."""
     if accept == JSON:
-        return _json_bytes({"predictions": list(records)}), JSON
+        return json_bytes({"predictions": list(records)}), JSON
     if accept == JSONLINES:
-        return b"".join(_json_bytes(r) + b"\n" for r in records), JSONLINES
+        return b"".join(json_bytes(r) + b"\n" for r in records), JSONLINES
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     for r in records:
@@ -258,7 +290,8 @@ def _csv_cell(v: Any) -> Any:
     return "" if v is None else v
 
 
-def _json_bytes(obj: Any) -> bytes:
+def json_bytes(obj: Any) -> bytes:
+    """Compact strict JSON (numpy values, NaN and inf as null) as UTF-8 bytes."""
     from mltk._json import dumps
 
     return dumps(obj, separators=(",", ":")).encode("utf-8")

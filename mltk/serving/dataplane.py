@@ -123,18 +123,32 @@ class DataPlane:
                                 f"{', '.join(self.models)})") from None
 
     async def infer(self, name: str, items: Sequence[Any]) -> list[Any]:
-        """One outcome per input (a record, or the InputError for that input), in order."""
+        """One outcome per input (a record, or the InputError for that input), in order.
+
+        A request goes to the model in slices of at most ``max_batch_size`` inputs, one after
+        the other, and holds at most one slice of the queue: a SageMaker batch transform's
+        thousands of rows are answered whole, and refused only when the queue is full."""
         p = self.models[name]
-        if self._waiting[name] + len(items) > self.settings.max_queue:
+        step = max(1, min(self.settings.max_batch_size, self.settings.max_queue))
+        held = min(len(items), step)
+        if self._waiting[name] + held > self.settings.max_queue:
             raise QueueFull(f"model {name!r} has {self._waiting[name]} inputs waiting "
                             f"(max_queue {self.settings.max_queue})")
-        self._waiting[name] += len(items)
-        self.metrics.queue_depth.labels(name).inc(len(items))
+        self._waiting[name] += held
+        self.metrics.queue_depth.labels(name).inc(held)
         try:
-            return await asyncio.wait_for(self._infer(name, p, items), self.settings.timeout)
+            return await asyncio.wait_for(self._infer_slices(name, p, items, step),
+                                          self.settings.timeout)
         finally:
-            self._waiting[name] -= len(items)
-            self.metrics.queue_depth.labels(name).dec(len(items))
+            self._waiting[name] -= held
+            self.metrics.queue_depth.labels(name).dec(held)
+
+    async def _infer_slices(self, name: str, p: Any, items: Sequence[Any],
+                            step: int) -> list[Any]:
+        out: list[Any] = []
+        for start in range(0, len(items), step):
+            out += await self._infer(name, p, items[start:start + step])
+        return out
 
     async def _infer(self, name: str, p: Any, items: Sequence[Any]) -> list[Any]:
         from starlette.concurrency import run_in_threadpool

@@ -9,16 +9,12 @@ from collections.abc import Hashable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
 
+from mltk._numbers import NA_STRINGS, is_infinite, number_value
 from mltk._tables import load_table  # noqa: F401 (re-exported)
 from mltk.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 UNKNOWN_CATEGORIES = ("error", "missing")
-# pandas.read_csv's default missing-value strings: the same text in a JSON payload or a mixed
-# column is a missing value too, as it would have been in the training CSV.
-NA_STRINGS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
-                        "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a",
-                        "nan", "null"})
 SHOWN_PROBLEMS = 3  # bad values named in the error message
 
 KEPT_PROBLEMS = 100  # bad values kept on the exception for a caller (a server) to return
@@ -171,7 +167,7 @@ class BadValue:
     reason: str
 
     def __str__(self) -> str:
-        return f"row {self.row}, column {self.column!r}: {_show(self.value)} {self.reason}"
+        return f"row {self.row}, column {self.column!r}: {show_value(self.value)} {self.reason}"
 
 
 class InvalidRowsError(InputError):
@@ -228,7 +224,7 @@ def apply_schema(df: Any, features: Sequence[str], categories: Mapping[str, Sequ
         else:
             X[col], mask = _to_number(df[col])
             if mask.any():
-                bad[col] = (mask, lambda v: "is not a number")
+                bad[col] = (mask, _number_reason)
     if bad:
         raise _invalid_rows(df, bad)
     if unseen:
@@ -251,19 +247,25 @@ def _factorize(s: Any) -> tuple[Any, Any]:
 
 
 def _to_number(s: Any) -> tuple[Any, Any]:
-    """(floats, mask of values that are neither numbers nor missing)."""
+    """(floats, mask of values that are neither finite numbers nor missing). Text is read as a
+    CSV cell is everywhere (:func:`mltk._numbers.parse_cell`); infinite values (``inf``,
+    ``1e400``, a 400-digit integer) are refused, since no model can score them."""
     import numpy as np
     import pandas as pd
 
-    if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
-        return pd.to_numeric(s, errors="coerce").astype(float), np.zeros(len(s), bool)
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        values = pd.to_numeric(s, errors="coerce").astype(float)
+        return values, np.isinf(values.to_numpy())
     codes, uniques = _factorize(s)
-    levels = pd.Series(uniques, dtype=object)
-    na_text = levels.map(lambda v: isinstance(v, str) and v.strip() in NA_STRINGS).to_numpy(bool)
-    numbers = pd.to_numeric(levels.where(~na_text), errors="coerce").astype(float).to_numpy()
-    not_number = np.isnan(numbers) & ~na_text
-    values = np.append(numbers, np.nan)[codes]  # code -1 (missing) takes the last entry
-    return pd.Series(values, index=s.index), np.append(not_number, False)[codes]
+    numbers = np.array([number_value(v) for v in uniques], dtype=object)
+    bad = np.array([v is None or np.isinf(v) for v in numbers], dtype=bool)
+    floats = np.where(bad, np.nan, numbers).astype(float)
+    values = np.append(floats, np.nan)[codes]  # code -1 (missing) takes the last entry
+    return pd.Series(values, index=s.index), np.append(bad, False)[codes]
+
+
+def _number_reason(value: Any) -> str:
+    return "is not a finite number" if is_infinite(value) else "is not a number"
 
 
 def _to_category(s: Any, known: list[str]) -> tuple[Any, Any]:
@@ -294,7 +296,9 @@ def match_category(value: Any, known: AbstractSet[str], boolean: bool) -> Any:
     if isinstance(value, bool):
         texts = [str(value)]
     elif isinstance(value, (int, float)):
-        texts = [str(value), str(float(value))]
+        texts = [str(value)]
+        if isinstance(value, int) and len(texts[0]) < 300:  # no float beyond 1.8e308
+            texts.append(str(float(value)))
         if isinstance(value, float) and value.is_integer():
             texts.append(str(int(value)))
     else:
@@ -314,12 +318,13 @@ def _unseen_reason(value: Any, known: Sequence[str]) -> str:
     close = [k for k in known if k.strip().casefold() == text]
     if close:
         return f"is not a category seen in training (did you mean {close[0]!r}?)"
-    shown = ", ".join(_show(k) for k in known[:3])
+    shown = ", ".join(show_value(k) for k in known[:3])
     more = f", ... {len(known)} in all" if len(known) > 3 else ""
     return f"is not a category seen in training (known: {shown}{more})"
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A value as an error message shows it (repr, cut at 40 characters)."""
     if hasattr(value, "item") and not isinstance(value, str):
         value = value.item()
     text = repr(value)

@@ -17,8 +17,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mltk._numbers import number_value
 from mltk.errors import InputError
-from mltk.xgb.data import NA_STRINGS, apply_schema, match_category, onehot
+from mltk.xgb.data import apply_schema, match_category, onehot, show_value
 
 
 class TwoGroupModel:
@@ -58,6 +59,7 @@ class TwoGroupModel:
         self._levels = {c: ({level: i for i, level in enumerate(levels)},
                             bool(levels) and set(levels) <= {"True", "False"})
                         for c, levels in self.categories.items()}
+        self._numeric = [c for c in self.features if c not in self.categories]
         self.config = cfg
         self.model_dir = d
         self._native = cfg.get("categorical_mode", "native") == "native"
@@ -136,11 +138,23 @@ class TwoGroupModel:
             known, boolean = self._levels[col]
             level = match_category(value, known.keys(), boolean)
             return float("nan") if level is None else known.get(level, _ABSENT)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and value.strip() in NA_STRINGS:
-            return float("nan")
-        return _ABSENT
+        if type(value) is float:  # the usual JSON number: no more to check
+            return value if value - value == 0.0 else _ABSENT  # inf - inf is NaN
+        number = number_value(value)  # as apply_schema types it (numbers, number text, NA)
+        return _ABSENT if number is None or number in (_INF, -_INF) else number
+
+    def check_finite(self, row: Mapping[str, Any]) -> None:
+        """Refuse a row holding an infinite number (``inf``, ``1e400``, a 400-digit integer) in
+        a number column: InputError naming the column, as :meth:`score` names it (XGBoost
+        would fail the whole batch the row is in)."""
+        for col in self._numeric:
+            value = row.get(col)
+            if type(value) is float and value - value == 0.0 or type(value) is int \
+                    and -_BIG < value < _BIG:  # finite: the usual case, checked fast
+                continue
+            number = number_value(value)
+            if number is not None and number in (_INF, -_INF):
+                raise InputError(f"column {col!r}: {show_value(value)} is not a finite number")
 
     def _echoed_ids(self, rows: Sequence[Mapping[str, Any]]) -> list[str] | None:
         """The id columns to echo; None when pandas would retype them (mixed or absent)."""
@@ -163,6 +177,8 @@ class TwoGroupModel:
 
 
 _ABSENT = object()
+_INF = float("inf")
+_BIG = 1e300
 
 
 def _plain(value: Any) -> Any:
