@@ -28,6 +28,7 @@ SECTIONS = {
     "tfrecord": "mltk.tfrecords.building:BuildOptions",
     "serve": "mltk.serving.settings:ServeSettings",
     "storage": "mltk.storage.settings:StorageSettings",
+    "similar": "mltk.similar.settings:SimilarSettings",
 }
 
 __all__ = ["SECTIONS", "Settings", "SettingError", "load", "settings_class"]

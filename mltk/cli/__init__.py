@@ -16,8 +16,10 @@ from mltk._output import Output
 from mltk.cli import (
     colors,
     datasets,
+    dedup,
     demo,
     drift,
+    index,
     jobs,
     recommend,
     serve,
@@ -65,8 +67,10 @@ def root(
 
 colors.register(app)
 datasets.register(app)
+dedup.register(app)
 demo.register(app)
 drift.register(app)
+index.register(app)
 jobs.register(app)
 recommend.register(app)
 serve.register(app)

@@ -62,6 +62,11 @@ GENERATORS: dict[str, Generator] = {
         "marketplace",
         "items, users and transactions following planted category groups, truth.json",
         3000, "mltk.datasets.marketplace", "make_marketplace"),
+    "near-duplicates": Generator(
+        "near-duplicates",
+        "real photos that packages ship, with resized, cropped, rotated, mirrored, "
+        "watermarked... copies; truth.csv",
+        60, "mltk.datasets.duplicates", "make_near_duplicates"),
 }
 
 

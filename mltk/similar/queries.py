@@ -1,0 +1,101 @@
+"""Queries of an index and the records they answer with: ``{query, neighbors: [{id, score,
+...metadata}]}``, one per query, best neighbour first.
+
+A query is an id already in the index ("more like item 123": the item itself left out) or a
+vector (``--vectors FILE``, in any format :func:`~mltk.similar.vectors.read_vectors` reads).
+Image paths are for when the index knows its model (``mltk embed``); until then they are
+refused with a message that says what to give instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mltk._imaging import IMAGE_EXTENSIONS
+from mltk.errors import InputError
+from mltk.similar.filters import Where
+from mltk.similar.index import SimilarityIndex
+from mltk.similar.vectors import VectorSet
+
+
+@dataclasses.dataclass
+class Queries:
+    """Labels (what each record's ``query`` says), vectors as the index holds them, and the
+    row of the index each query is (left out of its own answer), or None."""
+
+    labels: list[Any]
+    vectors: np.ndarray
+    exclude: list[int | None]
+
+
+def by_ids(index: SimilarityIndex, ids: Sequence[str]) -> Queries:
+    """Queries for ids already in the index (their stored vectors)."""
+    import pandas as pd
+
+    numeric = index.items["id"].dtype.kind == "i"
+    wanted = [index.coerce_id(v, numeric) for v in ids]
+    rows = index.id_index().get_indexer(pd.Index(wanted, dtype=object))
+    for text, row in zip(ids, rows, strict=True):
+        if row < 0:
+            raise InputError(_unknown(index, text))
+    return Queries(wanted, index.vectors_of(rows), [int(r) for r in rows])
+
+
+def _unknown(index: SimilarityIndex, text: str) -> str:
+    looks_like_image = Path(text).suffix.lower() in IMAGE_EXTENSIONS or Path(text).is_file()
+    if looks_like_image and not index.config.get("model"):
+        return (f"{text}: an image, but this index has no model; give --vectors or ids "
+                f"(image queries need an index built from `mltk embed` vectors)")
+    if looks_like_image:
+        return (f"{text}: image queries are not supported yet; embed it with `mltk embed` and "
+                f"give --vectors")
+    return f"query {text!r}: no such id in the index"
+
+
+def by_vectors(index: SimilarityIndex, vs: VectorSet) -> Queries:
+    """Queries for vectors made elsewhere (PCA-projected and normalised as the index was)."""
+    index.check_model(vs)
+    return Queries(list(vs.ids.tolist()), index.prepare(vs.vectors, vs.source, vs.ids),
+                   [None] * len(vs))
+
+
+def query_records(index: SimilarityIndex, queries: Queries, k: int, where: str | None = None,
+                  batch: int = 1024) -> Iterator[dict[str, Any]]:
+    """One record per query, in order, searched ``batch`` at a time."""
+    if k < 1:
+        raise InputError(f"`k` must be at least 1, got {k}")
+    allowed = Where(where).mask(index.items) if where else None
+    columns = {c: index.items[c].to_numpy() for c in index.metadata_columns}
+    ids = index.items["id"].to_numpy()
+    for start in range(0, len(queries.labels), batch):
+        stop = start + batch
+        found = index.search(queries.vectors[start:stop], k, allowed=allowed,
+                             exclude=queries.exclude[start:stop])
+        # Whole columns of the batch's neighbours at once, then plain lists sliced per query:
+        # per-query NumPy (or per-cell pandas) calls would cost more than the search.
+        every = np.concatenate([rows for rows, _ in found]) if found else np.zeros(0, int)
+        cells = [ids[every].tolist(), np.round(np.concatenate(
+            [s for _, s in found]).astype(np.float64), 6).tolist() if found else []]
+        cells += [[_plain(v) for v in col[every].tolist()] for col in columns.values()]
+        names = ["id", "score", *columns]
+        at = 0
+        for label, (rows, _) in zip(queries.labels[start:stop], found, strict=True):
+            end = at + len(rows)
+            yield {"query": _plain(label),
+                   "neighbors": [dict(zip(names, values, strict=True))
+                                 for values in zip(*(c[at:end] for c in cells), strict=True)]}
+            at = end
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

@@ -1,0 +1,143 @@
+"""mltk dedup on real photos that packages ship, with imagededup-style copies built here.
+
+The set (mltk.datasets ``near-duplicates``): scikit-image, scikit-learn and matplotlib sample
+photos, the large ones cut into non-overlapping tiles (look-alikes that are not duplicates),
+each with copies resized, cropped, rotated, mirrored, brightened, re-encoded, watermarked and
+colour-shifted. Two files are a duplicate pair when truth.csv gives them the same source.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from mltk import settings
+from mltk.datasets import make
+from mltk.similar import find_duplicates
+from mltk.similar.hashing import hamming, phash
+
+
+@pytest.fixture(scope="session")
+def near_duplicates(tmp_path_factory):
+    root = tmp_path_factory.mktemp("near-duplicates")
+    make("near-duplicates", root, n=16, seed=0, copies=3)
+    truth = {str(root / r["file"]): r for r in csv.DictReader(open(root / "truth.csv"))}
+    return root, truth
+
+
+def pair_scores(records, truth):
+    group = {r["path"]: r["group"] for r in records}
+    true = pred = hit = 0
+    for a, b in itertools.combinations(sorted(truth), 2):
+        same = truth[a]["source"] == truth[b]["source"]
+        found = group[a] is not None and group[a] == group[b]
+        true += same
+        pred += found
+        hit += same and found
+    return hit / true, hit / max(pred, 1)
+
+
+def test_transformed_copies_are_found_and_look_alikes_are_not(cli, near_duplicates):
+    root, truth = near_duplicates
+    result = cli("dedup", root, "-j", "1", "-f", "json")
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.stdout)
+    assert len(records) == len(truth) and all(r["error"] is None for r in records)
+    recall, precision = pair_scores(records, truth)
+    assert precision == 1.0
+    assert recall >= 0.85, recall
+    by_path = {r["path"]: r for r in records}
+    for rec in records:  # the representative is the largest photo of its group
+        if rec["duplicate_of"]:
+            rep = by_path[rec["duplicate_of"]]
+            assert rep["duplicate_of"] is None and rep["group"] == rec["group"]
+            assert 0.0 < rec["score"] <= 1.0
+    assert "groups" in result.stderr and "0 failed" in result.stderr
+
+
+def test_each_kind_of_copy_is_matched_to_its_original(near_duplicates):
+    root, truth = near_duplicates
+    cfg = settings.load("similar")
+    found = {}
+    for path, row in truth.items():
+        if row["transform"] == "original":
+            continue
+        original = next(p for p, r in truth.items() if r["source"] == row["source"]
+                        and r["transform"] == "original")
+        rec = find_duplicates([original, path], cfg, jobs=1)
+        found.setdefault(row["transform"], []).append(rec[0]["group"] is not None)
+    assert set(found) == {"resize", "crop", "rotate", "mirror", "brightness", "jpeg",
+                          "watermark", "colour"}
+    share = {k: sum(v) / len(v) for k, v in found.items()}
+    assert share["mirror"] == 1.0 and share["crop"] >= 0.5 and share["rotate"] >= 0.5, share
+
+
+def test_hashes_alone_miss_crops_and_mirrors(near_duplicates):
+    """Why hashes only propose candidates: a mirror or a crop flips many bits."""
+    root, truth = near_duplicates
+    gray = {p: cv2.imread(p, cv2.IMREAD_GRAYSCALE) for p in truth}
+    original = next(p for p, r in truth.items() if r["transform"] == "original")
+    assert hamming(phash(gray[original]), phash(gray[original][:, ::-1])) > 10
+
+
+def test_bad_files_get_error_rows_and_the_run_goes_on(cli, near_duplicates, tmp_path):
+    root, truth = near_duplicates
+    good = sorted(p for p, r in truth.items() if r["source"] == truth[min(truth)]["source"])
+    for p in good:
+        shutil.copy(p, tmp_path)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image")
+    data = (tmp_path / good[0].rsplit("/", 1)[1]).read_bytes()
+    (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    result = cli("dedup", tmp_path, "-j", "2", "-f", "json")
+    assert result.exit_code == 0, result.output
+    records = {r["path"].rsplit("/", 1)[1]: r for r in json.loads(result.stdout)}
+    assert records["empty.jpg"]["error"] == "empty file (0 bytes)"
+    assert records["text.png"]["error"] == "not an image (unrecognised format)"
+    assert records["truncated.jpg"]["error"] == "truncated JPEG (no end-of-image marker)"
+    assert sum(r["group"] is not None for r in records.values()) >= 3
+    assert "3 failed" in result.stderr
+    assert cli("dedup", tmp_path, "-j", "1", "--strict").exit_code == 1
+
+
+def test_sheets_one_png_per_group(cli, near_duplicates, tmp_path):
+    root, truth = near_duplicates
+    files = sorted(truth)[:8]
+    result = cli("dedup", *files, "-j", "1", "--sheet", tmp_path / "sheets", "-f", "csv")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "path,group,duplicate_of,score,error" and len(lines) == 9
+    groups = {line.split(",")[1] for line in lines[1:]} - {""}
+    sheets = sorted((tmp_path / "sheets").glob("group_*.png"))
+    assert len(sheets) == len(groups) >= 1
+    assert (tmp_path / "sheets" / "config.yaml").exists()
+    image = cv2.imread(str(sheets[0]))
+    assert image is not None and image.shape[0] >= 200
+
+
+def test_a_higher_threshold_only_removes_pairs(near_duplicates):
+    root, truth = near_duplicates
+    paths = sorted(truth)
+    loose = find_duplicates(paths, settings.load("similar", threshold=0.05), jobs=1)
+    strict = find_duplicates(paths, settings.load("similar", threshold=0.4), jobs=1)
+    def pairs(records):
+        return {(a["path"], b["path"]) for a, b in itertools.combinations(records, 2)
+                if a["group"] is not None and a["group"] == b["group"]}
+    assert pairs(strict) < pairs(loose)
+
+
+def test_identical_files_score_high_and_unique_photos_stay_alone(tmp_path):
+    rng = np.random.default_rng(0)
+    noise = (rng.random((300, 400, 3)) * 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "a.png"), noise)
+    cv2.imwrite(str(tmp_path / "b.png"), noise)
+    cv2.imwrite(str(tmp_path / "c.png"), (rng.random((300, 400, 3)) * 255).astype(np.uint8))
+    records = find_duplicates(sorted(tmp_path.glob("*.png")), settings.load("similar"), jobs=1)
+    assert [r["group"] for r in records] == [1, 1, None]
+    assert records[1]["duplicate_of"] == str(tmp_path / "a.png") and records[1]["score"] > 0.5
