@@ -216,11 +216,11 @@ def decode_image(data: bytes, fmt: str | None = None, *, min_side: int | None = 
         _check_pixels(head.width // factor, head.height // factor, max_pixels, head)
         flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
                 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
-        bgr = cv2.imdecode(buf, flag)
-        if bgr is None:
+        # Straight to RGB: libjpeg writes the channels in that order, no BGR pass to swap.
+        rgb = cv2.imdecode(buf, (flag & ~cv2.IMREAD_COLOR_BGR) | cv2.IMREAD_COLOR_RGB)
+        if rgb is None:
             raise InputError("cannot decode JPEG (corrupt data)")
-        return DecodedImage(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None, head.width,
-                            head.height, fmt, factor)
+        return DecodedImage(rgb, None, head.width, head.height, fmt, factor)
     if max_pixels:
         head = header_info(data)
         _check_pixels(head.width, head.height, max_pixels, head)
