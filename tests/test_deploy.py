@@ -118,7 +118,7 @@ def test_dockerfile_base_image_and_variants():
     assert bases and all(b.startswith("python:3.11-slim") for b in bases), bases
     args = [args for keyword, args in steps if keyword == "ARG"]
     assert "VARIANT=cpu" in args
-    assert "[gpu]" in DOCKERFILE.read_text()
+    assert "[gpu,storage]" in DOCKERFILE.read_text() and "[storage]" in DOCKERFILE.read_text()
 
 
 def test_dockerfile_entrypoint_runs_mltk_in_exec_form():
