@@ -5,19 +5,27 @@ JPEGs can be decoded at 1/2, 1/4 or 1/8 resolution straight from the DCT (OpenCV
 ``IMREAD_REDUCED_COLOR_*``), chosen from the header size so that the decoded image is still at
 least as large as the caller needs: much faster than decoding everything and resizing.
 Failures raise :class:`~mltk.errors.InputError` with a reason a person can act on.
+
+:data:`decode_budget` bounds the pixels being decoded at once by all threads of a process
+(the server configures it; commands leave it off): the pixel limit bounds one image, the
+budget all of them together.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import errno
 import io
 import os
-from collections.abc import Iterable, Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from mltk.errors import InputError, PixelLimitError
+from mltk.errors import BusyError, InputError, PixelLimitError
 
 # Images announcing more pixels than configs/imaging.yaml's max_pixels are refused from their
 # header, before decoding; this is only the fallback when that file cannot be read.
@@ -38,6 +46,94 @@ def default_max_pixels() -> int:
                               f"whole number, got {value!r}")
         _max_pixels[key] = value
     return _max_pixels[key]
+
+
+class PixelBudget:
+    """Pixels being decoded at once in this process, all threads together.
+
+    A decode that fits starts at once; one that does not waits its turn (first come, first
+    served) while at most ``capacity`` pixels are waiting, for ``wait`` seconds at most; beyond
+    either it is refused with :class:`~mltk.errors.BusyError`. An image larger than the whole
+    budget decodes alone. ``capacity`` None (the default): no budget.
+    """
+
+    def __init__(self) -> None:
+        self.capacity: int | None = None
+        self.wait = 0.0
+        self.in_flight = 0  # pixels being decoded
+        self.waiting = 0  # pixels waiting for their turn
+        self.peak = 0  # most pixels ever decoded at once
+        self.on_change: Callable[[PixelBudget], None] | None = None
+        self._turns: collections.deque[object] = collections.deque()
+        self._cond = threading.Condition()
+        self._holding = threading.local()  # a thread holding pixels holds for what it calls
+
+    def configure(self, capacity: int | None, wait: float = 0.0,
+                  on_change: Callable[[PixelBudget], None] | None = None) -> None:
+        with self._cond:
+            self.capacity, self.wait, self.on_change = capacity, wait, on_change
+
+    @contextlib.contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        """Reserve ``pixels`` for the block (waiting or refusing as above); a block inside
+        another of the same thread reserves nothing more."""
+        if not self.capacity or pixels <= 0 or getattr(self._holding, "on", False):
+            yield
+            return
+        self._acquire(pixels)
+        self._holding.on = True
+        try:
+            yield
+        finally:
+            self._holding.on = False
+            with self._cond:
+                self.in_flight -= pixels
+                self._cond.notify_all()
+                self._changed()
+
+    def _fits(self, pixels: int) -> bool:
+        return self.in_flight == 0 or self.in_flight + pixels <= (self.capacity or 0)
+
+    def _acquire(self, pixels: int) -> None:
+        with self._cond:
+            if not self._turns and self._fits(pixels):
+                self._take(pixels)
+                return
+            if self.waiting + pixels > (self.capacity or 0):
+                raise BusyError(self._busy(f"{self.waiting:,} more are waiting"))
+            turn = object()
+            self._turns.append(turn)
+            self.waiting += pixels
+            deadline = time.monotonic() + self.wait
+            try:
+                while not (self._turns[0] is turn and self._fits(pixels)):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise BusyError(self._busy(f"none freed in {self.wait:g} s"))
+                    self._cond.wait(left)
+                self._take(pixels)
+            finally:
+                self._turns.remove(turn)
+                self.waiting -= pixels
+                self._cond.notify_all()
+                self._changed()
+
+    def _take(self, pixels: int) -> None:
+        self.in_flight += pixels
+        self.peak = max(self.peak, self.in_flight)
+        self._changed()
+
+    def _busy(self, why: str) -> str:
+        return (f"too many image pixels being decoded: {self.in_flight:,} of the decode budget "
+                f"of {self.capacity:,}, and {why}; retry later")
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self)
+
+
+#: The process's decode budget (off unless configured; mltk serve sets it in each worker).
+decode_budget = PixelBudget()
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 
@@ -216,14 +312,26 @@ def decode_image(data: bytes, fmt: str | None = None, *, min_side: int | None = 
         _check_pixels(head.width // factor, head.height // factor, max_pixels, head)
         flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
                 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
-        # Straight to RGB: libjpeg writes the channels in that order, no BGR pass to swap.
-        rgb = cv2.imdecode(buf, (flag & ~cv2.IMREAD_COLOR_BGR) | cv2.IMREAD_COLOR_RGB)
-        if rgb is None:
-            raise InputError("cannot decode JPEG (corrupt data)")
-        return DecodedImage(rgb, None, head.width, head.height, fmt, factor)
-    if max_pixels:
+        with decode_budget.hold((head.width // factor) * (head.height // factor)):
+            # Straight to RGB: libjpeg writes the channels in that order, no BGR pass to swap.
+            rgb = cv2.imdecode(buf, (flag & ~cv2.IMREAD_COLOR_BGR) | cv2.IMREAD_COLOR_RGB)
+            if rgb is None:
+                raise InputError("cannot decode JPEG (corrupt data)")
+            return DecodedImage(rgb, None, head.width, head.height, fmt, factor)
+    pixels = 0
+    if max_pixels or decode_budget.capacity:
         head = header_info(data)
         _check_pixels(head.width, head.height, max_pixels, head)
+        pixels = head.width * head.height
+    with decode_budget.hold(pixels):
+        return _decode_any(buf, fmt, keep_alpha)
+
+
+def _decode_any(buf: Any, fmt: str, keep_alpha: bool) -> DecodedImage:
+    """Decode a PNG, WebP, BMP or TIFF (any depth, grey or colour, alpha or not) to RGB."""
+    import cv2
+    import numpy as np
+
     img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise InputError(f"cannot decode {fmt.upper()} (corrupt or unsupported data)")
@@ -278,6 +386,13 @@ def check_decode_pixels(data: bytes, fmt: str, min_side: int | None,
     factor = jpeg_reduction(head.width, head.height, min_side) if fmt == "jpeg" else 1
     _check_pixels(head.width // factor, head.height // factor,
                   max_pixels or default_max_pixels(), head)
+
+
+def decoded_pixels(data: bytes, fmt: str, min_side: int | None = None) -> int:
+    """Pixels that :func:`decode_image` with ``min_side`` makes of ``data`` (from its header)."""
+    head = header_info(data)
+    factor = jpeg_reduction(head.width, head.height, min_side) if fmt == "jpeg" else 1
+    return (head.width // factor) * (head.height // factor)
 
 
 def _check_pixels(width: int, height: int, max_pixels: int | None, head: HeaderInfo) -> None:

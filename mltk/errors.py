@@ -22,3 +22,7 @@ class ConfigError(MltkError):
 
 class PixelLimitError(InputError):
     """An image whose header announces more pixels than the configured limit (never decoded)."""
+
+
+class BusyError(MltkError):
+    """Too much work in flight to take this now; the same request later may pass (HTTP 503)."""

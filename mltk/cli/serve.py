@@ -46,10 +46,19 @@ def serve(
     broker: Annotated[str | None, typer.Option(
         "--broker", envvar="MLTK_BROKER_URL", help="Redis URL of mltk jobs: adds POST /jobs "
         "and GET /jobs/{id} (env MLTK_BROKER_URL).")] = None,
+    token_file: Annotated[str | None, typer.Option(
+        "--token-file", help="Require this file's text (a mounted secret; trailing newline "
+        "ignored) as bearer token (env MLTK_SERVE_TOKEN_FILE; or the token itself in "
+        "MLTK_SERVE_TOKEN).", show_default=False)] = None,
     config: ConfigOption = None,
 ) -> None:
     """Serve models over HTTP: SageMaker's /ping and /invocations, the Open Inference Protocol
     (V2) under /v2, Prometheus /metrics. SIGTERM finishes the requests in flight and exits 0.
+    A model that fails to load stops the server: Error naming it, exit 1.
+
+    Auth: none by default (the server binds 127.0.0.1). With a token (--token-file,
+    MLTK_SERVE_TOKEN or token: in --config) every route but /ping, /v2/health/live and
+    /v2/health/ready needs the header "Authorization: Bearer TOKEN" (else 401).
 
     Example: mltk serve analysis/ runs/first colors --port 8080
     """
@@ -68,7 +77,7 @@ def serve(
     settings = resolve_settings(tuple(models or ()), {
         "host": host, "port": port, "workers": workers, "max_batch_size": max_batch_size,
         "max_latency_ms": max_latency_ms, "max_body_mb": max_body_mb, "timeout": timeout,
-        "broker": broker,
+        "broker": broker, "token_file": token_file,
         "access_log": True if output.verbosity > 0 else None}, config)
     described, local = [], []
     for spec in settings.models:

@@ -53,11 +53,18 @@ class ColorsPredictor(Predictor):
         return data
 
     def predict_prepared(self, prepared: Sequence[Any]) -> list[Outcome]:
+        from mltk._imaging import check_image_bytes, decode_budget, decoded_pixels
         from mltk.colors import analyze_bytes
 
+        s = self.settings
         out: list[Outcome] = []
         for data in prepared:
-            rec = analyze_bytes(data, self.settings, self.namer)
+            # the full-size image (and its float copies with alpha) counts against the decode
+            # budget until it is reduced to the working size
+            pixels = decoded_pixels(data, check_image_bytes(data), s.size if s.reduced_decode
+                                    else None) if decode_budget.capacity else 0
+            with decode_budget.hold(pixels):
+                rec = analyze_bytes(data, s, self.namer)
             out.append(InputError(rec["error"]) if rec["error"] else rec)
         return out
 

@@ -59,17 +59,26 @@ class ImageClassifier(Predictor):
         import cv2
         import numpy as np
 
-        from mltk._imaging import check_image_bytes, check_pixels, decode_image
+        from mltk._imaging import (
+            check_image_bytes,
+            check_pixels,
+            decode_budget,
+            decode_image,
+            decoded_pixels,
+        )
 
         data = bytes(item)
         fmt = check_image_bytes(data)
         check_pixels(data, self.max_pixels)
         side = self.image_size
-        rgb = decode_image(data, fmt, min_side=side, max_pixels=self.max_pixels or -1,
-                           keep_alpha=False).rgb
-        h, w = rgb.shape[:2]
-        interp = cv2.INTER_AREA if h > side or w > side else cv2.INTER_LINEAR
-        img = cv2.resize(rgb, (side, side), interpolation=interp).astype(np.float32)
+        # the full-size image counts against the decode budget until it is resized
+        with decode_budget.hold(decoded_pixels(data, fmt, side) if decode_budget.capacity
+                                else 0):
+            rgb = decode_image(data, fmt, min_side=side, max_pixels=self.max_pixels or -1,
+                               keep_alpha=False).rgb
+            h, w = rgb.shape[:2]
+            interp = cv2.INTER_AREA if h > side or w > side else cv2.INTER_LINEAR
+            img = cv2.resize(rgb, (side, side), interpolation=interp).astype(np.float32)
         return img / 127.5 - 1.0
 
     def predict_prepared(self, prepared: Sequence[Any]) -> list[Outcome]:

@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException
 
 from mltk import __version__
-from mltk.errors import InputError, PixelLimitError
+from mltk.errors import BusyError, InputError, PixelLimitError
 from mltk.serving import codecs, v2codec
 from mltk.serving.batching import QueueFull
 from mltk.serving.codecs import CodecError
@@ -90,7 +90,7 @@ def status_of(exc: BaseException) -> int:
         return 413
     if isinstance(exc, NotFound):
         return 404
-    if isinstance(exc, (NotReady, QueueFull)):
+    if isinstance(exc, (NotReady, QueueFull, BusyError)):
         return 503
     if isinstance(exc, TimeoutError):
         return 504
@@ -110,15 +110,23 @@ def message_of(exc: BaseException) -> str:
 
 def create_app(settings: ServeSettings, plane: DataPlane | None = None) -> Any:
     """The ASGI app (body limit and token checks wrap it). Models load when it starts."""
+    import asyncio
     import contextlib
 
+    from mltk import _imaging
+
     plane = plane or DataPlane(settings)
+    plane.metrics.known_models = plane.models  # requests for other names share one label
+    _imaging.decode_budget.configure(settings.decode_budget, wait=settings.timeout,
+                                     on_change=plane.metrics.decode_changed)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any):
         _drain_on_stop()
         plane.start_loading()
+        watcher = asyncio.create_task(_report_load_failure(plane, settings))
         yield
+        watcher.cancel()
         await plane.close()
 
     app = FastAPI(title="mltk serve", version=__version__, docs_url=None, redoc_url=None,
@@ -134,6 +142,22 @@ def create_app(settings: ServeSettings, plane: DataPlane | None = None) -> Any:
     if settings.broker:
         _job_routes(app, settings)
     return _Guard(app, settings)
+
+
+async def _report_load_failure(plane: DataPlane, settings: ServeSettings) -> None:
+    """When this worker's models fail to load, say which and why: the server stops and exits 1
+    with that message (mltk.serving.readiness), rather than staying live and never ready."""
+    import asyncio
+
+    from mltk.predictors import parse_model_spec
+    from mltk.serving import readiness
+
+    while not plane.loaded and not plane.load_error:
+        await asyncio.sleep(0.05)
+    if plane.load_error:
+        specs = settings.models
+        name, path = parse_model_spec(specs[min(len(plane.models), len(specs) - 1)])
+        readiness.record_failure(f"model {name!r} ({path}) failed to load: {plane.load_error}")
 
 
 def _document_model_names(app: Any, settings: ServeSettings) -> None:
@@ -462,13 +486,14 @@ def render_docs(spec: Mapping[str, Any]) -> str:
 
 # -- body limit and token -------------------------------------------------------------------------
 class _Guard:
-    """ASGI middleware: the bearer token and the body size limit, before any route runs."""
+    """ASGI middleware: the bearer token and the body size limit, before any route runs; a
+    ``Retry-After`` on every 503 that has none."""
 
     def __init__(self, app: Any, settings: ServeSettings) -> None:
         self.app = app
         self.settings = settings
         self.limit = settings.max_body_bytes
-        self.token = settings.token
+        self.token = settings.token.encode() if settings.token else None
 
     @property
     def state(self) -> Any:
@@ -479,20 +504,32 @@ class _Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope.get("headers", [])}
+        raw = scope.get("headers", [])
         if self.token and scope["path"] not in OPEN_PATHS:
-            given = headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
-                await _send_error(send, 401, "missing or wrong bearer token",
-                                  {"www-authenticate": "Bearer"})
+            refusal = self._check_token([v for k, v in raw if k.lower() == b"authorization"])
+            if refusal:
+                await _send_error(send, *refusal)
                 return
-        length = headers.get("content-length")
+        length = next((v.decode("latin-1") for k, v in raw if k.lower() == b"content-length"),
+                      None)
         if length is not None and length.isdigit() and int(length) > self.limit:
             await _send_error(send, 413, f"the body is {int(length):,} bytes, more than "
                               f"max_body_mb ({self.settings.max_body_mb:g} MB)")
             return
-        await self.app(scope, self._limited(receive, send), send)
+        await self.app(scope, self._limited(receive, send), _retry_after(send))
+
+    def _check_token(self, given: list[bytes]) -> tuple[int, str, dict[str, str]] | None:
+        """None when the one Authorization header is ``Bearer TOKEN`` (the scheme in any case,
+        RFC 9110 section 11.1); else the status, message and headers of the refusal."""
+        if len(given) > 1:
+            return 400, "more than one Authorization header", {}
+        scheme, _, credentials = (given[0] if given else b"").strip().partition(b" ")
+        ok = scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(),
+                                                                 self.token or b"")
+        if ok:
+            return None
+        return 401, "missing or wrong bearer token (send: Authorization: Bearer TOKEN)", {
+            "www-authenticate": "Bearer"}
 
     def _limited(self, receive: Callable[[], Awaitable[dict]], send: Any) -> Any:
         seen = 0
@@ -511,10 +548,26 @@ class _Guard:
         return wrapped
 
 
+def _retry_after(send: Callable[[dict], Awaitable[None]]) -> Callable[[dict], Awaitable[None]]:
+    """``send`` adding ``Retry-After: 1`` to a 503 without one (a full queue, models loading,
+    no decode budget left: all pass in seconds)."""
+
+    async def wrapped(message: dict) -> None:
+        if message["type"] == "http.response.start" and message.get("status") == 503:
+            headers = list(message.get("headers", []))
+            if not any(k.lower() == b"retry-after" for k, _ in headers):
+                message = {**message, "headers": [*headers, (b"retry-after", b"1")]}
+        await send(message)
+
+    return wrapped
+
+
 async def _send_error(send: Any, status: int, message: str,
                       headers: Mapping[str, str] | None = None) -> None:
     body = json.dumps({"error": message}).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 503:
+        raw.append((b"retry-after", b"1"))
     raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})

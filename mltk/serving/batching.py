@@ -22,14 +22,18 @@ class QueueFull(Exception):
 
 
 _drain_hooks: list[Callable[[], None]] = []
+_shutting_down = False
 
 
 def drain_all() -> None:
     """Shutting down: every batcher scores what it holds at once and stops waiting for more.
 
     Called from the SIGTERM handler (any thread), so in-flight requests finish within the
-    graceful period even with a long ``max_latency``.
+    graceful period even with a long ``max_latency``. A batcher made after this call (the first
+    request of a model was still being prepared when SIGTERM came) starts draining at once.
     """
+    global _shutting_down
+    _shutting_down = True
     for hook in list(_drain_hooks):
         hook()
 
@@ -56,6 +60,8 @@ class Batcher:
         draining = self._draining
         self._hook = lambda: loop.call_soon_threadsafe(draining.set)
         _drain_hooks.append(self._hook)
+        if _shutting_down:
+            draining.set()
 
     async def stop(self) -> None:
         if self._hook in _drain_hooks:

@@ -19,6 +19,7 @@ from typing import Any
 from mltk.errors import InputError, MltkError
 from mltk.serving.batching import Batcher, QueueFull
 from mltk.serving.metrics import Metrics
+from mltk.serving.readiness import mark_worker_ready, server_ready, workers_ready
 from mltk.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,8 @@ class DataPlane:
 
     @property
     def ready(self) -> bool:
-        """Every model loaded and warm, in this process and in every other worker."""
-        return self.loaded and workers_ready(self.settings.workers)
+        """Every model loaded and warm, in every worker (see mltk.serving.readiness)."""
+        return server_ready(self.loaded, self.settings.workers)
 
     async def wait_own_load(self) -> None:
         """Before the first request of a worker that is still loading: when the other workers
@@ -94,7 +95,7 @@ class DataPlane:
             self.loaded = True
             mark_worker_ready()
         except Exception as exc:  # reported by readiness and every request, never a crash
-            from mltk.cli._common import describe
+            from mltk._describe import describe
 
             self.load_error = describe(exc)
             log.error("loading models failed: %s", self.load_error)
@@ -188,10 +189,6 @@ class DataPlane:
             gc.unfreeze()  # the models may go now (a process that opens another plane)
 
 
-# -- readiness across worker processes -------------------------------------------------------
-STATE_ENV = "MLTK_SERVE_STATE_DIR"  # set by mltk.serving.server for all its workers
-
-
 def _freeze_loaded_objects() -> None:
     """Move every object alive after loading (modules, models, their libraries) out of the
     garbage collector's reach. Otherwise each full collection walks them all: with TensorFlow
@@ -201,34 +198,3 @@ def _freeze_loaded_objects() -> None:
 
     gc.collect()
     gc.freeze()
-
-
-def mark_worker_ready() -> None:
-    import os
-    from pathlib import Path
-
-    state = os.environ.get(STATE_ENV)
-    if state:
-        (Path(state) / f"ready-{os.getpid()}").touch()
-
-
-def workers_ready(needed: int) -> bool:
-    """At least ``needed`` live worker processes have loaded their models."""
-    import os
-    from pathlib import Path
-
-    state = os.environ.get(STATE_ENV)
-    if not state:
-        return True  # an app run on its own: this process is the only worker
-    live = 0
-    for marker in Path(state).glob("ready-*"):
-        pid = int(marker.name.split("-", 1)[1])
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:  # a worker that died (and was replaced) is not ready
-            marker.unlink(missing_ok=True)
-            continue
-        except PermissionError:
-            pass
-        live += 1
-    return live >= needed

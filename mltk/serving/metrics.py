@@ -7,6 +7,12 @@ every worker writes its samples there and ``/metrics`` in any worker reports the
 from __future__ import annotations
 
 import os
+from collections.abc import Container
+from typing import Any
+
+#: The ``model`` label of requests naming no model that is served (a label per name that a
+#: client makes up would grow /metrics without bound).
+UNKNOWN_MODEL = "-"
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
                     60)
@@ -18,6 +24,8 @@ class Metrics:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        #: the names that get their own ``model`` label (None: any name)
+        self.known_models: Container[str] | None = None
         # Our own registry: several apps in one process (tests) must not collide.
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -31,6 +39,15 @@ class Metrics:
                                  ["model"], registry=r, multiprocess_mode="livesum")
         self.load_seconds = Gauge("mltk_model_load_seconds", "Seconds to load and warm up a "
                                   "model.", ["model"], registry=r, multiprocess_mode="max")
+        self.decode_pixels = Gauge("mltk_decode_pixels", "Image pixels being decoded (the decode "
+                                   "budget in use).", registry=r, multiprocess_mode="livesum")
+        self.decode_peak = Gauge("mltk_decode_pixels_peak", "Most image pixels decoded at once "
+                                 "in one worker.", registry=r, multiprocess_mode="max")
+
+    def decode_changed(self, budget: Any) -> None:
+        """Follow the decode budget (an mltk._imaging.PixelBudget) of this worker."""
+        self.decode_pixels.set(budget.in_flight)
+        self.decode_peak.set(budget.peak)
 
     def render(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -44,6 +61,8 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
     def observe(self, model: str, protocol: str, status: int, seconds: float) -> None:
+        if self.known_models is not None and model not in self.known_models:
+            model = UNKNOWN_MODEL
         self.requests.labels(model, protocol, str(status)).inc()
         self.latency.labels(model, protocol).observe(seconds)
 

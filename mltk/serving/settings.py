@@ -69,9 +69,24 @@ class ServeSettings(Settings):
     top_k: int = setting(3, integer(1), "labels per image for image classifiers")
     token: str | None = setting(None, optional(lambda key, value: str(value)),
                                 "bearer token on every route but /ping and health")
+    token_file: str | None = setting(None, optional(text()),
+                                     "a file holding the token (trailing newline ignored)")
     graceful_timeout: float = setting(25.0, number(0.0, low_open=True),
                                       "seconds to finish in-flight requests after SIGTERM")
     access_log: bool = setting(False, boolean(), "one log line per request")
+    header_timeout: float = setting(10.0, number(0.0, low_open=True),
+                                    "seconds to receive a request line and headers, then 408")
+    body_timeout: float = setting(60.0, number(0.0, low_open=True),
+                                  "seconds to receive a request body, then 408")
+    keep_alive_timeout: float = setting(5.0, number(0.0, low_open=True),
+                                        "idle seconds before a keep-alive connection is closed")
+    max_connections: int = setting(1000, integer(1),
+                                   "open connections per worker; more get 503 and are closed")
+    max_header_kb: float = setting(16.0, number(0.0, low_open=True),
+                                   "request line and headers; larger get 431")
+    decode_budget_pixels: int | None = setting(
+        None, optional(integer(1)), "pixels decoded at once per worker, all requests together "
+        "(more wait, then 503); None: 2 x max_pixels")
     broker: str | None = setting(None, optional(text()),
                                  "Redis URL of mltk jobs: enables POST /jobs, GET /jobs/{id}")
     job_roots: tuple[str, ...] = setting((), _roots,
@@ -81,6 +96,21 @@ class ServeSettings(Settings):
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * 1024 * 1024)
+
+    @property
+    def max_header_bytes(self) -> int:
+        return int(self.max_header_kb * 1024)
+
+    @property
+    def decode_budget(self) -> int:
+        """Pixels being decoded at once in one worker: the setting, else two images of the
+        largest size allowed (with 2 workers in 4 GiB, two 100-megapixel decodes of ~550 MB
+        each per worker leave room for the models)."""
+        if self.decode_budget_pixels:
+            return self.decode_budget_pixels
+        from mltk._imaging import default_max_pixels
+
+        return 2 * (self.max_pixels or default_max_pixels())
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -106,7 +136,27 @@ def resolve_settings(models: tuple[str, ...] | list[str] = (), explicit: Mapping
             except ValueError:
                 raise ConfigError(f"{var}: expected a whole number, got {environ[var]!r}") \
                     from None
-    if "token" not in explicit and environ.get("MLTK_SERVE_TOKEN"):
+    if "token" not in explicit and "token_file" not in explicit \
+            and environ.get("MLTK_SERVE_TOKEN"):
         explicit["token"] = environ["MLTK_SERVE_TOKEN"]
     explicit["models"] = tuple(models) or (environ.get("MLTK_MODEL_DIR") or SAGEMAKER_MODEL_DIR,)
-    return settings.load("serve", config_file, environ=environ, **explicit)
+    loaded = settings.load("serve", config_file, environ=environ, **explicit)
+    if loaded.token_file and "token" not in explicit:
+        loaded = dataclasses.replace(loaded, token=read_token(loaded.token_file))
+    return loaded
+
+
+def read_token(path: str | os.PathLike) -> str:
+    """The bearer token in a file (a Kubernetes or Docker secret): its text without the
+    trailing newline; a file that cannot be read or holds no token is a ConfigError naming it."""
+    try:
+        token = open(path, encoding="utf-8").read().rstrip("\r\n")  # noqa: SIM115
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"token file {os.fspath(path)}: cannot read it ({reason})") from None
+    if not token.strip():
+        raise ConfigError(f"token file {os.fspath(path)}: it is empty")
+    if any(c.isspace() for c in token):
+        raise ConfigError(f"token file {os.fspath(path)}: the token has spaces or several "
+                          "lines")
+    return token
