@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,30 +32,28 @@ def main() -> None:
 
     from mltk import settings
     from mltk._keras import import_keras
-    from mltk.classify import data as data_mod
-    from mltk.classify import models, runtime
-    from mltk.classify import training as train_mod
+    from mltk.classify import Trainer
 
     steps, batch, classes = args.steps, args.batch, args.classes
     cfg = settings.load(
         "train", backend=os.environ["KERAS_BACKEND"], model=args.model,
         image_size=args.image_size, batch_per_replica=batch, steps=steps, num_classes=classes,
-        seed=0, gpus=args.gpus, precision=args.precision, checkpoint_every=0)
-    rt = runtime.setup(cfg.backend, args.gpus, "auto", 1, args.precision, need_tf=False)
+        seed=0, gpus=args.gpus, precision=args.precision, checkpoint_every=0, recipe="original",
+        learning_rate=0.01, lr_reference_batch=batch, lr_scaling="none", warmup_epochs=0.0,
+        label_smoothing=0.0, dropout=0.2)  # SGD on a step schedule, peak 0.01
+    trainer = Trainer.prepare(cfg, synthetic=True)
     keras = import_keras()
-    keras.utils.set_random_seed(0)
-    model = models.build_model(args.model, classes, args.image_size, "none", 0.2, False, None)
-    schedule = models.lr_schedule("step", 0.01, steps, steps, 0.0, 8.0, 0.5)
-    models.compile_model(model, models.make_optimizer(cfg, schedule), 0.0, 3, "auto")
-    batches = data_mod.synthetic_batches(batch, args.image_size, classes, 0)
+    model = trainer.compile()
+    batches, _ = trainer.datasets()
     t0 = time.perf_counter()
-    model.fit(batches, steps_per_epoch=3, epochs=1, verbose=0)
+    model.fit(batches, steps_per_epoch=3, epochs=1, verbose=0, shuffle=False)
     np.asarray(model.optimizer.iterations)
     print(f"compilation and 3 steps: {time.perf_counter() - t0:.1f} s", flush=True)
 
     def timed(label: str, callbacks: list) -> None:
         t = time.perf_counter()
-        model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=callbacks)
+        model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=callbacks,
+                  shuffle=False)
         np.asarray(model.optimizer.iterations)
         print(f"{label:40s} {steps * batch / (time.perf_counter() - t):8.1f} images/s",
               flush=True)
@@ -72,18 +69,21 @@ def main() -> None:
     timed("no callbacks", [])
     timed("empty batch-begin callback", [BeginHook()])
     timed("empty batch-end callback (waits)", [EndHook()])
-    with tempfile.TemporaryDirectory() as tmp:
-        run = train_mod._Run(cfg, Path(tmp), None)
-        run.rt, run.model, run.global_batch = rt, model, batch
-        run.steps_per_epoch, run.total_steps = steps, 10**9
-        for i in range(2):
-            run.begin_fit(steps)
-            t = time.perf_counter()
-            model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0,
-                      callbacks=[train_mod._step_callback(run)])
-            wall = steps * batch / (time.perf_counter() - t)
-            print(f"{f'mltk step bookkeeping, fit {i + 1}':40s} {wall:8.1f} images/s "
-                  f"(mltk's figure so far: {run.throughput():.1f})", flush=True)
+    from mltk.classify.callbacks.progress import Progress, SafePoint
+    from mltk.classify.callbacks.steps import StepCounter
+    from mltk.classify.callbacks.throughput import Throughput
+    from mltk.classify.interrupts import StopRequests
+
+    stops = StopRequests()
+    counter, throughput = StepCounter(0, stops), Throughput(trainer.global_batch)
+    bookkeeping = [counter, throughput, Progress(counter, 10**9, None), SafePoint(stops)]
+    for i in range(2):
+        t = time.perf_counter()
+        model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=bookkeeping,
+                  shuffle=False)
+        wall = steps * batch / (time.perf_counter() - t)
+        print(f"{f'mltk step bookkeeping, fit {i + 1}':40s} {wall:8.1f} images/s "
+              f"(mltk's figure so far: {throughput.images_per_second:.1f})", flush=True)
     timed("no callbacks, again", [])
 
 

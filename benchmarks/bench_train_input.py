@@ -69,7 +69,7 @@ def model_rate(model: str, batch: int, steps: int, out: Path) -> float:
 
     cfg = settings.load("train", model=model, image_size=150, gpus=0, batch_per_replica=batch,
                         steps=steps, seed=0, num_classes=200)
-    return train(cfg, out, synthetic=True, overwrite=True)["images_per_second"]
+    return train(cfg, out, synthetic=True, overwrite=True).images_per_second
 
 
 def main() -> None:

@@ -129,7 +129,7 @@ def _step_tfrecord(root: Path, seed: int) -> StepResult:
 
 def _step_train(root: Path, seed: int) -> StepResult:
     from mltk import settings
-    from mltk.classify import evaluate, load, train, write_evaluation
+    from mltk.classify import Classifier, evaluate, train
 
     shards = root / "tfrecords"
     if not (shards / "manifest.json").exists():
@@ -137,11 +137,13 @@ def _step_train(root: Path, seed: int) -> StepResult:
     cfg = settings.load("train", model="small_cnn", image_size=32, epochs=15, gpus=0, seed=seed)
     run = root / "train"
     summary = train(cfg, run, data=[str(shards)], overwrite=True)
-    result = evaluate(load(run), [str(shards)], split="validation", with_predictions=True)
-    write_evaluation(run / "evaluation", result)
+    evaluation = evaluate(Classifier.load(run), [str(shards)], split="validation",
+                          with_predictions=True)
+    evaluation.save(run / "evaluation")
+    result = evaluation.metrics
     return StepResult(
-        f"`mltk train` fitted the small CNN to the {summary['train_records']} training digits "
-        f"on the CPU ({summary['steps']} steps, {summary['images_per_second']:.0f} images/s); "
+        f"`mltk train` fitted the small CNN to the {summary.train_records} training digits "
+        f"on the CPU ({summary.steps} steps, {summary.images_per_second:.0f} images/s); "
         f"`mltk evaluate` on the {result['records']} validation digits: accuracy "
         f"{result['accuracy']:.3f}, top-3 {result['top3_accuracy']:.3f}, macro F1 "
         f"{result['macro_f1']:.3f}.",

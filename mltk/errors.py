@@ -26,3 +26,19 @@ class PixelLimitError(InputError):
 
 class BusyError(MltkError):
     """Too much work in flight to take this now; the same request later may pass (HTTP 503)."""
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an exception: its message, prefixed by its type unless it is ours.
+
+    Whitespace (newlines included) is collapsed and a very long message cut, since library
+    messages can embed whole tensors; an :class:`OSError` with a file name reads ``FILE: why``.
+    """
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if len(text) > 400:
+        text = text[:400] + " ..."
+    if isinstance(exc, MltkError):
+        return text
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return f"{type(exc).__name__}: {text}"

@@ -301,8 +301,8 @@ cfg = _config.resolve("train", {"backend": sys.argv[1], "model": "small_cnn", "g
                                 "image_size": 32, "batch_per_replica": 8, "steps": 8,
                                 "num_classes": 3, "checkpoint_every": 3, "seed": 0})
 summary = train(cfg, out, synthetic=True, on_step=on_step)
-print(json.dumps({"seen": seen, "steps": summary["steps"],
-                  "images_per_second": summary["images_per_second"]}))
+print(json.dumps({"seen": seen, "steps": summary.steps,
+                  "images_per_second": summary.images_per_second}))
 """
 
 
@@ -504,7 +504,7 @@ def test_adam_and_adamw_are_what_they_say_with_the_same_decoupled_decay():
     import keras
 
     from mltk import settings
-    from mltk.classify.models import make_optimizer
+    from mltk.classify.optimization import make_optimizer
 
     def trained(name: str) -> tuple:
         keras.utils.set_random_seed(0)
@@ -576,12 +576,12 @@ def test_imagenet_download_failure_is_explained(monkeypatch):
 def test_resnet50_input_conversion_matches_keras_preprocessing():
     import keras
 
-    from mltk.classify.models import _convert_input
+    from mltk.classify.models import convert_input
 
     rng = np.random.default_rng(0)
     rgb = rng.uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
     inp = keras.Input((8, 8, 3))
-    model = keras.Model(inp, _convert_input(inp, "caffe"))
+    model = keras.Model(inp, convert_input(inp, "caffe"))
     ours = model.predict(rgb / 127.5 - 1.0, verbose=0)
     ref = keras.applications.resnet50.preprocess_input(rgb.copy())
     np.testing.assert_allclose(ours, ref, atol=1e-3)
@@ -601,7 +601,7 @@ def test_backbones_build_and_predict(name):
 
 
 def test_learning_rate_schedules():
-    from mltk.classify.models import lr_schedule
+    from mltk.classify.optimization import lr_schedule
 
     step = lr_schedule("step", 0.01, steps_per_epoch=10, total_steps=300)
     assert float(step(0)) == pytest.approx(0.01)
@@ -680,15 +680,15 @@ def test_backend_cannot_change_once_keras_is_loaded():
 def test_reduced_jpeg_decode_keeps_at_least_the_training_size():
     import cv2
 
-    from mltk.classify.data import _decode_reduced
+    from mltk.classify.data import decode_reduced
 
     img = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
     jpeg = cv2.imencode(".jpg", img)[1].tobytes()
     png = cv2.imencode(".png", img)[1].tobytes()
-    assert tuple(_decode_reduced(tf.constant(jpeg), 100).shape) == (150, 200, 3)  # 1/2 scale
-    assert tuple(_decode_reduced(tf.constant(jpeg), 40).shape) == (75, 100, 3)    # 1/4 scale
-    assert tuple(_decode_reduced(tf.constant(jpeg), 151).shape) == (300, 400, 3)  # full size
-    assert tuple(_decode_reduced(tf.constant(png), 40).shape) == (300, 400, 3)    # not a JPEG
+    assert tuple(decode_reduced(tf.constant(jpeg), 100).shape) == (150, 200, 3)  # 1/2 scale
+    assert tuple(decode_reduced(tf.constant(jpeg), 40).shape) == (75, 100, 3)    # 1/4 scale
+    assert tuple(decode_reduced(tf.constant(jpeg), 151).shape) == (300, 400, 3)  # full size
+    assert tuple(decode_reduced(tf.constant(png), 40).shape) == (300, 400, 3)    # not a JPEG
 
 
 @pytest.mark.slow

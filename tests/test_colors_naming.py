@@ -7,7 +7,7 @@ import pytest
 
 from mltk.colors import ColorNamer, Palette, default_palette
 from mltk.colors.calibrate import calibrate, keep_colors, tuning_colors
-from mltk.colors.iscc_nbs import CENTROIDS, expert_term, iscc_nbs_colors
+from mltk.colors.iscc_nbs import CENTROIDS
 from mltk.colors.naming import (
     HALVES,
     SurveyColor,
@@ -15,8 +15,10 @@ from mltk.colors.naming import (
     agreement_by_half,
     agreement_report,
     base_term,
+    expert_term,
     half_of,
     hex_to_lab,
+    iscc_nbs_colors,
     neighbour_terms,
     reference_colors,
     survey_colors,

@@ -3,7 +3,6 @@ without a checkpoint, damaged checkpoints and model files (issue 15: points 3, 6
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
 from pathlib import Path
@@ -112,14 +111,14 @@ def test_damaged_run_summary_is_named(shards, cli, tmp_path):
 ])
 def test_damaged_checkpoint_is_named(state, weights, expected, shards, cli, tmp_path):
     # A real checkpoint first (an interrupted run keeps it), then damage one of its files.
-    T = importlib.import_module("mltk.classify.training")
     from mltk import _config
+    from mltk.classify import train
 
     run = tmp_path / "r"
     cfg = _config.resolve("train", {"model": "small_cnn", "image_size": 32, "gpus": 0,
                                     "seed": 0, "epochs": 2, "batch_per_replica": 16,
                                     "checkpoint_every": 0})
-    T.train(cfg, run, data=[str(shards)], on_epoch=_interrupt_after_first_epoch)
+    train(cfg, run, data=[str(shards)], on_epoch=_interrupt_after_first_epoch)
     ckpt = run / "checkpoint"
     assert (ckpt / "state.json").is_file() and (ckpt / "latest.weights.h5").is_file()
     if state is not None:
@@ -203,9 +202,9 @@ def test_a_shard_damaged_during_the_run_stops_it_with_a_checkpoint(shards, tmp_p
                                                                      monkeypatch):
     """The check at the start found nothing (the file went bad later): the first validation
     fails, the epoch's training is kept in a checkpoint, and the error names the file."""
-    T = importlib.import_module("mltk.classify.training")
     from mltk import _config
     from mltk.classify import data as data_mod
+    from mltk.classify import train
     from mltk.errors import InputError
 
     data = tmp_path / "data"
@@ -223,7 +222,7 @@ def test_a_shard_damaged_during_the_run_stops_it_with_a_checkpoint(shards, tmp_p
                                     "checkpoint_every": 0})
     run = tmp_path / "run"
     with pytest.raises(InputError) as err:
-        T.train(cfg, run, data=[str(data)])
+        train(cfg, run, data=[str(data)])
     message = str(err.value)
     assert message.startswith(f"{bad}: {words}") and "\n" not in message
     assert "checkpoint" in message and "`resume`" in message  # the CLI says --resume

@@ -64,15 +64,15 @@ def test_from_scratch_adamw_and_fine_tuning_at_a_lower_rate():
 
 
 def test_the_original_recipe_is_the_original_run_exactly():
-    from mltk.classify import models, recipes
+    from mltk.classify import optimization, recipes
 
     cfg = _resolved({"recipe": "original"})
     assert {k: getattr(cfg, k) for k in ORIGINAL} == ORIGINAL
     # One GPU at 32 images: 0.01 x 32 / 256, halved every 8 epochs; 8 GPUs: 0.01.
     assert recipes.lr_scale(cfg, 32) * cfg.learning_rate == pytest.approx(0.00125)
     assert recipes.lr_scale(cfg, 256) * cfg.learning_rate == pytest.approx(0.01)
-    sched = models.lr_schedule(cfg.lr_schedule, 0.00125, 10, 300, cfg.warmup_epochs,
-                               cfg.lr_decay_epochs, cfg.lr_decay_factor)
+    sched = optimization.lr_schedule(cfg.lr_schedule, 0.00125, 10, 300, cfg.warmup_epochs,
+                                     cfg.lr_decay_epochs, cfg.lr_decay_factor)
     assert [float(sched(s)) for s in (0, 79, 80, 160)] == pytest.approx(
         [0.00125, 0.00125, 0.000625, 0.0003125])
 

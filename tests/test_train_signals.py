@@ -66,7 +66,7 @@ def test_stop_requests_raise_defer_and_restore():
 
     before = signal.getsignal(signal.SIGTERM)
     with StopRequests() as stops:
-        assert signal.getsignal(signal.SIGTERM) == stops._handle
+        assert signal.getsignal(signal.SIGTERM) == stops.handle
         with pytest.raises(Interrupted) as info:  # before the first step: at once
             os.kill(os.getpid(), signal.SIGTERM)  # handled before os.kill returns
         assert info.value.signum == signal.SIGTERM and info.value.exit_status == 143
@@ -97,14 +97,17 @@ def test_an_ignored_sigint_stays_ignored():
 # --- a signal at exact moments of a run ---------------------------------------------------------
 
 _MOMENTS_PROBE = """
-import importlib, json, os, signal, sys
+import json, os, signal, sys
 from pathlib import Path
 
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as an interactive Python has it
-from mltk import _config
-from mltk.classify import models
+import keras
 
-T = importlib.import_module("mltk.classify.training")
+from mltk import _config
+from mltk.classify import optimization, train
+from mltk.classify.callbacks.checkpoint import Checkpointer
+from mltk.classify.callbacks.history import History
+
 shards, root, SIG = sys.argv[1], Path(sys.argv[2]), getattr(signal, sys.argv[3])
 backend = sys.argv[4]
 now = {"moment": None, "fired": False}
@@ -116,7 +119,7 @@ def fire(moment):
         os.kill(os.getpid(), SIG)  # handled before the next Python instruction
 
 
-compile_model = models.compile_model
+compile_model = optimization.compile_model
 
 
 def compile_and_hook(model, *args, **kwargs):
@@ -130,22 +133,13 @@ def compile_and_hook(model, *args, **kwargs):
     model.train_step = traced_step
 
 
-models.compile_model = compile_and_hook
-save_checkpoint, end_fit, write_history = (T._Run.save_checkpoint, T._Run.end_fit,
-                                           T._Run.write_history)
+optimization.compile_model = compile_and_hook
+save_checkpoint, write_history = Checkpointer.save, History.write
 
 
 def checkpoint_hook(self):
-    if self.step == 3:
-        fire("checkpoint")  # arrives while the checkpoint is being written
+    fire("checkpoint")  # the first checkpoint (step 3): arrives while it is being written
     save_checkpoint(self)
-
-
-def end_fit_hook(self):
-    starting_validation = self.fit_open
-    end_fit(self)
-    if starting_validation:
-        fire("validation")  # on_test_begin: validation is about to run
 
 
 def write_history_hook(self):
@@ -153,8 +147,12 @@ def write_history_hook(self):
     write_history(self)
 
 
-T._Run.save_checkpoint, T._Run.end_fit, T._Run.write_history = (
-    checkpoint_hook, end_fit_hook, write_history_hook)
+class AtValidation(keras.callbacks.Callback):
+    def on_test_begin(self, logs=None):
+        fire("validation")  # validation is about to run
+
+
+Checkpointer.save, History.write = checkpoint_hook, write_history_hook
 results = {}
 for moment in ("compilation", "mid_epoch", "checkpoint", "validation", "epoch_end"):
     now.update(moment=moment, fired=False)
@@ -162,12 +160,12 @@ for moment in ("compilation", "mid_epoch", "checkpoint", "validation", "epoch_en
     cfg = _config.resolve("train", {"backend": backend, "model": "small_cnn", "image_size": 32,
                                     "gpus": 0, "seed": 1, "epochs": 3,
                                     "checkpoint_every": 3 if moment == "checkpoint" else 0})
-    summary = T.train(cfg, out, data=[shards],
-                      on_step=lambda step, total: fire("mid_epoch") if step == 5 else None)
+    summary = train(cfg, out, data=[shards], callbacks=[AtValidation()],
+                    on_step=lambda step, total: fire("mid_epoch") if step == 5 else None)
     state = out / "checkpoint" / "state.json"
     results[moment] = {
-        "fired": now["fired"], "signal": summary["signal"], "steps": summary["steps"],
-        "interrupted": summary["interrupted"], "checkpoint": summary["checkpoint"],
+        "fired": now["fired"], "signal": summary.signal, "steps": summary.steps,
+        "interrupted": summary.interrupted, "checkpoint": summary.checkpoint,
         "state_step": json.loads(state.read_text())["step"] if state.exists() else None,
         "history": len(json.loads(state.read_text())["history"]) if state.exists() else None,
         "last_model": (out / "last.keras").exists()}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import numpy as np
@@ -22,54 +21,46 @@ def shards(digit_shards):
     return digit_shards
 
 
-def _train_module():
-    return importlib.import_module("mltk.classify.training")
-
-
 @pytest.mark.slow
-def test_early_stopping_keeps_the_best_and_says_why(shards, cli, tmp_path, monkeypatch):
-    """Validation accuracy made up per epoch (the real loop, models and files otherwise):
-    the best is at epoch 2, so with a patience of 2 the run ends after epoch 4."""
-    T = _train_module()
+def test_early_stopping_keeps_the_best_and_says_why(shards, tmp_path):
+    """Validation accuracy made up per epoch by a callback that runs before mltk's own (the
+    real loop, models and files otherwise): the best is at epoch 2, so with a patience of 2 the
+    run ends after epoch 4, with best.keras holding epoch 2's weights and last.keras epoch 4's."""
+    import keras
+
+    from mltk import settings
+    from mltk.classify import train
+
     made_up = [0.5, 0.7, 0.6, 0.65, 0.9, 0.95, 0.99, 0.99]
-    real_row, real_save = T._epoch_row, T._Run.save_model
-    saved = []
+    weights = {}
 
-    def epoch_row(history, epoch, run, *args):
-        row = real_row(history, epoch, run, *args)
-        row["val_accuracy"] = made_up[epoch]
-        return row
+    class MadeUpAccuracy(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_accuracy"] = made_up[epoch]
+            weights[epoch + 1] = self.model.get_weights()
 
-    def save_model(self, name):
-        saved.append((name, self.history[-1]["epoch"]))
-        real_save(self, name)
-
-    monkeypatch.setattr(T, "_epoch_row", epoch_row)
-    monkeypatch.setattr(T._Run, "save_model", save_model)
     run = tmp_path / "e"
-    res = cli("train", "--data", shards, "--out", run, *SMALL, "--epochs", "8",
-              "--early-stopping", "2", "--class-weight", "balanced", "--format", "json")
-    assert res.exit_code == 0, res.stderr[-3000:]
-    row = json.loads(res.stdout)[0]
-    assert row["stop_reason"] == "early_stopping" and row["steps"] == 4 * 21
-    assert "stopped early: no better val_accuracy for 2 epochs (best 0.7 at epoch 2)" in (
-        res.stderr)
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["best"] == 0.7 and summary["best_epoch"] == 2
-    assert summary["early_stopping"] == 2 and not summary["interrupted"]
-    # best.keras was written at epochs 1 and 2 only: it holds epoch 2's weights.
-    assert [e for name, e in saved if name == "best.keras"] == [1, 2]
-    assert [e for name, e in saved if name == "last.keras"] == [1, 2, 3, 4]
+    cfg = settings.load("train", model="small_cnn", image_size=32, gpus=0, seed=1, epochs=8,
+                        early_stopping=2, class_weight="balanced", environ={})
+    summary = train(cfg, run, data=[str(shards)], callbacks=[MadeUpAccuracy()])
+    assert summary.stop_reason == "early_stopping" and summary.steps == 4 * 21
+    assert summary.best == 0.7 and summary.best_epoch == 2
+    assert summary.early_stopping == 2 and not summary.interrupted
+    assert json.loads((run / "summary.json").read_text()) == summary.to_dict()
+    for name, epoch in (("best.keras", 2), ("last.keras", 4)):
+        saved = keras.models.load_model(run / name, compile=False).get_weights()
+        for a, b in zip(saved, weights[epoch], strict=True):
+            np.testing.assert_array_equal(a, b)
     assert not (run / "checkpoint").exists()  # the run is complete
-    # The weights of --class-weight balanced are recorded, by class name.
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    # The weights of class_weight balanced are recorded, by class name.
+    saved_cfg = yaml.safe_load((run / "config.yaml").read_text())
     from mltk.classify import class_weights
 
     counts = class_weights.train_counts(sorted(shards.glob("train-*")), [str(i) for i in
                                                                          range(10)])
     assert sum(counts.values()) == 700
-    assert cfg["class_weight"] == class_weights.balanced(counts)
-    assert cfg["early_stopping"] == 2
+    assert saved_cfg["class_weight"] == class_weights.balanced(counts)
+    assert saved_cfg["early_stopping"] == 2
 
 
 def test_early_stopping_needs_validation_data(shards, cli, tmp_path):
@@ -86,13 +77,13 @@ def test_balanced_weights_are_inverse_frequencies():
 
 
 def test_class_counts_from_the_manifest_match_the_records(shards):
-    from mltk.classify.class_weights import _counts_from_manifests, train_counts
+    from mltk.classify.class_weights import counts_from_manifests, train_counts
     from mltk.tfrecords.read import count_by_label
 
     files = sorted(shards.glob("train-*"))
     classes = [str(i) for i in range(10)]
     from_records = {classes[r["label"]]: r["records"] for r in count_by_label(files)}
-    assert _counts_from_manifests(files, classes) == from_records
+    assert counts_from_manifests(files, classes) == from_records
     assert train_counts(files, classes) == from_records
 
 
@@ -117,20 +108,17 @@ def test_class_weight_from_a_file_and_bad_settings(shards, tmp_path):
 
 
 @pytest.mark.slow
-def test_class_weights_become_per_image_sample_weights(shards, tmp_path):
+def test_class_weights_become_per_image_sample_weights(shards):
     from mltk import settings
-    from mltk.classify import data, recipes
-    from mltk.classify.runtime import Runtime
+    from mltk.classify import Trainer
 
-    T = _train_module()
-    cfg = recipes.apply(settings.load("train", model="small_cnn", image_size=32, environ={}))
-    assert cfg.label_smoothing > 0  # one-hot targets: the weights follow the labels anyway
     weights = {str(i): float(i + 1) for i in range(10)}
-    cfg = cfg.replace(class_weight=weights)
-    src = data.resolve_source([shards], prefer=["train"])
-    run = T._Run(cfg, tmp_path, None)
-    run.rt, run.global_batch = Runtime("tensorflow", ["cpu"]), 16
-    train_ds, _ = T._datasets(cfg, src, None, run, 10, False, 0)
+    cfg = settings.load("train", model="small_cnn", image_size=32, gpus=0, seed=0,
+                        class_weight=weights, environ={})
+    trainer = Trainer.prepare(cfg, data=[str(shards)])
+    assert trainer.settings.label_smoothing > 0  # one-hot targets: the weights follow anyway
+    train_ds, val_ds = trainer.datasets()
     x, y, w = next(iter(train_ds))
     labels = np.argmax(y.numpy(), axis=1)
     np.testing.assert_allclose(w.numpy(), labels + 1.0)
+    assert len(next(iter(val_ds))) == 2  # validation: no weights

@@ -71,7 +71,7 @@ def _from_mapping(mapping: Mapping[Any, Any], classes: Sequence[str], where: str
 
 def train_counts(files: Sequence[Path], classes: Sequence[str]) -> dict[str, int]:
     """Records per class in ``files``: from the manifests beside them, else from the records."""
-    counts = _counts_from_manifests(files, classes)
+    counts = counts_from_manifests(files, classes)
     if counts is None:
         from mltk.tfrecords.read import count_by_label
 
@@ -85,7 +85,7 @@ def train_counts(files: Sequence[Path], classes: Sequence[str]) -> dict[str, int
     return counts
 
 
-def _counts_from_manifests(files: Sequence[Path], classes: Sequence[str]
+def counts_from_manifests(files: Sequence[Path], classes: Sequence[str]
                            ) -> dict[str, int] | None:
     counts = {c: 0 for c in classes}
     manifests: dict[Path, dict[str, Any]] = {}

@@ -289,7 +289,7 @@ def _decode_fn(src: DataSource, image_size: int, with_filename: bool = False,
     def decode(serialized, index=None):
         ex = tf.io.parse_single_example(serialized, spec)
         if src.layout == "standard":
-            img = _decode_reduced(ex["image/encoded"], image_size)
+            img = decode_reduced(ex["image/encoded"], image_size)
             label = ex["image/class/label"]
         else:
             img = tf.reshape(tf.io.decode_raw(ex["image"], tf.uint8), [side, side, 3])
@@ -313,7 +313,7 @@ def _decode_fn(src: DataSource, image_size: int, with_filename: bool = False,
     return lambda index, serialized: decode(serialized, index)
 
 
-def _decode_reduced(data: Any, image_size: int) -> Any:
+def decode_reduced(data: Any, image_size: int) -> Any:
     """Decode image bytes to uint8 RGB; a JPEG whose shorter side is at least 2, 4 or 8 times
     ``image_size`` is decoded at 1/2, 1/4 or 1/8 scale by libjpeg (most of the decode work
     skipped, the result still at least ``image_size`` on both sides)."""

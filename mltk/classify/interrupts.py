@@ -67,7 +67,7 @@ class StopRequests:
                           signal.Signals(signum).name)
                 continue
             self._previous[signum] = current
-            signal.signal(signum, self._handle)
+            signal.signal(signum, self.handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -75,7 +75,8 @@ class StopRequests:
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         self._previous.clear()
 
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        """The handler installed for SIGINT and SIGTERM while the context is active."""
         if self.pending is None:
             self.pending = signum
         if self.finishing:

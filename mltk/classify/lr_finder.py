@@ -102,21 +102,17 @@ def suggest(rows: Sequence[Mapping[str, float]]) -> float:
     return valley([r["lr"] for r in usable], [r["smoothed_loss"] for r in usable])
 
 
-def sweep(settings: Any, setup: Any, out: Path) -> dict[str, Any]:
-    """Run the test for the settings (a resolved TrainSettings) and data of a training run;
-    write lr_find.csv/png in ``out``. ``setup`` is the training run's devices and data
-    (``training._prepare``)."""
-    from mltk.classify import training
-
+def sweep(trainer: Any, out: Path) -> dict[str, Any]:
+    """Run the test for a prepared :class:`~mltk.classify.trainer.Trainer` (its model, batch,
+    augmentation and loss, on a schedule of its own); write lr_find.csv/png in ``out``."""
+    settings = trainer.settings
     steps = settings.lr_find_steps
     lrs = rates(settings.lr_find_min, settings.lr_find_max, steps)
-    run = training._new_run(settings, out, setup)
     keras = import_keras()
     schedule = keras.optimizers.schedules.ExponentialDecay(lrs[0], max(1, steps - 1),
                                                            lrs[-1] / lrs[0])
-    model, _ = training._compiled_model(settings.replace(warmup_epochs=0.0), setup, schedule)
-    train_ds, _ = training._datasets(settings, setup.src, None, run, len(setup.classes),
-                                     setup.synthetic, settings.seed)
+    model = trainer.compile(schedule)
+    train_ds, _ = trainer.datasets(validation=False)
     batches = iter(train_ds)
 
     def step() -> float:
@@ -154,15 +150,13 @@ def find_lr(settings: Any, out: str | os.PathLike, data: Sequence[str] | None = 
 
     ``settings``: a :class:`~mltk.classify.settings.TrainSettings` (or a mapping of the
     ``train`` settings)."""
-    from mltk.classify import interrupts, recipes, training
+    from mltk.classify import interrupts
+    from mltk.classify.trainer import Trainer
 
     with interrupts.StopRequests():
-        settings = training.resolve_settings(settings)
-        setup = training._prepare(settings, data, val, split, synthetic, strict_data)
-        settings = training._resolve_class_weight(settings, setup)
-        result = sweep(settings, setup, Path(out))
-    scale = recipes.lr_scale(settings, settings.batch_per_replica * setup.rt.replicas)
-    result["learning_rate"] = float(f"{result['suggested_lr'] / scale:.6g}")
-    result["lr_reference_batch"] = settings.lr_reference_batch
-    result["recipe"] = settings.recipe
+        trainer = Trainer.prepare(settings, data, val, split, synthetic, strict_data)
+        result = sweep(trainer, Path(out))
+    result["learning_rate"] = float(f"{result['suggested_lr'] / trainer.lr_scale:.6g}")
+    result["lr_reference_batch"] = trainer.settings.lr_reference_batch
+    result["recipe"] = trainer.settings.recipe
     return result

@@ -10,12 +10,11 @@ convolution. The head's softmax runs in float32 under mixed precision.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from mltk._keras import import_keras
-from mltk.errors import InputError, MltkError
+from mltk.errors import InputError, MltkError, describe
 
 # name -> (keras.applications constructor name, input conversion, smallest input side)
 BACKBONES: dict[str, tuple[str, str, int]] = {
@@ -28,7 +27,7 @@ MODELS = (*BACKBONES, "small_cnn")
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 
 
-def _convert_input(x: Any, mode: str) -> Any:
+def convert_input(x: Any, mode: str) -> Any:
     keras = import_keras()
     layers = keras.layers
     if mode == "to255":
@@ -105,7 +104,7 @@ def build_model(name: str, num_classes: int, image_size: int, weights: str = "no
             _track_batch_statistics(base)
         if freeze_base:
             _freeze(base, trainable_layers)
-        x = _convert_input(inputs, mode)
+        x = convert_input(inputs, mode)
         # A frozen base runs in inference mode, so its batch-norm statistics stay as trained.
         features = base(x, training=False) if freeze_base else base(x)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(features)
@@ -180,8 +179,8 @@ def load_initial_weights(model: Any, path: Path) -> None:
             except ValueError:
                 continue
             except Exception as exc:  # h5py: OSError for a truncated file, KeyError...
-                raise InputError(f"{path}: cannot read the weights ({type(exc).__name__}: "
-                                 f"{_first_line(exc)})") from None
+                raise InputError(f"{path}: cannot read the weights ({describe(exc)})"
+                                 ) from None
         raise InputError(f"{path}: weights do not fit this model or its backbone")
     raise InputError(f"{path}: weights must be a .keras model or a .weights.h5 file")
 
@@ -202,11 +201,6 @@ def check_weights_file(path: Path) -> None:
                          "or another format)")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""
-
-
 def load_model(path: str | os.PathLike) -> Any:
     """A saved mltk ``.keras`` model, for inference (no optimizer)."""
     import zipfile
@@ -221,74 +215,4 @@ def load_model(path: str | os.PathLike) -> Any:
     try:
         return keras.models.load_model(p, compile=False)
     except Exception as exc:
-        raise InputError(f"{p}: cannot load the model ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-
-
-def lr_schedule(kind: str, peak: float, steps_per_epoch: int, total_steps: int,
-                warmup_epochs: float = 0.0, decay_epochs: float = 8,
-                decay_factor: float = 0.5) -> Callable[[int], float] | Any:
-    """A Keras learning-rate schedule on the optimizer's step count (saved with its state).
-
-    step: peak x decay_factor ** floor(step / (decay_epochs x steps_per_epoch)); cosine: from
-    peak to 0 over the run; constant. A linear warm-up from 0 over ``warmup_epochs`` comes first.
-    """
-    keras = import_keras()
-    sched = keras.optimizers.schedules
-    warmup = int(round(warmup_epochs * steps_per_epoch))
-    if kind == "cosine":
-        return sched.CosineDecay(0.0 if warmup else peak, max(1, total_steps - warmup),
-                                 warmup_target=peak if warmup else None,
-                                 warmup_steps=warmup)
-    if kind == "step":
-        decay = sched.ExponentialDecay(peak, max(1, int(round(decay_epochs * steps_per_epoch))),
-                                       decay_factor, staircase=True)
-    elif kind == "constant":
-        decay = sched.ExponentialDecay(peak, 1, 1.0)
-    else:
-        raise InputError(f"unknown lr_schedule {kind!r} (step, cosine or constant)")
-    if not warmup:
-        return decay
-    from mltk.classify.schedules import Warmup
-
-    return Warmup(decay, warmup, peak)
-
-
-def make_optimizer(settings: Any, schedule: Any) -> Any:
-    """The optimizer of ``settings`` (a :class:`~mltk.classify.settings.TrainSettings`; one
-    whose recipe is not applied yet gets it applied), on the learning-rate ``schedule``.
-
-    ``sgd``: SGD with momentum (Nesterov if set); ``adamw``: AdamW; ``adam``: Adam. Weight
-    decay is decoupled for all three (Keras 3 applies ``weight_decay`` to the variables
-    directly, scaled by the learning rate, not through the gradients), so ``adam`` with a
-    weight decay trains as ``adamw`` does.
-    """
-    from mltk.classify import recipes
-
-    if settings.optimizer is None:  # settings as resolved, before the recipe filled them in
-        settings = recipes.apply(settings)
-    keras = import_keras()
-    wd = float(settings.weight_decay or 0.0) or None
-    name = settings.optimizer
-    if name == "sgd":
-        return keras.optimizers.SGD(schedule, momentum=float(settings.momentum),
-                                    nesterov=bool(settings.nesterov), weight_decay=wd)
-    if name == "adamw":
-        return keras.optimizers.AdamW(schedule, weight_decay=wd or 0.0)
-    if name == "adam":
-        return keras.optimizers.Adam(schedule, weight_decay=wd)
-    raise InputError(f"unknown optimizer {name!r} (sgd, adamw or adam)")
-
-
-def compile_model(model: Any, optimizer: Any, label_smoothing: float, top_k: int,
-                  jit: Any) -> None:
-    keras = import_keras()
-    if label_smoothing:
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
-        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy"),
-                   keras.metrics.TopKCategoricalAccuracy(top_k, name=f"top{top_k}")]
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy()
-        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-                   keras.metrics.SparseTopKCategoricalAccuracy(top_k, name=f"top{top_k}")]
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit)
+        raise InputError(f"{p}: cannot load the model ({describe(exc)})") from None

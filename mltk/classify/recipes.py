@@ -15,13 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mltk.classify.settings import (  # noqa: F401 (re-exported: where they were before)
-    LR_SCALINGS,
-    RECIPE_KEYS,
-    TABLE_KEYS,
-    TrainSettings,
-    as_settings,
-)
+from mltk.classify.settings import RECIPE_KEYS, TrainSettings, as_settings
 from mltk.errors import ConfigError
 
 

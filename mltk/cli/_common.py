@@ -22,8 +22,8 @@ from typing import Annotated, Any, TypeVar, get_args
 import typer
 import typer.core
 
-from mltk._describe import describe  # noqa: F401 (the CLI's name for it, kept)
 from mltk._output import Format, Output
+from mltk.errors import describe  # noqa: F401 (the CLI's name for it, kept)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -211,7 +211,7 @@ def _train(output: Any, settings: Any, out: Path, data: list[str] | None,
         summary = train_run(settings, out, data=_split_list(data), val=_split_list(val),
                             split=split, synthetic=synthetic, resume=resume,
                             overwrite=overwrite, on_step=on_step, on_epoch=on_epoch,
-                            strict_data=strict_data)
+                            strict_data=strict_data).to_dict()
     final = summary["final"] or {}
     output.emit([{
         "run_dir": summary["run_dir"], "model": summary["model"],
@@ -265,17 +265,18 @@ def evaluate(
 
     Example: mltk evaluate runs/first --data shards/ --split test --out runs/first/test
     """
+    from mltk.classify import Classifier
     from mltk.classify import evaluate as run_eval
-    from mltk.classify import load, write_evaluation
 
     output = get_output(ctx)
-    lm = load(target, backend=backend, gpus=gpus, cpu_replicas=cpu_replicas)
-    result = run_eval(lm, _split_list(data), split=split, top_k=top_k, batch_size=batch_size,
-                      with_predictions=out is not None)
-    for w in result["warnings"]:
+    classifier = Classifier.load(target, backend=backend, gpus=gpus, cpu_replicas=cpu_replicas)
+    evaluation = run_eval(classifier, _split_list(data), split=split, top_k=top_k,
+                          batch_size=batch_size, with_predictions=out is not None)
+    result = evaluation.metrics
+    for w in evaluation.warnings:
         output.warn(w)
     if out is not None:
-        write_evaluation(out, result)
+        evaluation.save(out)
     if per_class:
         output.emit(({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}
                      for r in result["per_class"]), fmt, title="Per-class report")
@@ -283,7 +284,7 @@ def evaluate(
         keys = ("records", "accuracy", f"top{top_k}_accuracy", "macro_f1", "weighted_f1",
                 "log_loss")
         output.emit([{k: round(result[k], 4) if isinstance(result[k], float) else result[k]
-                      for k in keys}], fmt, title=f"Evaluation of {lm.path}")
+                      for k in keys}], fmt, title=f"Evaluation of {classifier.path}")
     output.info(f"{result['records']} records: accuracy {result['accuracy']:.4f}, "
                 f"top-{top_k} {result[f'top{top_k}_accuracy']:.4f}"
                 + (f"; reports in {out}" if out else ""))
@@ -310,20 +311,20 @@ def predict(
 
     Example: find photos/ -name '*.jpg' | mltk predict runs/first - --format csv
     """
-    from mltk.classify import Predictor, load
+    from mltk.classify import Classifier
 
     output = get_output(ctx)
     if "-" in images:  # the paths from stdin take the place of the "-"
         stdin = [ln.strip() for ln in sys.stdin if ln.strip()]
         images = [q for p in images for q in (stdin if p == "-" else [p])]
-    lm = load(target, backend=backend, gpus=gpus, need_tf=False)
+    classifier = Classifier.load(target, backend=backend, gpus=gpus, need_tf=False)
     failed = total = 0
 
     def rows():
         nonlocal failed, total
         with output.progress(None, "images") as bar:
-            for row in Predictor(lm, top_k=top_k, batch_size=batch_size).predict(
-                    _image_paths(images, recursive)):
+            for row in classifier.predict_paths(_image_paths(images, recursive), top_k=top_k,
+                                                batch_size=batch_size):
                 total += 1
                 if row["error"]:
                     failed += 1

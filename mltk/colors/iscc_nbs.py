@@ -26,8 +26,6 @@ The mapping onto mltk's names (:func:`expert_term`) is a judgment made from the 
 
 from __future__ import annotations
 
-from mltk.colors.naming import SurveyColor, accepted_terms, half_of
-
 #: (name, "#rrggbb") of the 267 ISCC-NBS centroids, in the order of the source file.
 CENTROIDS: tuple[tuple[str, str], ...] = (
     ("black", "#222222"), ("blackish blue", "#202830"), ("blackish green", "#1a2421"),
@@ -166,34 +164,3 @@ GRAYISH = {"grayish", "pale"}
 BEIGE_WHEN_WEAK = {"orange", "orange yellow", "yellow", "yellowish brown", "brown"}
 BEIGE_WHEN_LIGHT = {"yellowish brown", "brown"}
 BEIGE_ALWAYS = {"yellowish white", "yellowish gray"}
-
-
-def expert_term(name: str) -> tuple[str, tuple[str, ...]] | None:
-    """(base term, neighbouring terms) of an ISCC-NBS name as mltk names; None when its hue is
-    not in mltk's vocabulary (olive)."""
-    words = name.lower().split()
-    term = HUE_TERMS.get(words[-1]) if words else None
-    if term is None:
-        return None
-    tones = {w for w in words if w in TONES}
-    hue = " ".join(w for w in words if w not in TONES)
-    neighbours = {HUE_MODIFIERS[w] for w in hue.split()[:-1] if w in HUE_MODIFIERS}
-    if words[-1] == "violet":
-        neighbours.add("blue")
-    if tones & GRAYISH:
-        neighbours.add("gray")
-    if (hue in BEIGE_ALWAYS or (hue in BEIGE_WHEN_WEAK and tones & GRAYISH)
-            or (hue in BEIGE_WHEN_LIGHT and tones == {"light"})):
-        neighbours.add("beige")
-    return term, accepted_terms(term, neighbours)
-
-
-def iscc_nbs_colors(half: str | None = None) -> list[SurveyColor]:
-    """The ISCC-NBS centroids that have an mltk base term (one half of them, if ``half`` is
-    given), split like the XKCD survey by :func:`~mltk.colors.naming.half_of` of their name."""
-    out = []
-    for name, hex_ in CENTROIDS:
-        mapped = expert_term(name)
-        if mapped is not None and (half is None or half_of(name) == half):
-            out.append(SurveyColor(name, hex_, mapped[0], half_of(name), mapped[1], "iscc-nbs"))
-    return out

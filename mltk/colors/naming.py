@@ -27,6 +27,16 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from mltk.colors.core import ColorNamer, rgb_to_lab
+from mltk.colors.iscc_nbs import (
+    BEIGE_ALWAYS,
+    BEIGE_WHEN_LIGHT,
+    BEIGE_WHEN_WEAK,
+    CENTROIDS,
+    GRAYISH,
+    HUE_MODIFIERS,
+    HUE_TERMS,
+    TONES,
+)
 from mltk.errors import InputError
 
 #: Last word of a survey name -> mltk name. The vocabulary's own words, the spelling "grey", and
@@ -128,11 +138,40 @@ def reference_colors(source: str, half: str | None = None) -> list[SurveyColor]:
     if source == "xkcd":
         return survey_colors(half)
     if source == "iscc-nbs":
-        from mltk.colors.iscc_nbs import iscc_nbs_colors
-
         return iscc_nbs_colors(half)
     raise InputError(f"unknown colour-name source {source!r}: expected one of "
                      f"{', '.join(SOURCES)}")
+
+
+def expert_term(name: str) -> tuple[str, tuple[str, ...]] | None:
+    """(base term, neighbouring terms) of an ISCC-NBS name as mltk names; None when its hue is
+    not in mltk's vocabulary (olive)."""
+    words = name.lower().split()
+    term = HUE_TERMS.get(words[-1]) if words else None
+    if term is None:
+        return None
+    tones = {w for w in words if w in TONES}
+    hue = " ".join(w for w in words if w not in TONES)
+    neighbours = {HUE_MODIFIERS[w] for w in hue.split()[:-1] if w in HUE_MODIFIERS}
+    if words[-1] == "violet":
+        neighbours.add("blue")
+    if tones & GRAYISH:
+        neighbours.add("gray")
+    if (hue in BEIGE_ALWAYS or (hue in BEIGE_WHEN_WEAK and tones & GRAYISH)
+            or (hue in BEIGE_WHEN_LIGHT and tones == {"light"})):
+        neighbours.add("beige")
+    return term, accepted_terms(term, neighbours)
+
+
+def iscc_nbs_colors(half: str | None = None) -> list[SurveyColor]:
+    """The ISCC-NBS centroids that have an mltk base term (one half of them, if ``half`` is
+    given), split like the XKCD survey by :func:`~mltk.colors.naming.half_of` of their name."""
+    out = []
+    for name, hex_ in CENTROIDS:
+        mapped = expert_term(name)
+        if mapped is not None and (half is None or half_of(name) == half):
+            out.append(SurveyColor(name, hex_, mapped[0], half_of(name), mapped[1], "iscc-nbs"))
+    return out
 
 
 def hex_to_lab(hexes: Sequence[str]):

@@ -18,7 +18,8 @@ Example::
 """
 
 from mltk.jobs import core
-from mltk.jobs.core import JobSettings, Submission, submit
+from mltk.jobs.core import JobSettings
 from mltk.jobs.folder import JobFolder
+from mltk.jobs.submission import Submission, submit
 
 __all__ = ["JobFolder", "JobSettings", "Submission", "core", "submit"]

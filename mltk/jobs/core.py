@@ -3,14 +3,14 @@
 The job id is a hash of the kind, inputs, settings and model, so submitting the same job again
 finds the same folder and redoes nothing; the plan hash adds the chunking, and every part carries
 it (in its stats, with its record count and sha256), so a part counts only for the plan that
-made it and only while it is whole (see :mod:`mltk.jobs.folder`). :func:`submit` is the one way
-in, for the CLI and the server alike. A chunk is run by :func:`run_chunk`, which does
+made it and only while it is whole (see :mod:`mltk.jobs.folder`). :func:`mltk.jobs.submit` is the
+one way in, for the CLI and the server alike. A chunk is run by :func:`run_chunk`, which does
 nothing when the chunk's part is sound, holds a lease with a heartbeat while it works and writes
-its part atomically; :func:`supervise` re-enqueues chunks whose lease went stale (the worker
-died), so a job completes without waiting for the broker's visibility timeout. A kind with a
-last step (tfrecord-build: labels.txt and manifest.json) is finished by :func:`finalize`,
-idempotently, by whoever sees every chunk done first: the worker of the last chunk, the local
-run, ``mltk jobs wait`` or ``mltk jobs results``.
+its part atomically; :class:`mltk.jobs.queue.Supervisor` re-enqueues chunks whose lease went
+stale (the worker died), so a job completes without waiting for the broker's visibility
+timeout. A kind with a last step (tfrecord-build: labels.txt and manifest.json) is finished by
+:func:`finalize`, idempotently, by whoever sees every chunk done first: the worker of the last
+chunk, the local run, ``mltk jobs wait`` or ``mltk jobs results``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from mltk import __version__
-from mltk._describe import describe
-from mltk.errors import InputError, MltkError
+from mltk.errors import InputError, MltkError, describe
 from mltk.jobs import kinds
 from mltk.jobs.folder import JobFolder
 
@@ -99,7 +98,7 @@ def create(folder: JobFolder, kind: str, args: Sequence[str], options: Mapping[s
     job.json (the other uses its plan when it is the same, else fails). The broker URL is
     stored without its password.
     """
-    from mltk.jobs.queue import redact
+    from mltk.jobs.urls import redact
 
     plan = kinds.plan(kind, args, options)
     jid = job_id(plan)
@@ -151,7 +150,7 @@ def _existing(folder: JobFolder, jid: str, plan: kinds.Plan, settings: JobSettin
               broker: str | None) -> dict[str, Any]:
     """The job already planned in ``folder``, when it is this one cut the same way."""
     from mltk._atomic import write_json
-    from mltk.jobs.queue import redact
+    from mltk.jobs.urls import redact
 
     job = folder.load()
     if job.get("id") != jid:
@@ -174,42 +173,6 @@ def _existing(folder: JobFolder, jid: str, plan: kinds.Plan, settings: JobSettin
         job.update(run)
         write_json(folder.job_file, job)
     return job
-
-
-@dataclasses.dataclass
-class Submission:
-    """What :func:`submit` did: the job, its chunks without a trusted part, how many went to
-    the broker (None: no broker, run them with :func:`run_local`), whether it was cancelled
-    before (a submission resumes a cancelled job)."""
-
-    job: dict[str, Any]
-    folder: JobFolder
-    todo: list[int]
-    enqueued: int | None
-    resumed: bool
-
-
-def submit(folder: JobFolder, kind: str, args: Sequence[str], options: Mapping[str, Any],
-           settings: JobSettings = JobSettings(), broker: str | None = None) -> Submission:
-    """Plan (or find) the job in ``folder`` and start what is left of it: with ``broker``,
-    register it and enqueue every chunk without a trusted part (failures are cleared, a
-    cancelled job resumes); without, leave them for :func:`run_local`. The one way a job is
-    submitted, by ``mltk jobs submit`` and by ``POST /jobs``."""
-    from mltk.jobs import queue
-
-    if broker:
-        queue.check_broker(broker)
-    job = create(folder, kind, args, options, settings, broker)
-    resumed = folder.cancelled
-    folder.uncancel()
-    todo = pending_chunks(folder, job)
-    enqueued = None
-    if broker:
-        queue.register_job(broker, job, folder)
-        folder.clear_failures()
-        enqueued = queue.enqueue(queue.app_for(broker), folder, todo,
-                                 float(job.get("chunk_seconds") or DEFAULT_CHUNK_SECONDS))
-    return Submission(job, folder, todo, enqueued, resumed)
 
 
 # -- one chunk --------------------------------------------------------------------------------

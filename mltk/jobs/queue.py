@@ -22,6 +22,7 @@ from typing import Any
 from mltk.errors import MltkError
 from mltk.jobs import core
 from mltk.jobs.folder import JobFolder
+from mltk.jobs.urls import redact
 
 BROKER_ENV = "MLTK_BROKER_URL"
 QUEUE = "mltk"
@@ -42,23 +43,6 @@ class BrokerError(MltkError):
 
 def broker_url(given: str | None = None) -> str | None:
     return given or os.environ.get(BROKER_ENV) or None
-
-
-def redact(url: str, keep_password: bool = True) -> str:
-    """``url`` with its password shown as ``***`` (or removed, ``keep_password=False``)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<a broker URL that cannot be parsed>"
-    if password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    auth = f"{user}:***@" if keep_password else (f"{user}@" if user else "")
-    return urlunsplit(parts._replace(netloc=auth + host))
 
 
 def hide_password(text: str, url: str | None) -> str:

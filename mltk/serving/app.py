@@ -385,8 +385,7 @@ def _job_routes(app: Any, settings: ServeSettings) -> None:
 
     from starlette.concurrency import run_in_threadpool
 
-    from mltk._describe import describe
-    from mltk.errors import MltkError
+    from mltk.errors import MltkError, describe
     from mltk.jobs.kinds import KINDS
     from mltk.jobs.queue import BrokerError
     from mltk.serving import job_requests

@@ -95,7 +95,7 @@ class DataPlane:
             self.loaded = True
             mark_worker_ready()
         except Exception as exc:  # reported by readiness and every request, never a crash
-            from mltk._describe import describe
+            from mltk.errors import describe
 
             self.load_error = describe(exc)
             log.error("loading models failed: %s", self.load_error)
