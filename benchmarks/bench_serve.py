@@ -295,10 +295,10 @@ def worker(kind: str, args: list[str]) -> None:
         single = singles / (time.perf_counter() - t0)
         print(json.dumps({"limit": limit, "single": single, "prepare": prepare_rate}))
     elif kind == "colors":
-        from mltk import _config
+        from mltk import settings as mltk_settings
         from mltk.colors import ColorSettings, analyze_paths
 
-        settings = ColorSettings.from_config(_config.resolve("colors", {}))
+        settings = ColorSettings.from_config(mltk_settings.merged("colors", {}))
         paths = photo_files(Path(args[0]))
         list(analyze_paths(paths[:5], settings, jobs=1))  # imports and first-call costs
         t0 = time.perf_counter()

@@ -31,7 +31,8 @@ SECTIONS = {
     "similar": "mltk.similar.settings:SimilarSettings",
 }
 
-__all__ = ["SECTIONS", "Settings", "SettingError", "load", "settings_class"]
+__all__ = ["SECTIONS", "Settings", "SettingError", "defaults", "load", "merged", "read_config",
+           "settings_class", "write_config"]
 
 
 def settings_class(section: str) -> type[Any]:
@@ -52,3 +53,36 @@ def load(section: str, config: str | os.PathLike[str] | None = None, *,
     cls = settings_class(section)
     cfg, origins = _config.resolve_with_origins(section, values, config, environ)
     return cls.from_config(cfg, origins=origins)
+
+
+def defaults(section: str) -> dict[str, Any]:
+    """The shipped defaults of ``section`` (``configs/SECTION.yaml``) as a plain mapping."""
+    from mltk import _config
+
+    return _config.load_default(section)
+
+
+def merged(section: str, values: Mapping[str, Any] | None = None,
+           config: str | os.PathLike[str] | None = None,
+           environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The layers of :func:`load` merged into a plain mapping, unchecked (``None`` values mean
+    "not given"); a key unknown to the defaults in ``config`` is a ConfigError."""
+    from mltk import _config
+
+    return _config.resolve(section, values, config, environ)
+
+
+def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A YAML settings file (a ``--config`` file, a run folder's ``config.yaml``), safely
+    loaded; a ConfigError naming the file when it is missing, malformed or not a mapping."""
+    from mltk import _config
+
+    return _config.load_yaml(path)
+
+
+def write_config(path: str | os.PathLike[str], values: Mapping[str, Any]) -> Any:
+    """Write ``values`` as YAML, atomically, as mltk writes the ``config.yaml`` beside a model."""
+    from mltk import _config
+
+    return _config.save(path, values)
+

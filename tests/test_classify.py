@@ -286,7 +286,7 @@ def test_jax_synthetic_runs_without_tensorflow(tmp_path):
 _CHECKPOINT_PROBE = """
 import json, sys
 from pathlib import Path
-from mltk import _config
+from mltk import settings as mltk_settings
 from mltk.classify import train
 
 out = Path(sys.argv[2])
@@ -297,7 +297,7 @@ def on_step(step, total):
     if step in (3, 6):
         seen[step] = json.loads(state.read_text())["step"]
 
-cfg = _config.resolve("train", {"backend": sys.argv[1], "model": "small_cnn", "gpus": 0,
+cfg = mltk_settings.merged("train", {"backend": sys.argv[1], "model": "small_cnn", "gpus": 0,
                                 "image_size": 32, "batch_per_replica": 8, "steps": 8,
                                 "num_classes": 3, "checkpoint_every": 3, "seed": 0})
 summary = train(cfg, out, synthetic=True, on_step=on_step)
@@ -464,14 +464,14 @@ def test_train_settings_defaults_are_configs_train_yaml():
 
 
 def _config_default() -> dict:
-    from mltk import _config
+    from mltk import settings as mltk_settings
 
-    return _config.load_default("train")
+    return mltk_settings.defaults("train")
 
 
 def test_bad_train_settings_name_the_setting_and_where_it_came_from(cli, tmp_path):
     from mltk import settings
-    from mltk._settings import SettingError
+    from mltk.settings import SettingError
 
     with pytest.raises(SettingError, match="epochs must be a positive integer, got 0") as err:
         settings.load("train", epochs=0, environ={})

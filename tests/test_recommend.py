@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mltk import _config, settings
+from mltk import settings
+from mltk import settings as mltk_settings
 from mltk.errors import InputError
 from mltk.recommend import Recommender, fit, mine_rules, ndcg
 from mltk.recommend.data import load_items, load_transactions
@@ -254,10 +255,10 @@ def test_fit_in_memory_writes_nothing_until_save(fitted, model, market, tmp_path
     assert {p.name for p in out.iterdir()} == MODEL_FILES  # and no temporary files left
     assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(report))
     # config.yaml: the settings as the shipped defaults spell them, and the fitted numbers
-    saved = _config.load_yaml(out / "config.yaml")
+    saved = mltk_settings.read_config(out / "config.yaml")
     assert list(saved) == [*rec.settings.to_dict(), "n_meta", "context_stats", "user_stats",
                            "item_stats"]
-    defaults = _config.load_default("recommend")
+    defaults = mltk_settings.defaults("recommend")
     assert {k: saved[k] for k in defaults if k not in SMALL} == {
         k: v for k, v in defaults.items() if k not in SMALL}
     assert saved["classifier"] == {**defaults["classifier"], **SMALL["classifier"]}

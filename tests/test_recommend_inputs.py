@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mltk import _config, settings
-from mltk._settings import SettingError
+from mltk import settings
+from mltk import settings as mltk_settings
 from mltk.errors import InputError
 from mltk.recommend import QueryRow, Recommender, read_queries
 from mltk.recommend.features import kind_codes, sex_codes
 from mltk.recommend.index import CandidateIndex
+from mltk.settings import SettingError
 
 KINDS = ["model", "line", "series", "kigata"]
 SEXES = ["man", "women"]
@@ -68,7 +69,7 @@ def save_model(items: pd.DataFrame, folder, **values) -> Recommender:
     CandidateIndex(table, top_meta).save(folder)
     cfg = settings.load("recommend", price_band=BAND).to_dict()
     cfg.update(values)
-    _config.save(folder / "config.yaml", cfg)
+    mltk_settings.write_config(folder / "config.yaml", cfg)
     return Recommender.load(folder)
 
 
@@ -394,7 +395,7 @@ def test_every_setting_is_documented():
                module.ClassifierSettings, module.RankNetSettings]
     for cls in classes:
         assert all(doc.strip() for doc in cls.docs().values()), cls.__name__
-    defaults = _config.load_default("recommend")
+    defaults = mltk_settings.defaults("recommend")
     assert settings.load("recommend").to_dict() == defaults  # the YAML's keys, values, order
     assert list(settings.load("recommend").to_dict()) == list(defaults)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from mltk import _config, settings
+from mltk import settings
+from mltk import settings as mltk_settings
 from mltk.errors import ConfigError, MltkError
 from mltk.settings import SettingError
 
@@ -23,7 +24,7 @@ def test_layers_in_order(tmp_path):
     env = {"MLTK_XGB_MAX_EVALS": "9", "MLTK_XGB_SEED": "3"}
     loaded = settings.load("xgb", config, environ=env, seed=5)
     assert (loaded.folds, loaded.max_evals, loaded.seed) == (4, 9, 5)
-    assert loaded.booster == _config.load_default("xgb")["booster"]
+    assert loaded.booster == mltk_settings.defaults("xgb")["booster"]
 
 
 def test_errors_name_the_setting_and_where_it_came_from(tmp_path):

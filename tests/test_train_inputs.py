@@ -111,11 +111,11 @@ def test_damaged_run_summary_is_named(shards, cli, tmp_path):
 ])
 def test_damaged_checkpoint_is_named(state, weights, expected, shards, cli, tmp_path):
     # A real checkpoint first (an interrupted run keeps it), then damage one of its files.
-    from mltk import _config
+    from mltk import settings as mltk_settings
     from mltk.classify import train
 
     run = tmp_path / "r"
-    cfg = _config.resolve("train", {"model": "small_cnn", "image_size": 32, "gpus": 0,
+    cfg = mltk_settings.merged("train", {"model": "small_cnn", "image_size": 32, "gpus": 0,
                                     "seed": 0, "epochs": 2, "batch_per_replica": 16,
                                     "checkpoint_every": 0})
     train(cfg, run, data=[str(shards)], on_epoch=_interrupt_after_first_epoch)
@@ -202,7 +202,7 @@ def test_a_shard_damaged_during_the_run_stops_it_with_a_checkpoint(shards, tmp_p
                                                                      monkeypatch):
     """The check at the start found nothing (the file went bad later): the first validation
     fails, the epoch's training is kept in a checkpoint, and the error names the file."""
-    from mltk import _config
+    from mltk import settings as mltk_settings
     from mltk.classify import data as data_mod
     from mltk.classify import train
     from mltk.errors import InputError
@@ -217,7 +217,7 @@ def test_a_shard_damaged_during_the_run_stops_it_with_a_checkpoint(shards, tmp_p
         return [] if len(calls) == 1 else real_check(files, threads)
 
     monkeypatch.setattr(data_mod, "check_records", clean_at_start)
-    cfg = _config.resolve("train", {"model": "small_cnn", "image_size": 32, "gpus": 0,
+    cfg = mltk_settings.merged("train", {"model": "small_cnn", "image_size": 32, "gpus": 0,
                                     "seed": 0, "epochs": 2, "batch_per_replica": 16,
                                     "checkpoint_every": 0})
     run = tmp_path / "run"

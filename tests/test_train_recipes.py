@@ -9,7 +9,7 @@ import math
 import pytest
 import yaml
 
-from mltk import _config
+from mltk import settings as mltk_settings
 from mltk.errors import ConfigError
 
 ORIGINAL = {"optimizer": "sgd", "learning_rate": 0.01, "lr_reference_batch": 256,
@@ -50,7 +50,7 @@ def test_the_default_recipe_depends_on_model_and_weights(settings, recipe):
     assert cfg.recipe == recipe
     saved = cfg.run_config()
     assert "recipes" not in saved and "default_recipe" not in saved
-    table = _config.load_default("train")["recipes"][recipe]
+    table = mltk_settings.defaults("train")["recipes"][recipe]
     assert {k: saved[k] for k in table} == table  # a complete set, taken whole
 
 
@@ -90,8 +90,8 @@ def test_single_settings_override_the_recipe_one_by_one(tmp_path):
     from mltk.classify import recipes
 
     saved = tmp_path / "config.yaml"
-    _config.save(saved, cfg.run_config())
-    assert recipes.apply(_config.load_yaml(saved)) == cfg
+    mltk_settings.write_config(saved, cfg.run_config())
+    assert recipes.apply(mltk_settings.read_config(saved)) == cfg
     assert settings.load("train", saved, environ={}) == cfg
 
 
@@ -100,7 +100,7 @@ def test_unknown_recipe_and_scaling_are_errors():
         _resolved({"recipe": "fast"})
     with pytest.raises(ConfigError, match="lr_scaling must be linear .* got 'cubic'"):
         _resolved({"lr_scaling": "cubic"})
-    table = _config.load_default("train")["recipes"]
+    table = mltk_settings.defaults("train")["recipes"]
     broken = {**table, "scratch": {**table["scratch"], "optimizer": "lion"}}
     with pytest.raises(ConfigError, match="recipes.scratch.optimizer must be sgd"):
         _resolved({"recipes": broken})

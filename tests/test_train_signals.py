@@ -103,7 +103,7 @@ from pathlib import Path
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as an interactive Python has it
 import keras
 
-from mltk import _config
+from mltk import settings as mltk_settings
 from mltk.classify import optimization, train
 from mltk.classify.callbacks.checkpoint import Checkpointer
 from mltk.classify.callbacks.history import History
@@ -157,7 +157,7 @@ results = {}
 for moment in ("compilation", "mid_epoch", "checkpoint", "validation", "epoch_end"):
     now.update(moment=moment, fired=False)
     out = root / moment
-    cfg = _config.resolve("train", {"backend": backend, "model": "small_cnn", "image_size": 32,
+    cfg = mltk_settings.merged("train", {"backend": backend, "model": "small_cnn", "image_size": 32,
                                     "gpus": 0, "seed": 1, "epochs": 3,
                                     "checkpoint_every": 3 if moment == "checkpoint" else 0})
     summary = train(cfg, out, data=[shards], callbacks=[AtValidation()],

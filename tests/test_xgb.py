@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import mltk.settings
-from mltk import _config
+from mltk import settings as mltk_settings
 from mltk.errors import InputError
 from mltk.settings import SettingError
 from mltk.xgb import Analysis, XgbSettings, analyze, load_table, predict, prepare
@@ -115,7 +115,7 @@ def test_purchases_informative_rank_above_noise(tmp_path, cli):
     assert coefs["coupon_first_order"]["coef"] > 0 and coefs["coupon_first_order"][
         "p_value"] < 0.001
     assert "test ROC AUC" in result.stderr
-    cfg = _config.load_yaml(tmp_path / "out" / "config.yaml")
+    cfg = mltk_settings.read_config(tmp_path / "out" / "config.yaml")
     assert cfg["booster"] == "gbtree" and cfg["positive"] == "one_time"
     scored = cli("xgb-predict", tmp_path / "out", info.files["data"], "-f", "csv")
     lines = scored.stdout.splitlines()
@@ -218,8 +218,8 @@ def test_parquet_input(tmp_path, cli):
 def test_settings_defaults_are_configs_xgb_yaml():
     loaded = mltk.settings.load("xgb", environ={})
     assert isinstance(loaded, XgbSettings) and loaded == XgbSettings()
-    assert loaded.to_dict() == _config.load_default("xgb")  # saved beside the model as before
-    assert set(XgbSettings.docs()) == set(_config.load_default("xgb"))
+    assert loaded.to_dict() == mltk_settings.defaults("xgb")  # saved beside the model as before
+    assert set(XgbSettings.docs()) == set(mltk_settings.defaults("xgb"))
     assert all(XgbSettings.docs().values())
     assert XgbSettings.of({"folds": 3}).folds == 3 and XgbSettings.of(None) == XgbSettings()
 

@@ -91,9 +91,8 @@ class Predictor:
     def predict(self, items: Sequence[Any]) -> list[Outcome]:
         """One outcome per input, in order: a record, or the InputError for a bad input."""
         staged = self.prepare_all(items)
-        good = [p for ok, p in staged if ok]
-        scored = iter(self.predict_prepared(good) if good else [])
-        return [next(scored) if ok else p for ok, p in staged]
+        good = prepared_inputs(staged)
+        return merge_outcomes(staged, self.predict_prepared(good) if good else [])
 
     def limit_threads(self, n: int) -> None:
         """Use at most ``n`` threads per call (a server runs many calls side by side)."""
@@ -107,3 +106,16 @@ class Predictor:
     def example(self) -> Any:
         """An input this model accepts (used for the warm-up)."""
         raise NotImplementedError
+
+
+def prepared_inputs(staged: Sequence[tuple[bool, Any]]) -> list[Any]:
+    """The inputs of :meth:`Predictor.prepare_all` that were prepared, in order."""
+    return [x for ok, x in staged if ok]
+
+
+def merge_outcomes(staged: Sequence[tuple[bool, Any]], scored: Sequence[Outcome]) -> list[Outcome]:
+    """One outcome per input, in order: the scores of the prepared inputs (``scored``, in their
+    order) with the InputError of each input that could not be prepared."""
+    it = iter(scored)
+    return [next(it) if ok else x for ok, x in staged]
+

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mltk.errors import InputError, MltkError
+from mltk.predictors.base import merge_outcomes, prepared_inputs
 from mltk.serving.batching import Batcher, QueueFull
 from mltk.serving.metrics import Metrics
 from mltk.serving.readiness import mark_worker_ready, server_ready, workers_ready
@@ -42,7 +43,6 @@ class DataPlane:
         self.settings = settings
         self.metrics = Metrics()
         self.models: dict[str, Any] = {}
-        self.kinds: dict[str, str] = {}
         self.loaded = False  # this process's models are loaded and warm
         self.load_error: str | None = None
         self._done_loading = threading.Event()
@@ -89,7 +89,6 @@ class DataPlane:
                 self._executors[name] = ThreadPoolExecutor(1, thread_name_prefix=f"model-{name}")
                 self._waiting[name] = 0
                 self.models[name] = p
-                self.kinds[name] = p.kind
                 log.info("model %s (%s) loaded and warmed up in %.1f s", name, p.kind, seconds)
             _freeze_loaded_objects()
             self.loaded = True
@@ -155,7 +154,7 @@ class DataPlane:
         from starlette.concurrency import run_in_threadpool
 
         staged = await run_in_threadpool(p.prepare_all, items)
-        good = [x for ok, x in staged if ok]
+        good = prepared_inputs(staged)
         scored: list[Any] = []
         if good:
             if p.batchable and self.settings.max_batch_size > 1:
@@ -165,8 +164,7 @@ class DataPlane:
                 loop = asyncio.get_running_loop()
                 scored = await loop.run_in_executor(self._executors[name], p.predict_prepared,
                                                     good)
-        it = iter(scored)
-        return [next(it) if ok else x for ok, x in staged]
+        return merge_outcomes(staged, scored)
 
     def _batcher(self, name: str, p: Any) -> Batcher:
         b = self._batchers.get(name)

@@ -1,16 +1,13 @@
-"""Settings resolution, atomic writes, and the output module."""
+"""mltk._config: the layers of settings (defaults < config file < environment < command line),
+config files and the shipped defaults."""
 
 from __future__ import annotations
 
-import io
-import json
-import math
 import sys
 
 import pytest
 
-from mltk import _atomic, _config
-from mltk._output import Output
+from mltk import _config
 from mltk.errors import ConfigError
 
 DEFAULTS = {"k": 5, "size": 150, "crop": [0.2, 0.2, 0.8, 0.8]}
@@ -64,46 +61,6 @@ def test_saved_config_round_trips(tmp_path):
     _config.save(tmp_path / "config.yaml", settings)
     back = _config.load_yaml(tmp_path / "config.yaml")
     assert back == {"k": 5, "crop": [0.1, 0.2], "path": str(tmp_path), "lr": 0.5}
-
-
-def test_atomic_write_leaves_nothing_on_failure(tmp_path):
-    target = tmp_path / "a.txt"
-    _atomic.write_text(target, "old")
-    with pytest.raises(RuntimeError):
-        with _atomic.atomic_open(target) as fh:
-            fh.write("half")
-            raise RuntimeError("boom")
-    assert target.read_text() == "old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
-
-
-def test_emit_json_is_strict_and_streams(monkeypatch):
-    import numpy as np
-
-    buf = io.StringIO()
-    monkeypatch.setattr(sys, "stdout", buf)
-    n = Output().emit(iter([{"a": np.float64(1.5), "b": math.nan, "c": [1, 2]}]), "json")
-    assert n == 1
-    assert json.loads(buf.getvalue()) == [{"a": 1.5, "b": None, "c": [1, 2]}]
-    buf.truncate(0)
-    buf.seek(0)
-    Output().emit([], "json")
-    assert json.loads(buf.getvalue()) == []
-
-
-def test_emit_csv_flattens_nested(monkeypatch):
-    buf = io.StringIO()
-    monkeypatch.setattr(sys, "stdout", buf)
-    Output().emit([{"a": 1, "b": {"x": 1}}, {"a": 2, "b": None}], "csv")
-    assert buf.getvalue().splitlines() == ["a,b", '1,"{""x"":1}"', "2,"]
-
-
-def test_progress_is_silent_off_a_terminal(monkeypatch):
-    err = io.StringIO()
-    monkeypatch.setattr(sys, "stderr", err)
-    with Output().progress(10, "working") as bar:
-        bar.advance(5)
-    assert err.getvalue() == ""
 
 
 def test_default_configs_are_valid_yaml():
