@@ -148,9 +148,9 @@ def test_recommend_job_equals_query(tmp_path):
     import pandas as pd
 
     from mltk import settings
-    from mltk._tables import load_table
     from mltk.datasets import make
     from mltk.recommend import fit
+    from mltk.xgb import load_table
 
     market = make("marketplace", tmp_path / "market", n=1500, seed=0)
     fit(load_table(market.files["items"]), load_table(market.files["transactions"]),

@@ -81,9 +81,9 @@ def models(tmp_path_factory, cancer_model, digits_run):
 def build_models(root, cancer_model, digits_run):
     """A model of every kind (the recommender and the photos built in ``root``)."""
     from mltk import settings
-    from mltk._tables import load_table
     from mltk.datasets import make
     from mltk.recommend import fit
+    from mltk.xgb import load_table
 
     market = make("marketplace", root / "market", n=3000, seed=0)
     fit(load_table(market.files["items"]), load_table(market.files["transactions"]),

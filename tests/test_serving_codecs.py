@@ -159,7 +159,7 @@ def test_loading_freezes_what_it_leaves_alive(tmp_path, monkeypatch):
     gc.unfreeze()
     plane = DataPlane(ServeSettings(models=("colors",)))
     try:
-        plane._load_all()
+        plane.load()
         assert plane.loaded and plane.load_error is None
         assert gc.get_freeze_count() > 0
     finally:
@@ -197,7 +197,7 @@ def test_csv_cells_are_read_alike_by_the_server_and_xgb_predict(cell):
 
 
 def test_number_cells():
-    from mltk._numbers import parse_cell
+    from mltk.xgb import parse_cell
 
     assert [parse_cell(c) for c in ["12", " -3 ", "1.5e3", "NA", "", "1_000", "١٢", "inf"]] == [
         12, -3, 1500.0, None, None, "1_000", "١٢", float("inf")]

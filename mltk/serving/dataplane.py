@@ -53,8 +53,13 @@ class DataPlane:
 
     # -- loading ---------------------------------------------------------------------------
     def start_loading(self) -> None:
-        self._loader = threading.Thread(target=self._load_all, name="mltk-load", daemon=True)
+        """Load and warm up every model in a background thread (readiness says when done)."""
+        self._loader = threading.Thread(target=self.load, name="mltk-load", daemon=True)
         self._loader.start()
+
+    def load(self) -> None:
+        """Load and warm up every model now; a failure is kept in ``load_error``."""
+        self._load_all()
 
     @property
     def ready(self) -> bool:

@@ -14,6 +14,7 @@ The package, the commands and the settings share one name: ``mltk.xgb``, ``mltk 
     scored = TwoGroupModel("out/").score(rows)          # load once; id columns, probability, label
 """
 
+from mltk._numbers import parse_cell  # how xgb-predict (and the server) read a CSV cell
 from mltk.xgb.analysis import analyze, predict
 from mltk.xgb.data import InvalidRowsError, load_table, prepare
 from mltk.xgb.explain import group_profile, threshold_metrics
@@ -22,4 +23,5 @@ from mltk.xgb.results import Analysis
 from mltk.xgb.settings import XgbSettings
 
 __all__ = ["Analysis", "InvalidRowsError", "TwoGroupModel", "XgbSettings", "analyze",
-           "group_profile", "load_table", "predict", "prepare", "threshold_metrics"]
+           "group_profile", "load_table", "parse_cell", "predict", "prepare",
+           "threshold_metrics"]
