@@ -20,8 +20,8 @@ Modules: ``settings`` (the typed settings), ``embed`` (image vectors of a traine
 ``vectors`` (the on-disk vectors format and the readers of .npy and Parquet), ``reduce`` (PCA
 and L2 normalisation), ``index`` (the faiss index with ids: build, add, remove, search),
 ``store`` (the index folder: generations, manifest, checksums), ``filters`` (``--where``
-expressions), ``queries`` (query records), ``hashing`` (perceptual hashes), ``dedup`` (near-
-duplicate groups), ``sheet`` (contact sheets of groups).
+expressions), ``queries`` (query records), ``hashing`` (perceptual hashes), ``dedup``
+(near-duplicate groups), ``sheet`` (contact sheets of groups).
 """
 
 from mltk.similar.dedup import find_duplicates
