@@ -166,3 +166,19 @@ def test_image_queries_of_another_models_vectors_are_refused_naming_both(
     again = cli("index", "query", tmp_path / "oidx", photo)
     assert again.exit_code == 1 and str(other.resolve()) in again.stderr
     assert "is not the one the index's vectors were made with" in again.stderr
+
+
+def test_usage_mistakes_say_what_to_give(cli, embedded, digits_run, digits_dir, tmp_path):
+    out, _ = embedded
+    whiten = cli("embed", digits_run, "x.jpg", "--whiten", "--out", tmp_path / "v")
+    assert whiten.exit_code == 2 and "--whiten needs --dim" in whiten.output
+    vectors = cli("index", "build", out, "--model", digits_run, "--out", tmp_path / "i")
+    assert vectors.exit_code == 1
+    assert "--model embeds images; give image files or folders" in vectors.stderr
+    folder = sorted(p for p in digits_dir.iterdir() if p.is_dir())[0]
+    too_wide = cli("embed", digits_run, folder, "--dim", "100000", "--out", tmp_path / "w")
+    assert too_wide.exit_code == 1
+    assert too_wide.stderr.strip().startswith("Error: --dim 100000: the model gives ")
+    assert not (tmp_path / "w").exists()
+    nothing = cli("embed", digits_run, tmp_path / "i", "--out", tmp_path / "n")
+    assert nothing.exit_code == 1 and "no image could be embedded" in nothing.stderr
