@@ -109,7 +109,7 @@ def test_query_by_vectors_and_k_larger_than_the_index(cli, catalogue, tmp_path):
     assert len(by_id[0]["neighbors"]) == 19 and 3 not in [n["id"] for n in by_id[0]["neighbors"]]
 
 
-def test_image_queries_say_what_to_give_until_embed_lands(cli, catalogue):
+def test_image_queries_of_an_index_without_a_model_say_what_to_give(cli, catalogue):
     root, *_ = catalogue
     cli("index", "build", root / "v.npy", "--out", root / "idx")
     result = cli("index", "query", root / "idx", "photo.jpg")

@@ -7,8 +7,8 @@ are checked from their header against the pixel limit before anything is decoded
 and scaled to [-1, 1] as in training (:meth:`~Classifier.preprocess`). Then
 :meth:`~Classifier.predict_batch` gives class probabilities and :meth:`~Classifier.embed_batch`
 the pooled features before the classification head (what a similarity search compares);
-:meth:`~Classifier.predict_paths` streams image files through both stages in threads. Needs
-Keras but not TensorFlow (``need_tf=False``).
+:meth:`~Classifier.predict_paths` and :meth:`~Classifier.embed_paths` stream image files
+through both stages in threads. Needs Keras but not TensorFlow (``need_tf=False``).
 """
 
 from __future__ import annotations
@@ -194,6 +194,24 @@ class Classifier:
                     else:
                         yield {"path": os.fspath(path), **self.top_labels(next(scored), k),
                                "error": None}
+
+    def embed_paths(self, paths: Iterable[str | os.PathLike], batch_size: int = 64,
+                    threads: int | None = None, max_pixels: int | None = None,
+                    ) -> Iterator[tuple[str, Any, str | None]]:
+        """``(path, embedding, error)`` per file, in input order, decoded in threads and
+        embedded ``batch_size`` at a time (:meth:`embed_batch`); a file that cannot be read or
+        decoded gets its message and no embedding (None)."""
+        threads = threads or min(8, os.cpu_count() or 1)
+        with ThreadPoolExecutor(threads) as pool:
+            for chunk in _chunks(paths, batch_size):
+                loaded = list(pool.map(lambda p: self._read(p, max_pixels), chunk))
+                good = [img for _, img in loaded if not isinstance(img, InputError)]
+                rows = iter(self.embed_batch(good) if good else [])
+                for path, img in loaded:
+                    if isinstance(img, InputError):
+                        yield os.fspath(path), None, str(img)
+                    else:
+                        yield os.fspath(path), next(rows), None
 
     def _read(self, path: str | os.PathLike, max_pixels: int | None) -> tuple[Any, Any]:
         try:

@@ -19,6 +19,7 @@ from mltk.cli import (
     dedup,
     demo,
     drift,
+    embed,
     index,
     jobs,
     recommend,
@@ -70,6 +71,7 @@ datasets.register(app)
 dedup.register(app)
 demo.register(app)
 drift.register(app)
+embed.register(app)
 index.register(app)
 jobs.register(app)
 recommend.register(app)

@@ -35,6 +35,14 @@ def register(app: typer.Typer) -> None:
     app.add_typer(index_app, name="index")
 
 
+def _is_images(source: Path) -> bool:
+    from mltk._imaging import IMAGE_EXTENSIONS
+
+    if source.is_dir():
+        return not (source / "config.yaml").exists()
+    return source.suffix.lower() in IMAGE_EXTENSIONS
+
+
 def _source(source: Path, ids: Path | None, id_column: str, vector_column: str) -> Any:
     """The vectors of SOURCE; a folder of images is refused, saying what to give."""
     from mltk._imaging import IMAGE_EXTENSIONS
@@ -44,18 +52,43 @@ def _source(source: Path, ids: Path | None, id_column: str, vector_column: str) 
     if source.is_dir() and not (source / "config.yaml").exists() and any(
             p.suffix.lower() in IMAGE_EXTENSIONS for p in source.iterdir()):
         raise InputError(f"{source}: a folder of images; indexing images needs their vectors "
-                         f"(`mltk embed`, coming) - give a vectors folder, a .npy or a "
-                         f".parquet file")
+                         f"- give --model RUN (or `mltk embed` them first), a vectors folder, "
+                         f"a .npy or a .parquet file")
     return read_vectors(source, ids, id_column=id_column, vector_column=vector_column)
+
+
+def _embedded(ctx: typer.Context, sources: list[Path], model: Path, recursive: bool,
+              seed: int | None) -> Any:
+    """The vectors of image files and folders, embedded with the run ``model``."""
+    from mltk.classify import Classifier
+    from mltk.cli.embed import image_paths
+    from mltk.errors import InputError
+    from mltk.similar.embed import embed_paths
+
+    output = get_output(ctx)
+    classifier = Classifier.load(model, need_tf=False)
+    result = embed_paths(classifier, image_paths([str(s) for s in sources], recursive),
+                         seed=seed or 0, on_row=lambda path, error: error and output.warn(
+                             f"{path}: {error}"))
+    if not len(result):
+        raise InputError(f"{sources[0]}: no image could be embedded")
+    output.info(f"{len(result)} images embedded with {result.model}, "
+                f"{len(result.errors)} failed")
+    return result.vector_set()
 
 
 @command(index_app, "build")
 def build(
     ctx: typer.Context,
-    source: Annotated[Path, typer.Argument(
+    source: Annotated[list[Path], typer.Argument(
         help="Vectors: a vectors folder, a float32 .npy matrix or a Parquet file with an id "
-        "and a vector column.")],
+        "and a vector column; or image files and folders with --model.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Index folder to write.")],
+    model: Annotated[Path | None, typer.Option(
+        "--model", help="Run folder that embeds SOURCE images (as `mltk embed`); the index "
+        "remembers it for image queries.")] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r",
+                                            help="With --model: walk sub-folders.")] = False,
     ids: IdsOption = None,
     id_column: IdColumn = "id",
     vector_column: VectorColumn = "vector",
@@ -87,12 +120,23 @@ def build(
     Example: mltk index build vectors.npy --ids items.csv --out index/
     """
     from mltk import _config
+    from mltk.errors import InputError
     from mltk.similar import PCA, SimilarityIndex
 
     settings = load_settings(ctx, "similar", {
         "factory": factory, "metric": metric, "memory_mb": memory_mb,
         "target_recall": target_recall, "threads": threads, "seed": seed}, config)
-    vs = _source(source, ids, id_column, vector_column)
+    if model is not None:
+        bad = [s for s in source if not _is_images(s)]
+        if bad:
+            raise InputError(f"{bad[0]}: --model embeds images; give image files or folders "
+                             f"(a vectors folder already names its model)")
+        vs = _embedded(ctx, source, model, recursive, seed)
+    elif len(source) > 1:
+        raise typer.BadParameter("one vectors SOURCE (several only for images with --model)",
+                                 param_hint="SOURCE")
+    else:
+        vs = _source(source[0], ids, id_column, vector_column)
     pca = PCA.load(Path(vs.source) / "pca.npz") if vs.info.get("pca") else None
     index, report = SimilarityIndex.build(vs, settings, dim=dim, whiten=whiten, pca=pca)
     report |= index.save(out)
@@ -167,37 +211,37 @@ def query(
     ctx: typer.Context,
     index_dir: IndexDir,
     queries: Annotated[list[str] | None, typer.Argument(
-        help="Ids already in the index (\"more like item 123\": the item itself is left "
-        "out).")] = None,
+        help="Image files (embedded with the index's model) or ids already in the index "
+        "(\"more like item 123\": the item itself is left out).")] = None,
     vectors: Annotated[Path | None, typer.Option(
         "--vectors", help="Query vectors instead: a vectors folder, .npy or Parquet (as for "
         "`build`).")] = None,
     ids: IdsOption = None,
+    model: Annotated[Path | None, typer.Option(
+        "--model", help="Run folder that embeds image queries (default: the index's own; "
+        "another model is refused).")] = None,
     k: Annotated[int, typer.Option("-k", min=1, help="Neighbours per query.")] = 10,
     where: Annotated[str | None, typer.Option(
         "--where", help="Metadata filter, e.g. \"category == 'bags' and price <= 5000\" "
         "(== != < <= > >= in, and, or, not).")] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """Nearest neighbours of ids or vectors: one record per query {query, neighbors}.
+    """Nearest neighbours of images, ids or vectors: one record per query {query, neighbors}.
 
-    Example: mltk index query index/ 123 456 -k 10 --where "price <= 5000" -f json
+    Example: mltk index query index/ 123 photo.jpg -k 10 --where "price <= 5000" -f json
     """
     from mltk.similar import SimilarityIndex, query_records
-    from mltk.similar.queries import by_ids, by_vectors
+    from mltk.similar.embed import load_index_model
+    from mltk.similar.queries import by_texts, by_vectors, merge
 
     if not queries and vectors is None:
-        raise typer.BadParameter("give ids to query, or --vectors FILE", param_hint="QUERIES")
+        raise typer.BadParameter("give images or ids to query, or --vectors FILE",
+                                 param_hint="QUERIES")
     index = SimilarityIndex.load(index_dir)
-    found = by_vectors(index, _source(vectors, ids, "id", "vector")) if vectors else None
-    asked = by_ids(index, queries) if queries else None
-    if found and asked:
-        found.labels += asked.labels
-        found.exclude += asked.exclude
-        import numpy as np
-
-        found.vectors = np.concatenate([found.vectors, asked.vectors])
-    get_output(ctx).emit(query_records(index, found or asked, k, where), fmt,
+    parts = [by_vectors(index, _source(vectors, ids, "id", "vector"))] if vectors else []
+    if queries:
+        parts.append(by_texts(index, queries, lambda: load_index_model(index.config, model)))
+    get_output(ctx).emit(query_records(index, merge(parts), k, where), fmt,
                          flatten=_flat_neighbors)
 
 

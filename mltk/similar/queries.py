@@ -3,15 +3,17 @@
 
 A query is an id already in the index ("more like item 123": the item itself left out) or a
 vector (``--vectors FILE``, in any format :func:`~mltk.similar.vectors.read_vectors` reads).
-Image paths are for when the index knows its model (``mltk embed``); until then they are
-refused with a message that says what to give instead.
+An image file is embedded with the index's own model (:func:`by_texts`, given the
+classifier of :func:`~mltk.similar.embed.load_index_model`) when the index knows its model
+(built from ``mltk embed`` vectors or with ``--model``); an index without one refuses it with
+a message that says what to give instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +49,55 @@ def by_ids(index: SimilarityIndex, ids: Sequence[str]) -> Queries:
     return Queries(wanted, index.vectors_of(rows), [int(r) for r in rows])
 
 
+def is_image_query(index: SimilarityIndex, text: str) -> bool:
+    """An existing image file, asked of an index that knows its model."""
+    return bool(index.config.get("model")) and Path(text).suffix.lower() in IMAGE_EXTENSIONS \
+        and Path(text).is_file()
+
+
+def by_images(index: SimilarityIndex, paths: Sequence[str], classifier: Any) -> Queries:
+    """Queries for image files, embedded with ``classifier`` (the index's model) and
+    projected as the index's vectors were; an image that does not decode is an error."""
+    from mltk.similar.embed import embed_images
+
+    x, ids, errors = embed_images(classifier, paths)
+    if errors:
+        raise InputError(f"{errors[0]['path']}: {errors[0]['error']}")
+    return Queries(list(ids), index.prepare(x, "image queries"), [None] * len(ids))
+
+
+def merge(parts: Sequence[Queries]) -> Queries:
+    """Several query lists as one, in order."""
+    dim = parts[0].vectors.shape[1] if parts else 0
+    return Queries([lab for q in parts for lab in q.labels],
+                   np.concatenate([q.vectors for q in parts]) if parts
+                   else np.zeros((0, dim), np.float32),
+                   [e for q in parts for e in q.exclude])
+
+
+def by_texts(index: SimilarityIndex, texts: Sequence[str],
+             classifier: Callable[[], Any] | None = None) -> Queries:
+    """Queries for command-line words, in order: image files (when the index knows its
+    model; ``classifier()`` gives it, loaded once) and ids already in the index."""
+    runs: list[tuple[bool, list[str]]] = []
+    for text in texts:
+        image = is_image_query(index, text)
+        if runs and runs[-1][0] == image:
+            runs[-1][1].append(text)
+        else:
+            runs.append((image, [text]))
+    model = classifier() if classifier and any(image for image, _ in runs) else None
+    return merge([by_images(index, words, model) if image else by_ids(index, words)
+                  for image, words in runs])
+
+
 def _unknown(index: SimilarityIndex, text: str) -> str:
     looks_like_image = Path(text).suffix.lower() in IMAGE_EXTENSIONS or Path(text).is_file()
     if looks_like_image and not index.config.get("model"):
         return (f"{text}: an image, but this index has no model; give --vectors or ids "
                 f"(image queries need an index built from `mltk embed` vectors)")
     if looks_like_image:
-        return (f"{text}: image queries are not supported yet; embed it with `mltk embed` and "
-                f"give --vectors")
+        return f"{text}: no such image file, and no such id in the index"
     return f"query {text!r}: no such id in the index"
 
 

@@ -6,6 +6,8 @@ A **vectors folder** (what ``mltk embed`` writes; readable without mltk)::
       vectors.npy    float32 matrix, one row per item (numpy.load)
       ids.parquet    column ``id`` (int or string, unique) + metadata columns, row i <-> row i
       config.yaml    format: mltk-vectors/1, count, dim, model, identity, normalized, pca
+                     (mltk embed: model = the run folder, identity = a hash of its model
+                     file and classes, input_dim = the model's feature size)
       pca.npz        only when PCA was applied: mean, components, explained_variance, whiten
 
 Each file is written atomically and ``config.yaml`` last, with the row count: a folder without
