@@ -227,16 +227,30 @@ def time_limit(seconds: float) -> Iterator[None]:
         yield
         return
 
+    expired = False
+
     def expire(signum: int, frame: Any) -> None:
+        nonlocal expired
+        expired = True
         raise ChunkTimeLimit(time_limit_message(seconds))
 
+    # The alarm repeats until the block ends, and an expired block fails even when the code it
+    # interrupted swallowed the exception (a library's `except Exception` around an import).
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds, max(seconds, 1.0))
     try:
         yield
+    except ChunkTimeLimit:
+        raise
+    except BaseException:
+        if expired:
+            raise ChunkTimeLimit(time_limit_message(seconds)) from None
+        raise
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+    if expired:
+        raise ChunkTimeLimit(time_limit_message(seconds))
 
 
 class _Heartbeat:
