@@ -31,7 +31,6 @@ def main() -> None:
     import numpy as np
 
     from mltk import settings
-    from mltk._keras import import_keras
     from mltk.classify import Trainer
 
     steps, batch, classes = args.steps, args.batch, args.classes
@@ -42,7 +41,8 @@ def main() -> None:
         learning_rate=0.01, lr_reference_batch=batch, lr_scaling="none", warmup_epochs=0.0,
         label_smoothing=0.0, dropout=0.2)  # SGD on a step schedule, peak 0.01
     trainer = Trainer.prepare(cfg, synthetic=True)
-    keras = import_keras()
+    import keras  # the backend Trainer.prepare set up (KERAS_BACKEND)
+
     model = trainer.compile()
     batches, _ = trainer.datasets()
     t0 = time.perf_counter()
