@@ -182,18 +182,10 @@ class Classifier:
         """One row per file, in input order: ``path``, the top-k labels and probabilities,
         ``error`` (a file that cannot be read or decoded gets its message and no labels)."""
         k = max(1, min(int(top_k), len(self.classes)))
-        threads = threads or min(8, os.cpu_count() or 1)
-        with ThreadPoolExecutor(threads) as pool:
-            for chunk in _chunks(paths, batch_size):
-                loaded = list(pool.map(lambda p: self._read(p, max_pixels), chunk))
-                good = [img for _, img in loaded if not isinstance(img, InputError)]
-                scored = iter(self.predict_batch(good) if good else [])
-                for path, img in loaded:
-                    if isinstance(img, InputError):
-                        yield {"path": os.fspath(path), **self.no_labels(k), "error": str(img)}
-                    else:
-                        yield {"path": os.fspath(path), **self.top_labels(next(scored), k),
-                               "error": None}
+        for path, probs, error in self._scored(self.predict_batch, paths, batch_size, threads,
+                                               max_pixels):
+            labels = self.no_labels(k) if error else self.top_labels(probs, k)
+            yield {"path": path, **labels, "error": error}
 
     def embed_paths(self, paths: Iterable[str | os.PathLike], batch_size: int = 64,
                     threads: int | None = None, max_pixels: int | None = None,
@@ -201,12 +193,19 @@ class Classifier:
         """``(path, embedding, error)`` per file, in input order, decoded in threads and
         embedded ``batch_size`` at a time (:meth:`embed_batch`); a file that cannot be read or
         decoded gets its message and no embedding (None)."""
+        yield from self._scored(self.embed_batch, paths, batch_size, threads, max_pixels)
+
+    def _scored(self, score: Any, paths: Iterable[str | os.PathLike], batch_size: int,
+                threads: int | None, max_pixels: int | None,
+                ) -> Iterator[tuple[str, Any, str | None]]:
+        """``(path, row of score(batch), error)`` per file, in input order: files read and
+        decoded in threads, ``batch_size`` at a time; a file that fails gets its message."""
         threads = threads or min(8, os.cpu_count() or 1)
         with ThreadPoolExecutor(threads) as pool:
             for chunk in _chunks(paths, batch_size):
                 loaded = list(pool.map(lambda p: self._read(p, max_pixels), chunk))
                 good = [img for _, img in loaded if not isinstance(img, InputError)]
-                rows = iter(self.embed_batch(good) if good else [])
+                rows = iter(score(good) if good else [])
                 for path, img in loaded:
                     if isinstance(img, InputError):
                         yield os.fspath(path), None, str(img)

@@ -231,14 +231,8 @@ def verify(feats: Sequence[PhotoFeatures], pairs: dict[tuple[int, int], bool],
     came through the mirror hash and the photo as it is does not match)."""
     mirrored: dict[int, PhotoFeatures] = {}
     found = {}
-    parent = list(range(len(feats)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    groups = _Groups(len(feats))
+    root = groups.root
     for (i, j), via_mirror in sorted(pairs.items()):
         if root(i) == root(j):  # already joined through others: the group is the same
             continue
@@ -249,23 +243,34 @@ def verify(feats: Sequence[PhotoFeatures], pairs: dict[tuple[int, int], bool],
             score = max(score, match_score(feats[i], mirrored[j], settings))
         if score >= settings.threshold and score > 0:
             found[(i, j)] = round(score, 4)
-            parent[root(i)] = root(j)
+            groups.join(i, j)
     return found
 
 
-def group_records(feats: Sequence[PhotoFeatures], found: dict[tuple[int, int], float]
-                  ) -> list[dict[str, Any]]:
-    """One record per photo: group number (None when unique), representative, score."""
-    parent = list(range(len(feats)))
+class _Groups:
+    """Union-find over photo numbers: which photos are one group so far."""
 
-    def root(i: int) -> int:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def root(self, i: int) -> int:
+        parent = self.parent
         while parent[i] != i:
             parent[i] = parent[parent[i]]
             i = parent[i]
         return i
 
+    def join(self, i: int, j: int) -> None:
+        self.parent[self.root(i)] = self.root(j)
+
+
+def group_records(feats: Sequence[PhotoFeatures], found: dict[tuple[int, int], float]
+                  ) -> list[dict[str, Any]]:
+    """One record per photo: group number (None when unique), representative, score."""
+    groups = _Groups(len(feats))
+    root = groups.root
     for i, j in found:
-        parent[root(i)] = root(j)
+        groups.join(i, j)
     members: dict[int, list[int]] = {}
     for i in range(len(feats)):
         members.setdefault(root(i), []).append(i)
