@@ -4,39 +4,18 @@ process, with every model kind, is tests/test_serve.py (slow)."""
 
 from __future__ import annotations
 
-import struct
 import time
-import zlib
 
-import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
+from mltk.predictors.image import gray_png as png  # noqa: E402
 from mltk.serving.app import create_app  # noqa: E402
 from mltk.serving.settings import ServeSettings  # noqa: E402
-
-
-def png(side: int, value: int = 128) -> bytes:
-    import cv2
-
-    ok, buf = cv2.imencode(".png", np.full((side, side, 3), value, np.uint8))
-    assert ok
-    return buf.tobytes()
-
-
-def huge_png(side: int = 20000) -> bytes:
-    """A valid 1-bit PNG of side x side pixels (about 60 kB): a decompression bomb."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    row = b"\x00" + b"\x00" * ((side + 7) // 8)
-    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(row * side, 9)) + chunk(b"IEND", b""))
+from tests.test_serve import huge_png  # noqa: E402
 
 
 @pytest.fixture(scope="module")

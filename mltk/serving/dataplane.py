@@ -57,10 +57,6 @@ class DataPlane:
         self._loader = threading.Thread(target=self.load, name="mltk-load", daemon=True)
         self._loader.start()
 
-    def load(self) -> None:
-        """Load and warm up every model now; a failure is kept in ``load_error``."""
-        self._load_all()
-
     @property
     def ready(self) -> bool:
         """Every model loaded and warm, in every worker (see mltk.serving.readiness)."""
@@ -75,7 +71,8 @@ class DataPlane:
 
         await run_in_threadpool(self._done_loading.wait, self.settings.timeout)
 
-    def _load_all(self) -> None:
+    def load(self) -> None:
+        """Load and warm up every model now; a failure is kept in ``load_error``."""
         from mltk.predictors import open_predictor, parse_model_spec
 
         try:
