@@ -351,3 +351,22 @@ def test_serve_unpacks_a_model_tar_gz_left_in_the_model_dir(tmp_path, cancer_mod
     finally:
         assert server.stop() == 0, server.log()
     assert list(model_dir.iterdir()) == [model_dir / "model.tar.gz"]  # read-only use
+
+
+def test_a_model_repository_lists_its_folders_and_archives(s3, tmp_path):
+    from mltk.storage import list_models
+
+    client, _ = s3
+    folder = _model_folder(tmp_path)
+    _upload_folder(client, folder, "repo/churn")
+    client.put_object(Bucket="models", Key="repo/shop.tar.gz", Body=b"x")
+    client.put_object(Bucket="models", Key="repo/readme.txt", Body=b"not a model")
+    assert list_models("s3://models/repo/") == {"churn": "s3://models/repo/churn",
+                                                "shop": "s3://models/repo/shop.tar.gz"}
+    local = tmp_path / "repo"
+    shutil.copytree(folder, local / "churn")
+    (local / "shop.zip").write_bytes(b"x")
+    (local / ".cache").mkdir()
+    assert list_models(local) == {"churn": str(local / "churn"), "shop": str(local / "shop.zip")}
+    with pytest.raises(InputError, match="no such model repository"):
+        list_models(tmp_path / "none")

@@ -50,6 +50,18 @@ def serve(
         "--token-file", help="Require this file's text (a mounted secret; trailing newline "
         "ignored) as bearer token (env MLTK_SERVE_TOKEN_FILE; or the token itself in "
         "MLTK_SERVE_TOKEN).", show_default=False)] = None,
+    model_repository: Annotated[str | None, typer.Option(
+        "--model-repository", help="A folder or URL (s3://, gs://) whose sub-folders and "
+        "archives are models named after them, as Triton's; adds the V2 repository API "
+        "(POST /v2/repository/index, .../models/NAME/load, .../unload) and POST /models.",
+        show_default=False)] = None,
+    load_on_request: Annotated[bool | None, typer.Option(
+        "--load-on-request", help="Load repository models only when asked, not at start.",
+        show_default=False)] = None,
+    multi_model: Annotated[bool | None, typer.Option(
+        "--multi-model", help="SageMaker multi-model endpoint: POST /models loads a model by "
+        "URL at run time, DELETE /models/NAME unloads it (env SAGEMAKER_MULTI_MODEL=true).",
+        show_default=False)] = None,
     config: ConfigOption = None,
 ) -> None:
     """Serve models over HTTP: SageMaker's /ping and /invocations, the Open Inference Protocol
@@ -78,9 +90,13 @@ def serve(
         "host": host, "port": port, "workers": workers, "max_batch_size": max_batch_size,
         "max_latency_ms": max_latency_ms, "max_body_mb": max_body_mb, "timeout": timeout,
         "broker": broker, "token_file": token_file,
-        "access_log": True if output.verbosity > 0 else None}, config)
+        "access_log": True if output.verbosity > 0 else None,
+        "model_repository": model_repository, "load_on_request": load_on_request,
+        "multi_model": multi_model}, config)
+    from mltk.serving.repository import startup_models
+
     described, local = [], []
-    for spec in settings.models:
+    for spec in startup_models(settings):
         name, path = parse_model_spec(spec)
         if path.split(":")[0] == "colors":
             described.append(f"{name} (colors)")
@@ -93,5 +109,5 @@ def serve(
         local.append(f"{name}={folder}")
     settings = dataclasses.replace(settings, models=tuple(local))
     output.info(f"mltk serve: http://{settings.host}:{settings.port} with "
-                f"{settings.workers} worker(s); models: {', '.join(described)}")
+                f"{settings.workers} worker(s); models: {', '.join(described) or 'none yet'}")
     run(settings)

@@ -98,6 +98,21 @@ def open_predictor(spec: str | os.PathLike, name: str | None = None, **options: 
         from mltk.predictors.two_group import TwoGroupPredictor
 
         return TwoGroupPredictor.open(spec, name)
+    if kind == "colors":  # colors settings kept as a model folder (config.yaml, kind: colors)
+        return _colors_folder(spec, name)
     from mltk.predictors.recommender import RecommenderPredictor
 
     return RecommenderPredictor.open(spec, name)
+
+
+def _colors_folder(folder: str, name: str) -> Predictor:
+    """A folder whose config.yaml holds ``kind: colors`` and colors settings (a palette, ...):
+    the colors model with those settings, so a model repository can hold palettes."""
+    from mltk import _config
+    from mltk.colors import ColorSettings
+    from mltk.predictors.colors import ColorsPredictor
+
+    cfg = _config.load_yaml(Path(folder) / "config.yaml") or {}
+    given = {k: v for k, v in cfg.items() if k != "kind"}
+    return ColorsPredictor(name, ColorSettings.from_config(_config.resolve("colors", given)),
+                           folder)

@@ -139,6 +139,10 @@ def create_app(settings: ServeSettings, plane: DataPlane | None = None) -> Any:
     _sagemaker_routes(app, plane, settings)
     _v2_routes(app, plane)
     _misc_routes(app, plane)
+    if settings.multi_model or settings.model_repository:  # models loaded and unloaded live
+        from mltk.serving import repository
+
+        repository.add_routes(app, plane, settings)
     if settings.broker:
         _job_routes(app, settings)
     return _Guard(app, settings)

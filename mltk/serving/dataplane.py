@@ -50,6 +50,7 @@ class DataPlane:
         self._batchers: dict[str, Batcher] = {}
         self._waiting: dict[str, int] = {}
         self._loader: threading.Thread | None = None
+        self.last_used: dict[str, float] = {}  # monotonic time of each model's last request
 
     # -- loading ---------------------------------------------------------------------------
     def start_loading(self) -> None:
@@ -73,25 +74,14 @@ class DataPlane:
 
     def load(self) -> None:
         """Load and warm up every model now; a failure is kept in ``load_error``."""
-        from mltk.predictors import open_predictor, parse_model_spec
+        from mltk.predictors import parse_model_spec
 
         try:
             for spec in self.settings.models:
                 name, path = parse_model_spec(spec)
                 if name in self.models:
                     raise InputError(f"two models are named {name!r}: name them NAME=PATH")
-                t0 = time.perf_counter()
-                p = open_predictor(path, name, top_k=self.settings.top_k)
-                if hasattr(p, "max_pixels") and self.settings.max_pixels:
-                    p.max_pixels = self.settings.max_pixels
-                p.limit_threads(1)  # concurrency comes from batching and workers
-                p.warmup()
-                seconds = time.perf_counter() - t0
-                self.metrics.load_seconds.labels(name).set(seconds)
-                self._executors[name] = ThreadPoolExecutor(1, thread_name_prefix=f"model-{name}")
-                self._waiting[name] = 0
-                self.models[name] = p
-                log.info("model %s (%s) loaded and warmed up in %.1f s", name, p.kind, seconds)
+                self.install(name, self.open_model(name, path))
             _freeze_loaded_objects()
             self.loaded = True
             mark_worker_ready()
@@ -130,7 +120,10 @@ class DataPlane:
         A request goes to the model in slices of at most ``max_batch_size`` inputs, one after
         the other, and holds at most one slice of the queue: a SageMaker batch transform's
         thousands of rows are answered whole, and refused only when the queue is full."""
-        p = self.models[name]
+        p = self.models.get(name)
+        if p is None:  # unloaded since the route found it (mltk.serving.repository)
+            raise ModelNotFound(f"model {name!r} was unloaded")
+        self.last_used[name] = time.monotonic()
         step = max(1, min(self.settings.max_batch_size, self.settings.max_queue))
         held = min(len(items), step)
         if self._waiting[name] + held > self.settings.max_queue:
@@ -187,6 +180,43 @@ class DataPlane:
             import gc
 
             gc.unfreeze()  # the models may go now (a process that opens another plane)
+
+
+    # -- models loaded and unloaded live (mltk.serving.repository) --------------------------
+    def open_model(self, name: str, path: str) -> Any:
+        """The predictor of one model, opened and warmed up (blocking: call it in a thread)."""
+        from mltk.predictors import open_predictor
+
+        t0 = time.perf_counter()
+        p = open_predictor(path, name, top_k=self.settings.top_k)
+        if hasattr(p, "max_pixels") and self.settings.max_pixels:
+            p.max_pixels = self.settings.max_pixels
+        p.limit_threads(1)  # concurrency comes from batching and workers
+        p.warmup()
+        seconds = time.perf_counter() - t0
+        self.metrics.load_seconds.labels(name).set(seconds)
+        log.info("model %s (%s) loaded and warmed up in %.1f s", name, p.kind, seconds)
+        return p
+
+    def install(self, name: str, p: Any) -> None:
+        """Serve an opened predictor under ``name`` from now on."""
+        self._executors[name] = ThreadPoolExecutor(1, thread_name_prefix=f"model-{name}")
+        self._waiting[name] = 0
+        self.last_used[name] = time.monotonic()
+        self.models[name] = p
+
+    async def discard(self, name: str) -> None:
+        """Stop serving ``name``: new requests get 404 at once; the caller has waited for the
+        requests in flight (their predictor, executor and batcher stay theirs until now)."""
+        self.models.pop(name, None)
+        self.last_used.pop(name, None)
+        batcher = self._batchers.pop(name, None)
+        if batcher is not None:
+            await batcher.stop()
+        executor = self._executors.pop(name, None)
+        if executor is not None:
+            executor.shutdown(wait=False)
+        self._waiting.pop(name, None)
 
 
 def _freeze_loaded_objects() -> None:

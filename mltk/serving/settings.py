@@ -32,8 +32,6 @@ def _models(key: str, value: Any) -> tuple[str, ...]:
     """MODEL specs (PATH, NAME=PATH or colors): one, or a list of at least one."""
     if isinstance(value, (str, os.PathLike)):
         value = [value]
-    if not value:
-        raise SettingError(key, "no model to serve")
     return sequence(text())(key, [os.fspath(v) for v in value])
 
 
@@ -92,6 +90,23 @@ class ServeSettings(Settings):
     job_roots: tuple[str, ...] = setting((), _roots,
                                          "folders under which POST /jobs may read inputs and "
                                          "write job folders (none: no paths at all)")
+    model_repository: str | None = setting(None, optional(text()),
+                                           "a folder or URL whose sub-folders and archives are "
+                                           "models named after them (Triton's layout)")
+    load_on_request: bool = setting(False, boolean(), "repository models load only when asked "
+                                    "(POST /v2/repository/models/NAME/load), not at start")
+    multi_model: bool = setting(False, boolean(), "SageMaker multi-model endpoint: POST /models "
+                                "loads models by URL at run time (env SAGEMAKER_MULTI_MODEL)")
+    memory_budget_mb: float | None = setting(None, optional(number(0.0, low_open=True)),
+                                             "live-loaded models' size per worker, their files "
+                                             "counted; more get 507 (None: no limit)")
+    lru_unload: bool = setting(False, boolean(), "over the memory budget, unload the least "
+                               "recently used models to make room instead of 507")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.models and not (self.model_repository or self.multi_model):
+            raise SettingError("models", "no model to serve")
 
     @property
     def max_body_bytes(self) -> int:
@@ -140,9 +155,28 @@ def resolve_settings(models: tuple[str, ...] | list[str] = (), explicit: Mapping
             and environ.get("MLTK_SERVE_TOKEN"):
         explicit["token"] = environ["MLTK_SERVE_TOKEN"]
     explicit["models"] = tuple(models) or (environ.get("MLTK_MODEL_DIR") or SAGEMAKER_MODEL_DIR,)
+    _sagemaker_multi_model(explicit, environ)
     loaded = settings.load("serve", config_file, environ=environ, **explicit)
+    if not models and loaded.models == explicit["models"]:
+        loaded = _live_models_only(loaded)
     if loaded.token_file and "token" not in explicit:
         loaded = dataclasses.replace(loaded, token=read_token(loaded.token_file))
+    return loaded
+
+
+def _sagemaker_multi_model(explicit: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """SAGEMAKER_MULTI_MODEL=true (a multi-model endpoint) sets multi_model, unless set."""
+    from mltk import _config
+
+    if "multi_model" not in explicit and _config.env_var("serve", "multi_model") not in environ \
+            and environ.get("SAGEMAKER_MULTI_MODEL", "").strip().lower() == "true":
+        explicit["multi_model"] = True
+
+
+def _live_models_only(loaded: ServeSettings) -> ServeSettings:
+    """No default MODEL where models come from a repository or the multi-model API."""
+    if loaded.model_repository or loaded.multi_model:
+        return dataclasses.replace(loaded, models=())
     return loaded
 
 

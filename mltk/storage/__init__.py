@@ -28,8 +28,8 @@ Example::
 from __future__ import annotations
 
 from mltk.storage.archives import UnsafeArchive, is_archive, unpack
-from mltk.storage.fetch import is_remote, localize, model_name
+from mltk.storage.fetch import is_remote, list_models, localize, model_name
 from mltk.storage.settings import StorageSettings
 
-__all__ = ["StorageSettings", "UnsafeArchive", "is_archive", "is_remote", "localize",
-           "model_name", "unpack"]
+__all__ = ["StorageSettings", "UnsafeArchive", "is_archive", "is_remote", "list_models",
+           "localize", "model_name", "unpack"]

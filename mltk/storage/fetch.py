@@ -243,3 +243,27 @@ def _verify(spec: str, local: Path, info: Mapping[str, Any]) -> None:
         if md5.hexdigest() != etag:
             raise InputError(f"{spec}: the download's MD5 is not the object's ETag (the object "
                              "changed or the transfer broke; nothing was kept: try again)")
+
+
+def list_models(spec: str | os.PathLike[str]) -> dict[str, str]:
+    """The models of a repository (a folder, or a URL of a prefix): each sub-folder or archive
+    under it, by the name it is served under -> its spec (a local path or a URL), as Triton's
+    and MLServer's model repositories are laid out. Hidden entries are skipped."""
+    spec = os.fspath(spec)
+    if not is_remote(spec):
+        root = Path(spec)
+        if not root.is_dir():
+            raise InputError(f"{spec}: no such model repository folder")
+        entries = [(p.name, str(p), p.is_dir()) for p in sorted(root.iterdir())]
+    else:
+        fs, path = _filesystem(spec)
+        found = _call(spec, fs.ls, path, True)
+        base = spec.rstrip("/")
+        entries = []
+        for info in sorted(found, key=lambda i: i["name"]):
+            full = str(info["name"]).rstrip("/")
+            if full != path.rstrip("/"):
+                name = PurePosixPath(full).name
+                entries.append((name, f"{base}/{name}", info.get("type") == "directory"))
+    return {strip_archive_suffix(name): child for name, child, is_dir in entries
+            if not name.startswith(".") and (is_dir or is_archive(name))}
