@@ -45,3 +45,23 @@ def test_cli_make(cli, tmp_path):
     assert result.exit_code == 0, result.output
     rec = json.loads(result.stdout)
     assert rec["n"] == 5 and rec["truth"].endswith("truth.csv")
+
+
+def test_purchases_has_its_planted_effects(tmp_path):
+    import pandas as pd
+
+    info = make("purchases", tmp_path / "a", n=4000, seed=0)
+    df = pd.read_csv(info.files["data"])
+    truth = json.loads(info.truth.read_text())
+    assert (info.n, len(df), truth["target"], truth["positive"]) == (4000, 4000, "group",
+                                                                       "one_time")
+    one_time = df["group"] == "one_time"
+    assert abs(one_time.mean() - 0.18) < 0.03 and truth["one_time_share"] == one_time.mean()
+    by_coupon = one_time.groupby(df["coupon_first_order"]).mean()  # +0.9 log-odds
+    assert by_coupon[1] > by_coupon[0] + 0.05
+    assert df.loc[one_time, "sessions_30d"].median() < df.loc[~one_time, "sessions_30d"].median()
+    assert df["sessions_30d"].corr(df["pages_viewed_30d"]) > 0.9  # the collinear pair
+    assert 0.02 < df["avg_basket_yen"].isna().mean() < 0.08
+    assert set(truth["noise"]) <= set(df) and "main_category" in truth["informative"]
+    again = make("purchases", tmp_path / "b", n=4000, seed=0)
+    assert again.files["data"].read_bytes() == info.files["data"].read_bytes()

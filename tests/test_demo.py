@@ -1,4 +1,5 @@
-"""`mltk demo` end to end, as a user runs it (the installed console script)."""
+"""`mltk demo` end to end, as a user runs it (the installed console script), and one cheap
+step of it in-process (mltk.demo: steps, the failure of one, the index)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,37 @@ import re
 
 import pytest
 
+
+def test_one_step_writes_an_index_linking_its_outputs(cli, tmp_path):
+    out = tmp_path / "demo"
+    r = cli("demo", "--out", out, "--step", "data", "-f", "ndjson")
+    assert r.exit_code == 0, r.output
+    (row,) = [__import__("json").loads(line) for line in r.stdout.splitlines()]
+    assert (row["step"], row["ok"]) == ("data", True)
+    assert row["summary"].startswith("300 real handwritten-digit scans")
+    index = (out / "index.md").read_text()
+    assert "## Sample data: labelled images\n" in index
+    links = re.findall(r"\]\(([^)]+)\)", index)
+    assert links == ["data/labelled-images", "data/labelled-images/truth.csv"]
+    assert all((out / link).exists() for link in links)
+    html = (out / "index.html").read_text()
+    assert "1 of 1 steps ran" in html and 'href="data/labelled-images/truth.csv"' in html
+
+
+def test_a_failed_step_is_recorded_and_the_command_fails(cli, tmp_path):
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "data").write_text("a file where the step writes a folder")
+    r = cli("demo", "--out", out, "--step", "data", "-f", "csv")
+    assert r.exit_code == 1
+    assert r.stdout.splitlines()[1].startswith("data,False,")
+    assert "some demo steps failed; see index.md" in r.stderr
+    assert "## Sample data: labelled images — FAILED" in (out / "index.md").read_text()
+    assert "0 of 1 steps ran" in (out / "index.html").read_text()
+
+
 # Runs every capability (training included) through the installed command: minutes.
-pytestmark = pytest.mark.slow
-
-
+@pytest.mark.slow
 def test_demo_runs_every_step_and_links_exist(mltk_proc, tmp_path):
     out = tmp_path / "demo"
     proc = mltk_proc("demo", "--out", out, "--format", "csv", timeout=900)

@@ -1,5 +1,6 @@
-"""report.html of every analysis opened in headless Chromium (tests/browser.py), the shared
-layout's tables, and drift (PSI) on generated data: the same distribution and a shifted one."""
+"""report.html of every analysis opened in headless Chromium (tests/browser.py), and drift
+(PSI) on generated data: the same distribution and a shifted one. The shared layout itself
+(mltk._report) is tests/test_report.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mltk import _report
 from mltk.drift import DRIFT, WATCH, DataProfile, compare, load_reference
 from mltk.errors import InputError
 from tests.browser import open_report
@@ -187,19 +187,6 @@ def test_colors_grid_is_cut_with_a_note(product_photos):
     assert "The first 3 of 8 photos are shown; every image is in colors.csv." in html
 
 
-# -- the shared layout ----------------------------------------------------------------------
-
-def test_tables_are_cut_with_a_note_and_numbers_sort_by_value():
-    rows = [{"name": f"f{i}", "value": i / 3} for i in range(250)]
-    t = _report.table(rows, full_csv="all.csv")
-    assert len(t.rows) == _report.MAX_TABLE_ROWS and t.total == 250
-    assert t.note == "The first 200 of 250 rows are shown; all 250 are in all.csv."
-    assert t.numeric == [False, True] and t.rows[1][1] == ("0.3333", 1 / 3)
-    html = _report.render("demo.html.j2", title="t", kicker="k", question="q?",
-                          answer=["a <b>"], headline=[], steps=[])
-    assert "a &lt;b&gt;" in html  # escaped
-
-
 # -- the demo -------------------------------------------------------------------------------
 
 def test_demo_index_html_links_the_step_reports(mltk_proc, tmp_path):
@@ -212,23 +199,3 @@ def test_demo_index_html_links_the_step_reports(mltk_proc, tmp_path):
     assert "colors/report.html" in hrefs and all((out / h).exists() for h in hrefs)
     colors = open_report(out / "colors" / "report.html", tmp_path)
     assert "60 images analysed, 0 failed." in colors.text
-
-
-def test_a_heavy_plot_is_scaled_down_when_embedded(tmp_path):
-    """A correlation matrix of hundreds of features makes a PNG of megabytes: embedded, it is
-    scaled down to fit, and still decodes; the file beside the report keeps every pixel."""
-    from PIL import Image
-
-    from tests.browser import decode_images
-
-    noise = np.random.default_rng(0).integers(0, 255, (2400, 2400, 3), dtype=np.uint8)
-    Image.fromarray(noise).save(tmp_path / "heavy.png")
-    assert (tmp_path / "heavy.png").stat().st_size > 4 * _report.MAX_IMAGE_BYTES
-    uri = _report.file_uri(tmp_path / "heavy.png")
-    assert len(uri) * 3 / 4 <= _report.MAX_IMAGE_BYTES * 1.01
-    (img,) = decode_images(f'<img src="{uri}" alt="x">')
-    assert max(img.size) <= _report.MAX_IMAGE_SIDE
-    small = tmp_path / "small.png"
-    Image.new("RGB", (50, 40), "white").save(small)
-    assert _report.file_uri(small).endswith(
-        __import__("base64").b64encode(small.read_bytes()).decode())  # as it is

@@ -355,48 +355,6 @@ def test_decode_budget_bounds_pixels_decoded_at_once(tmp_path):
         assert s.stop() == 0, s.log()
 
 
-def test_pixel_budget_queues_then_refuses():
-    """The budget itself, with threads: one decode holds it all; the next waits its turn (then
-    runs), a third finds the queue full (BusyError at once); a wait that runs out refuses."""
-    from mltk._imaging import PixelBudget
-    from mltk.errors import BusyError
-
-    budget = PixelBudget()
-    budget.configure(100, wait=600)
-    order: list[str] = []
-    errors: list[Exception] = []
-
-    def decode(pixels: int, name: str) -> None:  # one thread per decode, as in the server
-        try:
-            with budget.hold(pixels):
-                order.append(name)
-        except BusyError as exc:
-            errors.append(exc)
-
-    with budget.hold(100):
-        second = threading.Thread(target=decode, args=(60, "second"))
-        second.start()
-        while budget.waiting != 60:  # condition: the second decode is waiting its turn
-            time.sleep(0.001)
-        third = threading.Thread(target=decode, args=(50, "third"))
-        third.start()
-        third.join(60)
-        assert order == [] and len(errors) == 1
-        assert "decode budget" in str(errors[0]) and "waiting" in str(errors[0])
-        order.append("first")
-    second.join(60)
-    assert order == ["first", "second"] and budget.in_flight == 0
-    budget.configure(100, wait=0.01)
-    with budget.hold(100):
-        late = threading.Thread(target=decode, args=(50, "late"))
-        late.start()
-        late.join(60)
-    assert "none freed" in str(errors[-1]) and "late" not in order
-    assert budget.peak == 100 and budget.waiting == 0 and budget.in_flight == 0
-    with budget.hold(100), budget.hold(100):  # nested in one thread: reserved once
-        assert budget.in_flight == 100
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, cancer_model):
     return {"cancer": cancer_model / "model"}

@@ -448,6 +448,7 @@ def _submit_job(settings: ServeSettings, body: Any) -> dict[str, Any]:
 def _job_status(broker: str, job_id: str) -> dict[str, Any]:
     from mltk.jobs import JobFolder, core, queue
 
+    queue.check_broker(broker)  # a broker that is down is 503, as for POST /jobs
     path = queue.registered_jobs(broker).get(job_id)
     if path is None:
         raise NotFound(f"no job {job_id!r} on this broker")

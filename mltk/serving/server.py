@@ -86,7 +86,9 @@ def run(settings: ServeSettings) -> None:
         raise StartFailed(failed)
 
 
-def _serve(settings: ServeSettings) -> None:
+def uvicorn_config(settings: ServeSettings) -> uvicorn.Config:
+    """uvicorn's settings for ``settings``: the app factory of the workers (it reads
+    ``MLTK_SERVE_SETTINGS``) on :mod:`mltk.serving.protocol`'s guarded connections."""
     from mltk.serving.protocol import ConnectionLimits, GuardedHttpToolsProtocol
 
     config = uvicorn.Config(
@@ -99,6 +101,11 @@ def _serve(settings: ServeSettings) -> None:
     config.connection_limits = ConnectionLimits(  # type: ignore[attr-defined]
         settings.max_connections, settings.header_timeout, settings.body_timeout,
         settings.max_header_bytes)
+    return config
+
+
+def _serve(settings: ServeSettings) -> None:
+    config = uvicorn_config(settings)
     _allow_open_files(settings.max_connections + 256)
     server = Server(config)
     if settings.workers > 1:
