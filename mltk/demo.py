@@ -151,7 +151,10 @@ def _step_train(root: Path, seed: int) -> StepResult:
          ("history", run / "history.csv"), ("settings", run / "config.yaml"),
          ("confusion matrix", run / "evaluation" / "confusion.png"),
          ("per-class report", run / "evaluation" / "per_class.csv"),
-         ("predictions", run / "evaluation" / "predictions.csv")],
+         ("predictions", run / "evaluation" / "predictions.csv"),
+         ("evaluation report: confusions and the most confident mistakes",
+          run / "evaluation" / "report.html")],
+        run / "evaluation" / "report.html",
     )
 
 
@@ -313,6 +316,25 @@ def _xgb_exchanges(ex: _Exchanges, data: Path) -> str:
     return f"3 users scored (first: probability {first['probability']:.3f}, {first['label']})"
 
 
+def _drift_exchanges(ex: _Exchanges, data: Path, rows: int = 500) -> str:
+    """Rows of the training table scored, then the server's drift check of them."""
+    import csv
+    import io
+
+    with open(data, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        columns = [c for c in reader.fieldnames or [] if c != "group"]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(r for r, _ in zip(reader, range(rows), strict=False))
+    ex("xgb_batch.json", f"SageMaker /invocations: {rows} users as CSV", "/invocations",
+       buf.getvalue().encode(), "text/csv", "xgb", shown=f"<{rows} rows of {data.name}>")
+    doc = ex("xgb_drift.json", "GET /drift/xgb: the rows scored against the training data",
+             "/drift/xgb")
+    return f"drift of the last {doc['rows']} rows scored: {doc['summary']}"
+
+
 def _recommend_exchanges(ex: _Exchanges, items: Path) -> str:
     import csv
 
@@ -361,6 +383,7 @@ def _step_serve(root: Path, seed: int) -> StepResult:
         ready_s = time.perf_counter() - t0
         ex("ping.json", "GET /ping", "/ping")
         said = [_xgb_exchanges(ex, data)]
+        said.append(_drift_exchanges(ex, data))
         photo = sorted(photos.glob("*.jpg"))[0]
         colours = _image_exchanges(ex, "colors", photo, "a JPEG's colours")
         said.append(f"{photo.name}'s main colour {colours['colors'][0]['name']}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import re
 import shutil
 
 import cv2
@@ -141,3 +142,71 @@ def test_identical_files_score_high_and_unique_photos_stay_alone(tmp_path):
     records = find_duplicates(sorted(tmp_path.glob("*.png")), settings.load("similar"), jobs=1)
     assert [r["group"] for r in records] == [1, 1, None]
     assert records[1]["duplicate_of"] == str(tmp_path / "a.png") and records[1]["score"] > 0.5
+
+
+def test_report_shows_the_groups_side_by_side_in_a_browser(cli, near_duplicates, tmp_path):
+    from tests.browser import open_report
+
+    root, truth = near_duplicates
+    result = cli("dedup", root, "-j", "1", "-f", "json", "--report", tmp_path / "rep")
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.stdout)
+    groups = {r["group"] for r in records if r["group"] is not None}
+    copies = [r for r in records if r["duplicate_of"]]
+    page = open_report(tmp_path / "rep" / "report.html", tmp_path)
+    assert (f"{len(copies)} of the {len(records)} photos are near-duplicates of another: "
+            f"{len(groups)} groups") in page.text
+    scores = [r["score"] for r in copies]
+    assert f"from {min(scores):.2f} to {max(scores):.2f}; a pair needs at least 0.12" in page.text
+    in_groups = [r for r in records if r["group"] is not None]
+    assert len(page.images) == len(in_groups)  # every grouped photo, once (groups are small)
+    assert all(max(img.size) <= 112 for img in page.images)
+    # each group a row, the photo to keep first, then its copies with their scores
+    by_group = {}
+    for r in in_groups:
+        by_group.setdefault(r["group"], []).append(r)
+    first = max(by_group.values(), key=len)
+    keep = next(r for r in first if r["duplicate_of"] is None)
+    row = page.dom.split(f'aria-label="Group {keep["group"]}"')[1].split("</section>")[0]
+    names = re.findall(r'alt="(Kept|Copy) photo ([^ ]+) of group', row)
+    assert names[0] == ("Kept", keep["path"].rsplit("/", 1)[1])
+    assert len(names) == len(first) and all(k == "Copy" for k, _ in names[1:])
+    best = max((r for r in first if r["duplicate_of"]), key=lambda r: r["score"])
+    assert f"score {best['score']:.3f}" in row
+    csv_rows = list(csv.DictReader(open(tmp_path / "rep" / "dedup.csv")))
+    assert len(csv_rows) == len(records) and list(csv_rows[0]) == [
+        "path", "group", "duplicate_of", "score", "error"]
+
+
+def test_report_cuts_the_groups_with_a_note(near_duplicates):
+    from mltk.similar.report import render_html
+
+    root, truth = near_duplicates
+    paths = sorted(truth)
+    records = find_duplicates(paths, settings.load("similar"), jobs=1)
+    html = render_html(records, {"threshold": 0.12, "metric": "cosine"}, max_groups=2,
+                       per_group=2)
+    n = len({r["group"] for r in records if r["group"] is not None})
+    assert f"The largest 2 of {n} groups are shown; every photo is in dedup.csv." in html
+    assert html.count("<img ") == 4 and "more in dedup.csv" in html
+    assert "<code>0.12</code>" in html and "cosine" not in html  # only dedup's settings
+    assert "No near-duplicates among the 1 photos." in render_html(records[:1] and [
+        {**records[0], "group": None, "duplicate_of": None, "score": None}])
+
+
+@pytest.mark.slow
+def test_report_at_the_most_groups_stays_under_the_size_limit(near_duplicates):
+    """The most thumbnails a report holds at the defaults (40 groups of 8 shown) fit the 2 MB
+    that a report may weigh."""
+    from mltk.similar.report import MAX_GROUPS, PER_GROUP, render_html
+    from tests.browser import SIZE_LIMIT
+
+    root, truth = near_duplicates
+    paths = sorted(truth)
+    records = [{"path": paths[(g * 9 + k) % len(paths)], "group": g + 1,
+                "duplicate_of": None if k == 0 else paths[g * 9 % len(paths)],
+                "score": None if k == 0 else 0.5, "error": None}
+               for g in range(MAX_GROUPS + 5) for k in range(PER_GROUP + 1)]
+    html = render_html(records, {"threshold": 0.12})
+    assert html.count("<img ") == MAX_GROUPS * PER_GROUP
+    assert len(html.encode()) < SIZE_LIMIT, len(html.encode())

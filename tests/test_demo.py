@@ -45,6 +45,7 @@ def test_demo_runs_every_step_and_links_exist(mltk_proc, tmp_path):
     rows = proc.stdout.strip().splitlines()
     assert rows[0] == "step,ok,seconds,summary"
     assert all(",True," in r for r in rows[1:]), proc.stdout
+    assert "drift of the last" in proc.stdout  # the server's drift check of the scored rows
     index = (out / "index.md").read_text()
     links = re.findall(r"\]\(([^)]+)\)", index)
     assert len(links) >= 4
@@ -58,7 +59,7 @@ def test_demo_runs_every_step_and_links_exist(mltk_proc, tmp_path):
     hrefs = re.findall(r'href="([^"]+)"', page.dom)
     assert all((out / h).exists() for h in hrefs)
     reports = [h for h in hrefs if h.endswith("report.html")]
-    assert {"colors/report.html", "xgb/report.html",
+    assert {"colors/report.html", "xgb/report.html", "train/evaluation/report.html",
             "recommend/evaluation/report.html"} <= set(reports)
     for report in reports:
         assert open_report(out / report, tmp_path).images, report

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -199,3 +200,68 @@ def test_demo_index_html_links_the_step_reports(mltk_proc, tmp_path):
     assert "colors/report.html" in hrefs and all((out / h).exists() for h in hrefs)
     colors = open_report(out / "colors" / "report.html", tmp_path)
     assert "60 images analysed, 0 failed." in colors.text
+
+
+# -- evaluate -------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_evaluate_report_in_a_browser(digits_run, cli, tmp_path):
+    """A barely trained classifier makes mistakes: the report shows its accuracy, the
+    confusion matrix, the most confident mistakes as thumbnails from the TFRecords, and the
+    per-class table."""
+    import csv
+
+    shards = digits_run.parent / "shards"
+    r = cli("evaluate", digits_run, "--data", shards, "--out", tmp_path / "ev", "-f", "json")
+    assert r.exit_code == 0, r.output
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    preds = list(csv.DictReader((tmp_path / "ev" / "predictions.csv").open()))
+    wrong = [p for p in preds if p["correct"] == "False"]
+    assert wrong  # 3 training steps: plenty of mistakes
+    page = open_report(tmp_path / "ev" / "report.html", tmp_path)
+    assert (f"The classifier is right on {metrics['accuracy']:.1%} of the "
+            f"{metrics['records']:,} records") in page.text
+    assert f"macro F1 {metrics['macro_f1']:.3f}" in page.text
+    shown = min(len(wrong), 24)
+    assert len(page.images) == 1 + shown  # the confusion matrix and one thumbnail a mistake
+    assert f"{shown} of the {len(wrong):,} misclassified records" in page.text
+    worst = max(wrong, key=lambda p: (float(p["probability"]), -int(p["record"])))
+    assert f"Record {worst['record']} ({worst['file']}): a {worst['true']} predicted as " \
+        f"{worst['predicted']}" in page.dom  # the first card: the most confident mistake
+    assert "Per-class precision, recall and F1" in page.text
+    assert all(c["class"] in page.text for c in metrics["per_class"])
+
+
+def test_evaluation_report_without_mistakes_or_predictions():
+    from mltk.classify import Evaluation, metrics
+    from mltk.classify.report import answer, render_html
+
+    labels = np.array([0, 1, 2, 1])
+    probs = np.eye(3)[labels] * 0.9 + 0.1 / 3
+    m = metrics(labels, probs, ["cat", "dog", "fox"], top_k=2)
+    html = render_html(Evaluation(m, None))
+    assert "right on 100.0% of the 4 records (top-2: 100.0%)" in html
+    assert "Run with <code>--out</code> to see the misclassified records." in html
+    m = metrics(np.array([0, 0, 1, 2]), np.eye(3)[[1, 0, 1, 2]] * 0.9 + 0.1 / 3, ["a", "b", "c"])
+    assert "the most frequent mistake is a taken for b (1 record, 50% of a)" in \
+        " ".join(answer(m))
+
+
+@pytest.mark.slow
+def test_evaluate_report_of_the_raw_layout_shows_its_pixels(digits_run, digits_dir, cli,
+                                                             tmp_path):
+    """The legacy raw layout stores pixels, not JPEGs: the thumbnails are made from them."""
+    import csv
+
+    from mltk.tfrecords import BuildOptions, build
+
+    build(digits_dir, tmp_path / "raw", BuildOptions(layout="raw", size=32, shards=1, seed=0))
+    r = cli("evaluate", digits_run, "--data", tmp_path / "raw", "--out", tmp_path / "ev")
+    assert r.exit_code == 0, r.output
+    wrong = [p for p in csv.DictReader((tmp_path / "ev" / "predictions.csv").open())
+             if p["correct"] == "False"]
+    page = open_report(tmp_path / "ev" / "report.html", tmp_path)
+    thumbs = page.images[1:]
+    assert len(thumbs) == min(len(wrong), 24) > 0
+    assert all(img.size == (32, 32) for img in thumbs)  # the stored pixels, not enlarged
+    assert re.search(r'alt="Record \d+: a \d predicted as \d"', page.dom)  # no file names

@@ -149,7 +149,33 @@ def thumbnail_uri(path: str | os.PathLike, side: int = THUMB_SIDE, quality: int 
         rgb = decode_image(data, fmt, min_side=side).rgb
     except (InputError, OSError, ValueError):
         return None
-    img = Image.fromarray(rgb)
+    return _thumbnail(Image.fromarray(rgb), side, quality)
+
+
+def thumbnail_bytes_uri(data: bytes, side: int = THUMB_SIDE, quality: int = 80) -> str | None:
+    """Encoded image bytes (a TFRecord's ``image/encoded``) as a small JPEG data URI; None
+    when they cannot be decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.draft("RGB", (side, side))  # JPEG: decoded straight at a smaller scale
+        img.load()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return None
+    return _thumbnail(img, side, quality)
+
+
+def thumbnail_array_uri(rgb: Any, side: int = THUMB_SIDE, quality: int = 80) -> str:
+    """An RGB array (height x width x 3, uint8) as a small JPEG data URI."""
+    from PIL import Image
+
+    return _thumbnail(Image.fromarray(rgb), side, quality)
+
+
+def _thumbnail(img: Any, side: int, quality: int) -> str:
+    from PIL import Image
+
     img.thumbnail((side, side), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     img.convert("RGB").save(buf, format="JPEG", quality=quality, optimize=True)

@@ -30,7 +30,7 @@ Modules, one idea each:
   (:class:`TrainingSummary`), ``training`` (``train``), ``lr_finder``, ``interrupts``
   (SIGINT and SIGTERM), ``plots``;
 - using a model: ``classifier`` (:class:`Classifier`), ``evaluation`` (``evaluate``,
-  :class:`Evaluation`).
+  :class:`Evaluation`), ``report`` (the evaluation's report.html).
 """
 
 from mltk.classify.classifier import Classifier

@@ -3,7 +3,8 @@
 One pass sees every record exactly once (no repeat, the last partial batch kept): labels travel
 through the model beside the images, so predictions and labels stay paired on any number of
 devices, and the count is checked against the record headers. ``Evaluation.save(out)`` writes
-metrics.json, predictions.csv, per_class.csv, confusion.csv and confusion.png.
+metrics.json, predictions.csv, per_class.csv, confusion.csv, confusion.png and report.html
+(:mod:`mltk.classify.report`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from mltk.errors import InputError, MltkError
 class Evaluation:
     """``metrics``: what metrics.json holds (records, accuracy, ``top{k}_accuracy``, macro
     and weighted F1, log loss, ``per_class``, ``confusion``, ``classes``, ``data``, ``model``,
-    ``replicas``, ``warnings``); ``predictions``: one row per record (or None)."""
+    ``replicas``, ``warnings``); ``predictions``: one row per record (or None); ``files``:
+    the TFRecord files read, in order (the report's thumbnails come from them)."""
 
     metrics: dict[str, Any]
     predictions: list[dict[str, Any]] | None = None
+    files: list[str] | None = None
 
     @property
     def accuracy(self) -> float:
@@ -50,7 +53,8 @@ class Evaluation:
         return {**self.metrics, "predictions": self.predictions}
 
     def save(self, out: str | os.PathLike) -> None:
-        """metrics.json, predictions.csv, per_class.csv, confusion.csv and confusion.png."""
+        """metrics.json, predictions.csv, per_class.csv, confusion.csv, confusion.png and
+        report.html."""
         import csv
         import io
 
@@ -70,6 +74,9 @@ class Evaluation:
             writer.writerow([name, *row])
         write_text(out / "confusion.csv", buf.getvalue())
         confusion_heatmap(out / "confusion.png", m["confusion"], m["classes"])
+        from mltk.classify.report import write_report
+
+        write_report(out, self)
 
 
 def evaluate(classifier: Classifier, data: Sequence[str], split: str | None = None,
@@ -104,7 +111,7 @@ def evaluate(classifier: Classifier, data: Sequence[str], split: str | None = No
     result["replicas"] = classifier.runtime.replicas
     result["warnings"] = warnings
     rows = _prediction_rows(src, labels, probs, classes, top_k) if with_predictions else None
-    return Evaluation(result, rows)
+    return Evaluation(result, rows, [os.fspath(f) for f in src.files])
 
 
 def _predict(classifier: Classifier, src: Any, batch_size: int) -> tuple[Any, Any]:

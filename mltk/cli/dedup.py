@@ -41,6 +41,9 @@ def dedup(
         "--sheet", help="Write a contact sheet (PNG) of each group to this folder.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any image failed.")
                       ] = False,
+    report: Annotated[Path | None, typer.Option(
+        "--report", help="Write report.html (the groups side by side, with their scores) and "
+        "dedup.csv to this folder.")] = None,
     config: ConfigOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
@@ -49,7 +52,7 @@ def dedup(
     Prints one record per photo: path, group (None when unique), duplicate_of (the group's
     largest photo), score (the share of features matched) and error.
 
-    Example: mltk dedup photos/ -r --sheet sheets/ -f csv
+    Example: mltk dedup photos/ -r --report dedup-report/ -f csv
     """
     from mltk._imaging import iter_image_paths
     from mltk.similar.dedup import COLUMNS, find_duplicates
@@ -80,6 +83,10 @@ def dedup(
         written = write_sheets(sheet, records)
         _config.save(sheet / "config.yaml", settings.to_dict())
         out.info(f"wrote {len(written)} contact sheets to {sheet}")
+    if report is not None:
+        from mltk.similar.report import write_report
+
+        out.info(f"report: {write_report(report, records, settings.to_dict())}")
     if strict and failed:
         out.error(f"{len(failed)} of {len(records)} images failed")
         raise typer.Exit(1)

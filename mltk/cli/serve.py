@@ -62,6 +62,9 @@ def serve(
         "--multi-model", help="SageMaker multi-model endpoint: POST /models loads a model by "
         "URL at run time, DELETE /models/NAME unloads it (env SAGEMAKER_MULTI_MODEL=true).",
         show_default=False)] = None,
+    drift_window: Annotated[int | None, typer.Option(
+        "--drift-window", min=0, help="Recent rows kept per two-group model and compared with "
+        "its training data on GET /drift/NAME and /metrics (1000; 0: off).")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Serve models over HTTP: SageMaker's /ping and /invocations, the Open Inference Protocol
@@ -89,7 +92,7 @@ def serve(
     settings = resolve_settings(tuple(models or ()), {
         "host": host, "port": port, "workers": workers, "max_batch_size": max_batch_size,
         "max_latency_ms": max_latency_ms, "max_body_mb": max_body_mb, "timeout": timeout,
-        "broker": broker, "token_file": token_file,
+        "broker": broker, "token_file": token_file, "drift_window": drift_window,
         "access_log": True if output.verbosity > 0 else None,
         "model_repository": model_repository, "load_on_request": load_on_request,
         "multi_model": multi_model}, config)

@@ -252,7 +252,8 @@ def evaluate(
     per_class: Annotated[bool, typer.Option("--per-class", help="Print the per-class report "
                                             "instead of the summary.")] = False,
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Folder for metrics.json, predictions.csv, confusion.csv/png.")
+        "--out", "-o", help="Folder for metrics.json, predictions.csv, confusion.csv/png and "
+        "report.html.")
     ] = None,
     gpus: GpusOption = None,
     cpu_replicas: Annotated[int, typer.Option(
@@ -287,7 +288,7 @@ def evaluate(
                       for k in keys}], fmt, title=f"Evaluation of {classifier.path}")
     output.info(f"{result['records']} records: accuracy {result['accuracy']:.4f}, "
                 f"top-{top_k} {result[f'top{top_k}_accuracy']:.4f}"
-                + (f"; reports in {out}" if out else ""))
+                + (f"; reports in {out} (open {out / 'report.html'})" if out else ""))
 
 
 def predict(

@@ -139,6 +139,7 @@ def create_app(settings: ServeSettings, plane: DataPlane | None = None) -> Any:
     _sagemaker_routes(app, plane, settings)
     _v2_routes(app, plane)
     _misc_routes(app, plane)
+    _drift_routes(app, plane)
     if settings.multi_model or settings.model_repository:  # models loaded and unloaded live
         from mltk.serving import repository
 
@@ -459,6 +460,10 @@ def _job_status(broker: str, job_id: str) -> dict[str, Any]:
 def _misc_routes(app: Any, plane: DataPlane) -> None:
     @app.get("/metrics", summary="Prometheus metrics")
     async def metrics() -> Any:
+        if plane.loaded:
+            from starlette.concurrency import run_in_threadpool
+
+            await run_in_threadpool(plane.drift.refresh_metrics)
         body, ctype = plane.metrics.render()
         return Response(body, media_type=ctype)
 
@@ -466,6 +471,53 @@ def _misc_routes(app: Any, plane: DataPlane) -> None:
              response_class=HTMLResponse)
     async def docs() -> Any:
         return HTMLResponse(render_docs(app.openapi()))
+
+
+def _drift_routes(app: Any, plane: DataPlane) -> None:
+    """``GET /drift``, ``GET /drift/{name}`` (a two-group model's recent rows) and ``POST
+    /drift/{name}`` (the rows in the body) against the training data (mltk.serving.drift)."""
+    from starlette.concurrency import run_in_threadpool
+
+    from mltk.serving.drift import DriftUnavailable
+
+    @app.get("/drift", summary="Drift of every two-group model: its recent rows against its "
+             "training data (PSI per feature)")
+    async def drift_all() -> Any:
+        try:
+            plane.check_ready()
+            monitor = plane.drift
+            docs = {n: await run_in_threadpool(monitor.report, n) for n in monitor.windows}
+            return {"models": docs, "unavailable": monitor.unavailable}
+        except Exception as exc:
+            return failure(exc)
+
+    @app.get("/drift/{name}", summary="Drift of a two-group model: its recent rows against "
+             "its training data (PSI per feature, missing rate, new categories, status)")
+    async def drift_one(name: str) -> Any:
+        try:
+            plane.get(name)  # 503 while loading, 404 for a name not served
+            return await run_in_threadpool(plane.drift.report, name)
+        except DriftUnavailable as exc:
+            return error(404, str(exc))
+        except Exception as exc:
+            return failure(exc)
+
+    @app.post("/drift/{name}", summary="Drift of the rows in the body (as /invocations takes "
+              "them; nothing is scored) against the model's training data",
+              openapi_extra=_BODY_DOC)
+    async def drift_rows(name: str, request: Request) -> Any:
+        try:
+            await plane.wait_own_load()
+            p = plane.get(name)
+            plane.drift.profile(name)  # before reading the body: a model without a profile
+            body = await request.body()
+            items = await _work(len(body) > LARGE_BODY, lambda: codecs.decode(
+                p.input_kind, request.headers.get("content-type"), body, _columns(p)))
+            return await run_in_threadpool(plane.drift.check, name, items)
+        except DriftUnavailable as exc:
+            return error(404, str(exc))
+        except Exception as exc:
+            return failure(exc)
 
 
 def render_docs(spec: Mapping[str, Any]) -> str:

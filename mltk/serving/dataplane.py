@@ -19,6 +19,7 @@ from typing import Any
 from mltk.errors import InputError, MltkError
 from mltk.predictors.base import merge_outcomes, prepared_inputs
 from mltk.serving.batching import Batcher, QueueFull
+from mltk.serving.drift import DriftMonitor
 from mltk.serving.metrics import Metrics
 from mltk.serving.readiness import mark_worker_ready, server_ready, workers_ready
 from mltk.serving.settings import ServeSettings
@@ -51,6 +52,8 @@ class DataPlane:
         self._waiting: dict[str, int] = {}
         self._loader: threading.Thread | None = None
         self.last_used: dict[str, float] = {}  # monotonic time of each model's last request
+        #: recent rows of two-group models against their training data (GET /drift)
+        self.drift = DriftMonitor(settings.drift_window, self.metrics.registry)
 
     # -- loading ---------------------------------------------------------------------------
     def start_loading(self) -> None:
@@ -132,6 +135,7 @@ class DataPlane:
         self._waiting[name] += held
         self.metrics.queue_depth.labels(name).inc(held)
         try:
+            self.drift.observe(name, items)
             return await asyncio.wait_for(self._infer_slices(name, p, items, step),
                                           self.settings.timeout)
         finally:
@@ -204,12 +208,14 @@ class DataPlane:
         self._waiting[name] = 0
         self.last_used[name] = time.monotonic()
         self.models[name] = p
+        self.drift.add(name, p)
 
     async def discard(self, name: str) -> None:
         """Stop serving ``name``: new requests get 404 at once; the caller has waited for the
         requests in flight (their predictor, executor and batcher stay theirs until now)."""
         self.models.pop(name, None)
         self.last_used.pop(name, None)
+        self.drift.remove(name)
         batcher = self._batchers.pop(name, None)
         if batcher is not None:
             await batcher.stop()

@@ -102,6 +102,9 @@ class ServeSettings(Settings):
                                              "counted; more get 507 (None: no limit)")
     lru_unload: bool = setting(False, boolean(), "over the memory budget, unload the least "
                                "recently used models to make room instead of 507")
+    drift_window: int = setting(1000, integer(0),
+                                "recent rows per two-group model compared with its training "
+                                "data on GET /drift/{name} and /metrics; 0: off")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -21,7 +21,8 @@ Modules: ``settings`` (the typed settings), ``embed`` (image vectors of a traine
 and L2 normalisation), ``index`` (the faiss index with ids: build, add, remove, search),
 ``store`` (the index folder: generations, manifest, checksums), ``filters`` (``--where``
 expressions), ``queries`` (query records), ``hashing`` (perceptual hashes), ``dedup``
-(near-duplicate groups), ``sheet`` (contact sheets of groups).
+(near-duplicate groups), ``sheet`` (contact sheets of groups), ``report`` (report.html of
+the groups).
 """
 
 from mltk.similar.dedup import find_duplicates
