@@ -158,6 +158,63 @@ def _step_train(root: Path, seed: int) -> StepResult:
     )
 
 
+def _step_similar(root: Path, seed: int) -> StepResult:
+    """embed -> index -> query on the digit scans with the trained run; dedup of real photos
+    and their imagededup-style copies (kept small: a few seconds after training)."""
+    import csv
+
+    from mltk import settings
+    from mltk._atomic import atomic_open, write_json
+    from mltk.classify import Classifier
+    from mltk.datasets import make
+    from mltk.similar import SimilarityIndex, embed_paths, find_duplicates, query_records
+    from mltk.similar.queries import by_ids
+    from mltk.similar.sheet import write_sheets
+
+    run = root / "train"
+    if not (run / "best.keras").exists():
+        _step_train(root, seed)
+    src = root / "data" / "labelled-images"
+    paths = sorted(str(p) for p in src.rglob("*.jpg"))
+    out = root / "similar"
+    embedding = embed_paths(Classifier.load(run, need_tf=False), paths, dim=16, seed=seed)
+    embedding.save(out / "vectors")
+    index, built = SimilarityIndex.build(embedding.vector_set(), settings.load("similar",
+                                                                                seed=seed),
+                                         pca=embedding.pca)
+    index.save(out / "index")
+    asked = paths[:: max(1, len(paths) // 10)][:10]
+    records = list(query_records(index, by_ids(index, asked), k=5))
+    write_json(out / "neighbours.json", records)
+    same = sum(Path(n["id"]).parent == Path(r["query"]).parent
+               for r in records for n in r["neighbors"])
+    dups = make("near-duplicates", root / "data" / "near-duplicates", n=8, seed=seed, copies=2)
+    with open(dups.truth, encoding="utf-8") as fh:
+        truth = {t["file"]: t["source"] for t in csv.DictReader(fh)}
+    found = find_duplicates([dups.path / f for f in truth], settings.load("similar", seed=seed))
+    with atomic_open(out / "dedup.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["path", "group", "duplicate_of", "score",
+                                                "error"])
+        writer.writeheader()
+        writer.writerows(found)
+    sheets = write_sheets(out / "sheets", found)
+    groups = {r["group"] for r in found if r["group"] is not None}
+    pure = sum(len({truth[Path(r["path"]).name] for r in found if r["group"] == g}) == 1
+               for g in groups)
+    return StepResult(
+        f"`mltk embed` gave {len(embedding)} digit scans {embedding.dim}-d vectors (PCA of "
+        f"{embedding.input_dim} features); `mltk index build` ({built['factory']}, recall@10 "
+        f"{built['recall@10']}); `mltk index query`: {same} of {5 * len(records)} neighbours "
+        f"of {len(records)} scans show the same digit. `mltk dedup` on {len(found)} real "
+        f"photos and copies: {len(groups)} groups ({pure} of one original each, "
+        f"{dups.extra['originals']} originals).",
+        [("vectors folder", out / "vectors"), ("index folder", out / "index"),
+         ("neighbours of 10 scans (JSON)", out / "neighbours.json"),
+         ("duplicate groups (CSV)", out / "dedup.csv"),
+         *[(f"contact sheet {p.stem}", p) for p in sheets[:3]]],
+    )
+
+
 def _step_xgb(root: Path, seed: int) -> StepResult:
     import json
 
@@ -410,6 +467,7 @@ def steps() -> list[Step]:
         Step("colors", "Dominant colours of product photos", _step_colors),
         Step("tfrecord", "TFRecord shards from labelled images", _step_tfrecord),
         Step("train", "An image classifier trained and evaluated on the shards", _step_train),
+        Step("similar", "Similar and duplicate photos", _step_similar),
         Step("xgb", "Which features separate one-time from repeat buyers", _step_xgb),
         Step("recommend", "Similar items without ratings", _step_recommend),
         Step("serve", "The models behind mltk serve, called over HTTP", _step_serve),

@@ -210,3 +210,28 @@ def test_report_at_the_most_groups_stays_under_the_size_limit(near_duplicates):
     html = render_html(records, {"threshold": 0.12})
     assert html.count("<img ") == MAX_GROUPS * PER_GROUP
     assert len(html.encode()) < SIZE_LIMIT, len(html.encode())
+
+
+def test_embedding_pairs_are_each_photos_nearest_others():
+    from mltk.similar.dedup import embedding_pairs
+    from mltk.similar.reduce import l2_normalize
+
+    x = l2_normalize(np.array([[1, 0, 0], [0.99, 0.1, 0], [0, 1, 0], [0, 0.98, 0.2],
+                               [0, 0, 1]], np.float32))
+    assert embedding_pairs(x, 1) == {(0, 1): True, (2, 3): True, (3, 4): True}
+    assert embedding_pairs(x[:1], 3) == {}
+
+
+@pytest.mark.slow
+def test_a_model_adds_candidates_that_hashes_miss(cli, near_duplicates, digits_run):
+    """With hashes cut to exact matches, the run's embeddings still bring the copies up as
+    candidates; local features verify them, so precision stays whole."""
+    root, truth = near_duplicates
+    narrow = ("dedup", root, "-j", "1", "--hash-radius", "0", "-f", "json")
+    hashes = cli(*narrow)
+    with_model = cli(*narrow, "--model", digits_run)
+    assert hashes.exit_code == 0 and with_model.exit_code == 0, with_model.output
+    recall_h, _ = pair_scores(json.loads(hashes.stdout), truth)
+    recall_m, precision_m = pair_scores(json.loads(with_model.stdout), truth)
+    assert precision_m == 1.0
+    assert recall_m > recall_h + 0.1, (recall_h, recall_m)

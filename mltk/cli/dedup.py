@@ -44,6 +44,9 @@ def dedup(
     report: Annotated[Path | None, typer.Option(
         "--report", help="Write report.html (the groups side by side, with their scores) and "
         "dedup.csv to this folder.")] = None,
+    model: Annotated[Path | None, typer.Option(
+        "--model", help="A run folder of `mltk train`: each photo's nearest others by "
+        "embedding are candidates too (still verified by local features).")] = None,
     config: ConfigOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
@@ -67,7 +70,12 @@ def dedup(
     files = list(iter_image_paths(paths, recursive=recursive))
     if not files:
         out.warn("no image files found")
-    records = find_duplicates(files, settings, jobs=jobs)
+    embedding = None
+    if model is not None:
+        from mltk.classify import Classifier
+
+        embedding = Classifier.load(model, need_tf=False)
+    records = find_duplicates(files, settings, jobs=jobs, embedding=embedding)
     failed = [r for r in records if r["error"]]
     for rec in failed:
         out.warn(f"{rec['path']}: {rec['error']}")

@@ -39,11 +39,11 @@ def register(app: typer.Typer) -> None:
 def submit(
     ctx: typer.Context,
     kind: Annotated[str, typer.Argument(
-        help="colors | predict | xgb-predict | recommend | tfrecord-build.")],
+        help="colors | predict | xgb-predict | recommend | tfrecord-build | embed.")],
     args: Annotated[list[str], typer.Argument(
         help="The command's arguments: colors PATH...; predict RUN_DIR PATH...; xgb-predict "
         "MODEL_DIR DATA.csv; recommend MODEL_DIR QUERIES.csv; tfrecord-build SRC OUT (one "
-        "chunk per shard). '-' reads paths from stdin.")],
+        "chunk per shard); embed RUN_DIR PATH... --vectors DIR. '-' reads paths from stdin.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The job folder.")],
     chunk_size: Annotated[int | None, typer.Option(
         "--chunk-size", min=1, help="Items per chunk (256; a job submitted again: its plan's; "
@@ -71,10 +71,11 @@ def submit(
     crop: Annotated[str | None, typer.Option("--crop", help="colors: x0,y0,x1,y1 fractions.")
                     ] = None,
     seed: Annotated[int | None, typer.Option(
-        "--seed", help="colors: k-means seed; tfrecord-build: split and shuffle seed.")] = None,
+        "--seed", help="colors: k-means seed; tfrecord-build: split and shuffle seed; "
+        "embed: PCA seed.")] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="predict: labels per "
                                               "image.")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="predict: "
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="predict, embed: "
                                                    "images per batch.")] = None,
     unknown_categories: Annotated[str | None, typer.Option(
         "--unknown-categories", help="xgb-predict: error (default) or missing.")] = None,
@@ -101,6 +102,12 @@ def submit(
                                            "JPEGs too.")] = False,
     verify_images: Annotated[bool, typer.Option(
         "--verify-images", help="tfrecord-build: decode every kept JPEG.")] = False,
+    vectors: Annotated[Path | None, typer.Option(
+        "--vectors", help="embed: the vectors folder to write (as `mltk embed --out`).")
+    ] = None,
+    dim: Annotated[int | None, typer.Option("--dim", min=1, help="embed: PCA to D dims, "
+                                            "fitted on every vector of the job.")] = None,
+    whiten: Annotated[bool, typer.Option("--whiten", help="embed: whiten the PCA.")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Plan a job into a folder and run it: on Celery workers with --broker (prints the job id
@@ -124,7 +131,8 @@ def submit(
                             unknown_categories=unknown_categories, split=split,
                             shards=shards, shard_size=shard_size, shard_by_label=shard_by_label,
                             layout=layout, size=size, quality=quality, max_side=max_side,
-                            reencode=reencode, verify_images=verify_images, config=config)
+                            reencode=reencode, verify_images=verify_images, config=config,
+                            vectors=vectors, dim=dim, whiten=whiten)
     folder = JobFolder(out)
     url = queue.broker_url(broker)
     sub = submit_job(folder, kind, args, options,
@@ -161,7 +169,7 @@ def _kind_options(kind: str, **given: Any) -> dict[str, Any]:
         raise typer.BadParameter(str(exc)) from None
     if "crop" in opts:
         opts["crop"] = list(parse_floats(opts["crop"], 4, "--crop"))
-    for key in ("palette", "config"):
+    for key in ("palette", "config", "vectors"):
         if key in opts:
             opts[key] = str(opts[key])
     return opts
@@ -193,6 +201,9 @@ def _report_final_step(output: Any, folder: Any, result: Any) -> None:
     if result is None:
         return
     job = folder.load()
+    if job["kind"] == "embed":
+        output.info(f"wrote {result['embedded']} vectors ({result['dim']} dims) to "
+                    f"{result['out']} ({result['failed']} images failed)")
     if job["kind"] == "tfrecord-build":
         total = sum(s["records"] for s in result["splits"].values())
         output.info(f"wrote {total} records in {len(result['shards'])} shards to "

@@ -148,19 +148,42 @@ def query(
     k: Annotated[int | None, typer.Option("-k", min=1, help="Results per query (10).")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Survivors per filter and the "
                                           "scores of each result.")] = False,
+    dedup: Annotated[Path | None, typer.Option(
+        "--dedup", help="Drop candidates whose photo duplicates the query item's or a better "
+        "candidate's: a `mltk dedup` result (CSV/JSON/NDJSON) or an index folder over the "
+        "photos (needs --catalogue).")] = None,
+    catalogue: Annotated[Path | None, typer.Option(
+        "--catalogue", help="With --dedup: the items table with a photo column.")] = None,
+    photo_column: Annotated[str, typer.Option(
+        "--photo-column", help="With --dedup: the catalogue's column of photo paths.")
+    ] = "photo",
+    duplicate_score: Annotated[float, typer.Option(
+        "--duplicate-score", min=-1.0, max=1.0, help="With an index for --dedup: the cosine "
+        "at or above which two photos are duplicates.")] = 0.95,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Similar items: top meta-categories -> candidates -> filters -> RankNet order.
 
     Example: mltk recommend query model/ --item 1234 -k 10 --explain
+
+    Example: mltk recommend query model/ --item 1234 --dedup dups.csv --catalogue items.csv
     """
     from mltk.predictors.recommender import RecommenderPredictor
 
     out = get_output(ctx)
+    if (dedup is None) != (catalogue is None):
+        raise typer.BadParameter("--dedup and --catalogue go together", param_hint="--dedup")
     predictor = RecommenderPredictor.open(model)  # the predictor mltk serve uses too
     rec = predictor.recommender
     if (item is None) == (queries is None):
         raise typer.BadParameter("give --item ID or --queries FILE", param_hint="--item")
+    if dedup is not None:
+        from mltk.similar.itemdups import DuplicateItems
+
+        rec.duplicates = DuplicateItems.load(catalogue, dedup,
+                                             id_column=rec.settings.columns.item_id,
+                                             photo_column=photo_column,
+                                             min_score=duplicate_score)
     if item is not None:
         result = rec.query(_id(item), k, _id(user) if user is not None else None, explain)
         if result.note:

@@ -20,7 +20,8 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 def serve(
     ctx: typer.Context,
     models: Annotated[list[str] | None, typer.Argument(
-        help="Model folders (mltk train, xgb-analyze, recommend fit), NAME=PATH, colors or "
+        help="Model folders (mltk train, xgb-analyze, recommend fit, index build), NAME=PATH, "
+        "colors or "
         "colors:CONFIG.yaml (a colors config, e.g. with a palette). A PATH may be an archive "
         "(model.tar.gz, .zip) or a URL (s3://, gs://, https://) of a folder or an archive: "
         "fetched once into the cache. None: $MLTK_MODEL_DIR, else /opt/ml/model.",

@@ -2,7 +2,7 @@
 
 A job is a folder (:class:`JobFolder`): planned once by :func:`core.create` from a kind
 (``colors``, ``predict``, ``xgb-predict``, ``recommend``,
-``tfrecord-build``) and the command's arguments, then run
+``tfrecord-build``, ``embed``) and the command's arguments, then run
 chunk by chunk (:func:`core.run_chunk`) anywhere that sees the folder, and merged in input order
 (:func:`core.results`). :func:`submit` plans (or finds) a job and starts what is left of it, for
 ``mltk jobs submit`` and ``POST /jobs`` alike. :mod:`mltk.jobs.queue` puts chunks on Celery with

@@ -9,6 +9,12 @@ unknown item id) is an error record, never a failed chunk.
 ``mltk tfrecord build`` does, bad images skipped and listed) and returns the shard's stats, and
 :func:`finalize` writes labels.txt and manifest.json once every shard is done. OUT holds a
 marker (``.mltk-job.json``) naming the plan it belongs to, so another build is never mixed in.
+
+``embed`` is one item per image: a chunk embeds its images with the run (L2-normalised pooled
+features, as ``mltk embed``) into records ``{path, dim, vector, error}`` (``vector``: base64 of
+``dim`` little-endian float32 values), and :func:`finalize` merges them, in input order, into
+the vectors folder ``--vectors DIR`` (the PCA of ``--dim`` fitted on them all), the same folder
+``mltk embed`` writes, for ``mltk index build``.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any
 from mltk._json import read_or_none
 from mltk.errors import InputError, MltkError
 
-KINDS = ("colors", "predict", "xgb-predict", "recommend", "tfrecord-build")
+KINDS = ("colors", "predict", "xgb-predict", "recommend", "tfrecord-build", "embed")
 TFRECORD_MARK = ".mltk-job.json"  # in a tfrecord-build job's OUT: the plan it belongs to
 
 #: The options of the one-machine command that each kind takes.
@@ -36,6 +42,7 @@ OPTIONS: dict[str, frozenset[str]] = {
     "tfrecord-build": frozenset({"split", "shards", "shard_size", "shard_by_label", "layout",
                                  "size", "quality", "max_side", "reencode", "verify_images",
                                  "seed", "config"}),
+    "embed": frozenset({"recursive", "batch_size", "vectors", "dim", "whiten", "seed"}),
 }
 
 
@@ -60,12 +67,12 @@ def _crop(value: Any) -> bool:
 #: What each option's value must be, and how that reads in an error.
 _OPTION_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     **{k: (_positive, "a positive integer") for k in (
-        "k", "top", "top_k", "batch_size", "shards", "size", "max_side")},
+        "k", "top", "top_k", "batch_size", "shards", "size", "max_side", "dim")},
     "quality": (lambda v: _whole(v) and 1 <= v <= 100, "an integer from 1 to 100"),
     "seed": (_whole, "an integer"),
     **{k: (lambda v: isinstance(v, bool), "true or false") for k in (
-        "recursive", "shard_by_label", "reencode", "verify_images")},
-    **{k: (_text, "text") for k in ("palette", "config", "split", "layout")},
+        "recursive", "shard_by_label", "reencode", "verify_images", "whiten")},
+    **{k: (_text, "text") for k in ("palette", "config", "split", "layout", "vectors")},
     "shard_size": (lambda v: _text(v) or _positive(v), "a size such as 128MB"),
     "unknown_categories": (lambda v: v in ("error", "missing"), "error or missing"),
     "crop": (_crop, "x0,y0,x1,y1 fractions"),
@@ -296,9 +303,33 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
+def _plan_embed(args: list[str], opts: dict[str, Any]) -> Plan:
+    from mltk.predictors import detect_kind
+    from mltk.similar.embed import identity_of_run
+
+    if len(args) < 2:
+        raise InputError("embed: give RUN_DIR and image files or folders")
+    run_dir, paths = args[0], args[1:]
+    if detect_kind(run_dir) != "image-classifier":
+        raise InputError(f"{run_dir}: not an mltk train run folder")
+    if not opts.get("vectors"):
+        raise InputError("embed: give the vectors folder to write (vectors)")
+    if opts.get("whiten") and not opts.get("dim"):
+        raise InputError("embed: whiten needs dim")
+    out = Path(opts["vectors"])
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    settings = {"batch_size": int(opts.get("batch_size") or 64), "dim": opts.get("dim"),
+                "whiten": bool(opts.get("whiten")), "seed": int(opts.get("seed") or 0)}
+    items = _image_items(paths, bool(opts.get("recursive")))
+    model = {**folder_identity(run_dir), "identity": identity_of_run(run_dir)}
+    return Plan("embed", {"run_dir": os.path.abspath(run_dir), "paths": paths,
+                          "out": os.path.abspath(out)}, settings, model, len(items), items)
+
+
 _PLANNERS: dict[str, Callable[[list[str], dict[str, Any]], Plan]] = {
     "colors": _plan_colors, "predict": _plan_predict, "xgb-predict": _plan_xgb,
-    "recommend": _plan_recommend, "tfrecord-build": _plan_tfrecord}
+    "recommend": _plan_recommend, "tfrecord-build": _plan_tfrecord, "embed": _plan_embed}
 
 
 # -- running one chunk ------------------------------------------------------------------------
@@ -429,9 +460,37 @@ def _options_from(settings: Mapping[str, Any]) -> Any:
     return BuildOptions(**{**settings, "split": dict(settings["split"])})
 
 
+def _run_embed(job: Mapping[str, Any], items: Any, start: int, stop: int) -> list[dict]:
+    import base64
+
+    import numpy as np
+
+    from mltk.classify import Classifier
+    from mltk.similar.embed import embed_images
+
+    run_dir = job["inputs"]["run_dir"]
+    classifier = _cached(("embed", job["model"]["digest"]),
+                         lambda: Classifier.load(run_dir, need_tf=False))
+    errors: list[str | None] = []
+    x, _, _ = embed_images(classifier, [path for path, _ in items],
+                           batch_size=job["settings"]["batch_size"], threads=2,
+                           on_row=lambda path, error: errors.append(error))
+    rows = iter(x.astype("<f4"))
+    out = []
+    for (_, shown), error in zip(items, errors, strict=True):
+        if error is None:
+            v = next(rows)
+            out.append({"path": shown, "dim": int(v.shape[0]),
+                        "vector": base64.b64encode(np.ascontiguousarray(v).tobytes()).decode(),
+                        "error": None})
+        else:
+            out.append({"path": shown, "dim": None, "vector": None, "error": error})
+    return out
+
+
 _RUNNERS: dict[str, Callable[..., list[dict]]] = {
     "colors": _run_colors, "predict": _run_predict, "xgb-predict": _run_xgb,
-    "recommend": _run_recommend, "tfrecord-build": _run_tfrecord}
+    "recommend": _run_recommend, "tfrecord-build": _run_tfrecord, "embed": _run_embed}
 
 
 # -- finishing a job --------------------------------------------------------------------------
@@ -494,4 +553,44 @@ def _remove_leftovers(out: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-_FINALIZERS: dict[str, Callable[..., Any]] = {"tfrecord-build": _finish_tfrecord}
+def _finish_embed(job: Mapping[str, Any], records: list[dict[str, Any]],
+                  seconds: float) -> dict[str, Any]:
+    """The vectors folder of every chunk's vectors, in input order (what ``mltk embed``
+    writes); nothing is written when the folder already holds this job's vectors."""
+    import base64
+
+    import numpy as np
+
+    from mltk.similar.embed import from_rows
+
+    out = Path(job["inputs"]["out"])
+    s = job["settings"]
+    good = [r for r in records if r.get("error") is None]
+    errors = [{"path": r["path"], "error": r["error"]} for r in records if r.get("error")]
+    x = (np.stack([np.frombuffer(base64.b64decode(r["vector"]), "<f4") for r in good])
+         if good else np.zeros((0, 0), np.float32))
+    model = os.fspath(Path(job["inputs"]["run_dir"]).resolve())
+    result = from_rows(x, [r["path"] for r in good], errors, model=model,
+                       identity=job["model"]["identity"], dim=s["dim"], whiten=s["whiten"],
+                       seed=s["seed"], seconds=seconds)
+    summary = {"out": os.fspath(out), **result.summary()}
+    found = _yaml_or_empty(out / "config.yaml")
+    if found.get("job") == job["id"] and found.get("count") == len(result):
+        return summary
+    result.save(out, extra={"job": job["id"]})
+    return summary
+
+
+def _yaml_or_empty(path: Path) -> dict[str, Any]:
+    """A YAML mapping, or {} when it is missing or unreadable."""
+    from mltk import _config
+
+    try:
+        found = _config.load_yaml(path)
+    except (OSError, MltkError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+_FINALIZERS: dict[str, Callable[..., Any]] = {"tfrecord-build": _finish_tfrecord,
+                                              "embed": _finish_embed}

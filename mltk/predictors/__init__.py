@@ -3,6 +3,7 @@
 ``open_predictor("runs/first")`` reads the folder's ``config.yaml`` to tell what it holds (an
 image classifier from ``mltk train``, a two-group model from ``xgb-analyze``, a recommender from
 ``recommend fit``) and returns a :class:`Predictor`; the word ``colors`` gives the colour namer.
+A similarity index of ``mltk index build`` is told by its manifest.json (kind ``similar``).
 The CLI commands (``predict``, ``xgb-predict``, ``recommend query``), the server and the batch
 workers all score through these predictors, so they cannot disagree.
 
@@ -22,7 +23,7 @@ from typing import Any
 from mltk.errors import InputError
 from mltk.predictors.base import Outcome, Predictor, TensorSpec
 
-KINDS = ("image-classifier", "two-group", "recommender", "colors")
+KINDS = ("image-classifier", "two-group", "recommender", "colors", "similar")
 
 __all__ = ["KINDS", "Outcome", "Predictor", "TensorSpec", "detect_kind", "open_predictor",
            "parse_model_spec"]
@@ -36,6 +37,8 @@ def detect_kind(folder: str | os.PathLike) -> str:
     d = Path(folder)
     if not d.is_dir():
         raise InputError(f"{d}: no such model folder")
+    if (d / "manifest.json").is_file() and _is_index(d):
+        return "similar"
     cfg_file = d / "config.yaml"
     if not cfg_file.is_file():
         raise InputError(f"{d}: not an mltk model folder (no config.yaml)")
@@ -100,6 +103,10 @@ def open_predictor(spec: str | os.PathLike, name: str | None = None, **options: 
         return TwoGroupPredictor.open(spec, name)
     if kind == "colors":  # colors settings kept as a model folder (config.yaml, kind: colors)
         return _colors_folder(spec, name)
+    if kind == "similar":
+        from mltk.predictors.similar import SimilarPredictor
+
+        return SimilarPredictor.open(spec, name)
     from mltk.predictors.recommender import RecommenderPredictor
 
     return RecommenderPredictor.open(spec, name)
@@ -116,3 +123,11 @@ def _colors_folder(folder: str, name: str) -> Predictor:
     given = {k: v for k, v in cfg.items() if k != "kind"}
     return ColorsPredictor(name, ColorSettings.from_config(_config.resolve("colors", given)),
                            folder)
+
+
+def _is_index(folder: Path) -> bool:
+    """An ``mltk index build`` folder (its manifest says so)."""
+    from mltk._json import read_or_none
+
+    manifest = read_or_none(folder / "manifest.json")
+    return isinstance(manifest, dict) and manifest.get("format") == "mltk-index/1"

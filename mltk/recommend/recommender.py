@@ -49,6 +49,9 @@ class Recommender:
         self.folder = Path(folder) if folder is not None else None
         self._models = {"classifier": classifier, "ranknet": ranknet}
         self._users = users
+        #: drops candidates that show the same product as the query or a better-ranked
+        #: candidate (``split(query_id, items)``: :class:`mltk.similar.itemdups.DuplicateItems`)
+        self.duplicates: Any = None
 
     # -- files --------------------------------------------------------------------------------
     @classmethod
@@ -171,8 +174,33 @@ class Recommender:
             row = self.index.row(item_id)
             self.index.require_filter_fields(row)  # before the classifier is loaded
             metas = self._user_metas(row, user_id)
+        if self.duplicates is not None:
+            return self._distinct(item_id, k, metas, explain)
         return self.index.query(item_id, k, float(self.settings.price_band), metas, explain,
                                 self.settings.relax_price_band)
+
+    def _distinct(self, item_id: Any, k: int, metas: Any, explain: bool) -> Recommendation:
+        """The k best candidates that are no duplicates (of the query item or of a better
+        one): more are fetched until k remain or the candidates run out."""
+        fetch = 2 * k
+        while True:
+            rec = self.index.query(item_id, fetch, float(self.settings.price_band), metas,
+                                   explain, self.settings.relax_price_band)
+            kept, dropped = self.duplicates.split(rec.item_id, rec.items)
+            if len(kept) >= k or len(rec.items) < fetch:
+                break
+            fetch *= 4
+        if len(kept) > k:  # what was dropped above the k-th result only
+            last = next(i for i, it in enumerate(rec.items) if it is kept[k - 1])
+            kept, dropped = self.duplicates.split(rec.item_id, rec.items[: last + 1])
+        items = [{**it, "rank": r + 1} for r, it in enumerate(kept[:k])]
+        note = rec.note if rec.note and not rec.note.startswith("only ") else None
+        if len(items) < k:
+            note = f"only {len(items)} of {k} candidates survive the filters" + (
+                f" once {len(dropped)} duplicates are dropped" if dropped else "")
+        info = {**rec.explain, "returned": len(items), "duplicates": dropped} if explain \
+            and rec.explain else rec.explain
+        return Recommendation(rec.item_id, items, info, note)
 
     def batch(self, rows: Iterable[Mapping[str, Any] | QueryRow], k: int | None = None,
               explain: bool = False) -> Iterator[dict[str, Any]]:

@@ -247,8 +247,8 @@ def _sagemaker_routes(app: Any, plane: DataPlane, settings: ServeSettings) -> No
             name = p.name
             accept = codecs.negotiate(request.headers.get("accept"))
             body = await request.body()
-            items = await _work(len(body) > LARGE_BODY, lambda: codecs.decode(
-                p.input_kind, request.headers.get("content-type"), body, _columns(p)))
+            items = await _work(len(body) > LARGE_BODY, lambda: _decode(
+                p, request.headers.get("content-type"), body))
             outcomes = await plane.infer(p.name, items)
             records = _records(outcomes, p.input_kind)
             body, ctype = await _work(len(records) > LARGE_ANSWER,
@@ -286,6 +286,15 @@ def _not_ready(plane: DataPlane) -> str:
     except NotReady as exc:
         return str(exc)
     return "models are loading"
+
+
+def _decode(p: Any, content_type: str | None, body: bytes) -> list[Any]:
+    """The predictor's inputs in a request body (a similarity index has codecs of its own)."""
+    if p.input_kind == "similar":
+        from mltk.serving import similar_codec
+
+        return similar_codec.decode(codecs.media_type(content_type), body)
+    return codecs.decode(p.input_kind, content_type, body, _columns(p))
 
 
 def _columns(p: Any) -> list[str]:

@@ -17,9 +17,9 @@ from typing import Any
 from mltk.serving.codecs import CodecError
 
 #: Job kinds whose first argument is a model: a name the server serves, never a path.
-MODEL_KINDS = ("predict", "xgb-predict", "recommend")
-#: Options that name a file the job reads.
-PATH_OPTIONS = ("config", "palette")
+MODEL_KINDS = ("predict", "xgb-predict", "recommend", "embed")
+#: Options that name a file the job reads (config, palette) or a folder it writes (vectors).
+PATH_OPTIONS = ("config", "palette", "vectors")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -208,6 +208,10 @@ def to_items(input_kind: str, values: Mapping[str, list[Any]], req: Mapping[str,
     tensor of any name; when that tensor is numeric, a categorical column holds the category's
     code: its position in ``categories[column]`` (the model's levels), from 0.
     """
+    if input_kind == "similar":  # a similarity index: ids, vectors or images
+        from mltk.serving import similar_codec
+
+        return similar_codec.v2_items(values, req)
     if input_kind == "row" and len(values) == 1 and next(iter(values)) not in names:
         t = req["inputs"][0]
         return _matrix_rows(values[t["name"]], t, names,

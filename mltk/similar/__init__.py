@@ -22,7 +22,11 @@ and L2 normalisation), ``index`` (the faiss index with ids: build, add, remove, 
 ``store`` (the index folder: generations, manifest, checksums), ``filters`` (``--where``
 expressions), ``queries`` (query records), ``hashing`` (perceptual hashes), ``dedup``
 (near-duplicate groups), ``sheet`` (contact sheets of groups), ``report`` (report.html of
-the groups).
+the groups), ``itemdups`` (catalogue items that show the same product, for
+``recommend query --dedup``).
+
+Elsewhere: the ``embed`` job kind (:mod:`mltk.jobs.kinds`) and the ``similar`` predictor that
+``mltk serve`` uses for an index folder (:mod:`mltk.predictors.similar`).
 """
 
 from mltk.similar.dedup import find_duplicates

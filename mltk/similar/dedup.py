@@ -11,6 +11,10 @@
    share. A pair whose mirror hash is clearly the closer is matched against the mirror image too.
    Crops, rotations of a few degrees, mirrors, watermarks, re-encoding and colour changes keep
    their features in place; different products that merely look alike do not.
+   With a trained model (``embedding``: ``mltk dedup --model RUN``), each photo's
+   ``candidates`` nearest others by embedding (cosine) are candidates too, verified the same
+   way (mirror included): look-alikes a hash misses (a heavy crop, a colour change) get a
+   chance, and nothing is called a duplicate on its embedding alone.
 4. Duplicates are grouped (connected pairs); each group's representative is its largest photo
    (by pixels; the first seen on a tie).
 
@@ -225,6 +229,25 @@ def candidate_pairs(feats: Sequence[PhotoFeatures], settings: SimilarSettings
     return pairs
 
 
+def embedding_pairs(vectors: np.ndarray, candidates: int) -> dict[tuple[int, int], bool]:
+    """(i, j) with i < j -> True (try the mirror too) for each photo's ``candidates`` nearest
+    others by cosine of its (L2-normalised) embedding; exact search, in blocks."""
+    import faiss
+
+    n = len(vectors)
+    if n < 2:
+        return {}
+    k = min(candidates + 1, n)
+    _, found = faiss.knn(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(
+        vectors, dtype=np.float32), k, metric=faiss.METRIC_INNER_PRODUCT)
+    pairs: dict[tuple[int, int], bool] = {}
+    for i, row in enumerate(found):
+        for j in row[row != i][:candidates]:
+            if j >= 0:
+                pairs[(min(i, int(j)), max(i, int(j)))] = True
+    return pairs
+
+
 def verify(feats: Sequence[PhotoFeatures], pairs: dict[tuple[int, int], bool],
            settings: SimilarSettings) -> dict[tuple[int, int], float]:
     """The pairs that local features confirm, with their scores (mirrors tried when the pair
@@ -295,8 +318,9 @@ def group_records(feats: Sequence[PhotoFeatures], found: dict[tuple[int, int], f
 
 
 def find_duplicates(paths: Sequence[str | os.PathLike[str]], settings: SimilarSettings,
-                    jobs: int | None = None) -> list[dict[str, Any]]:
-    """Records (``path, group, duplicate_of, score, error``) for ``paths``, in input order."""
+                    jobs: int | None = None, embedding: Any = None) -> list[dict[str, Any]]:
+    """Records (``path, group, duplicate_of, score, error``) for ``paths``, in input order;
+    ``embedding`` (a :class:`~mltk.classify.Classifier`) adds embedding candidates."""
     import faiss
 
     items = [os.fspath(p) for p in paths]
@@ -308,8 +332,27 @@ def find_duplicates(paths: Sequence[str | os.PathLike[str]], settings: SimilarSe
     try:
         results = list(features_of(items, settings, jobs))
         feats = [r for r in results if isinstance(r, PhotoFeatures)]
-        found = verify(feats, candidate_pairs(feats, settings), settings)
+        pairs = candidate_pairs(feats, settings)
+        if embedding is not None:
+            for key, flip in _embedded_pairs(embedding, feats, settings).items():
+                pairs[key] = pairs.get(key, False) or flip
+        found = verify(feats, pairs, settings)
     finally:
         faiss.omp_set_num_threads(previous)
     by_path = iter(group_records(feats, found))
     return [r if isinstance(r, dict) else next(by_path) for r in results]
+
+
+def _embedded_pairs(classifier: Any, feats: Sequence[PhotoFeatures],
+                    settings: SimilarSettings) -> dict[tuple[int, int], bool]:
+    """Embedding candidates among the photos that decoded (one that the model cannot read
+    has none)."""
+    from mltk.similar.embed import embed_images
+
+    x, ids, _ = embed_images(classifier, [f.path for f in feats])
+    rows = {p: i for i, p in enumerate(ids)}
+    have = [i for i, f in enumerate(feats) if f.path in rows]
+    if len(have) < 2:
+        return {}
+    near = embedding_pairs(x[[rows[feats[i].path] for i in have]], settings.candidates)
+    return {(have[a], have[b]): flip for (a, b), flip in near.items()}

@@ -39,6 +39,25 @@ def model_identity(classifier: Any) -> str:
     return h.hexdigest()[:16]
 
 
+def identity_of_run(target: str | os.PathLike[str]) -> str:
+    """:func:`model_identity` of a run folder (or .keras file) from its files alone, without
+    loading the model (a job plans with it); a model without labels.txt is loaded."""
+    from mltk.classify.classifier import model_file
+
+    path, run_dir = model_file(target)
+    labels = (run_dir or path.parent) / "labels.txt"
+    if not labels.is_file():
+        from mltk.classify import Classifier
+
+        return model_identity(Classifier.load(target, need_tf=False))
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    h.update("\n".join(labels.read_text(encoding="utf-8").splitlines()).encode("utf-8"))
+    return h.hexdigest()[:16]
+
+
 def model_name(classifier: Any) -> str:
     """The model as config.yaml names it: the absolute path of its run folder (or file)."""
     return os.fspath(Path(classifier.source).resolve())
@@ -79,13 +98,13 @@ class Embedding:
                          {"format": "mltk-vectors/1", "count": len(ids), "dim": self.dim,
                           **self.info()}, "(embedded images)")
 
-    def save(self, out: str | os.PathLike[str]) -> Path:
-        """Write the vectors folder atomically (config.yaml last)."""
+    def save(self, out: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> Path:
+        """Write the vectors folder atomically (config.yaml last; ``extra`` keys added)."""
         if not self.ids:
             raise InputError("no image could be embedded: nothing to save")
         return write_vectors(out, self.vectors, np.array(self.ids, dtype=object),
                              model=self.model, identity=self.identity, normalized=True,
-                             pca=self.pca, extra={"input_dim": self.input_dim})
+                             pca=self.pca, extra={"input_dim": self.input_dim, **(extra or {})})
 
     def summary(self) -> dict[str, Any]:
         n = len(self)
@@ -127,8 +146,19 @@ def embed_paths(classifier: Any, paths: Iterable[str | os.PathLike[str]], *,
     t0 = time.perf_counter()
     x, ids, errors = embed_images(classifier, paths, batch_size=batch_size, threads=threads,
                                   on_row=on_row)
-    seconds = time.perf_counter() - t0
-    input_dim = int(x.shape[1])
+    return from_rows(x, ids, errors, model=model_name(classifier),
+                     identity=model_identity(classifier), dim=dim, whiten=whiten, seed=seed,
+                     seconds=time.perf_counter() - t0)
+
+
+def from_rows(vectors: np.ndarray, ids: list[str], errors: list[dict[str, str]], *,
+              model: str, identity: str, dim: int | None = None, whiten: bool = False,
+              seed: int = 0, seconds: float = 0.0) -> Embedding:
+    """An :class:`Embedding` of vectors already embedded and L2-normalised (the rows of
+    :func:`embed_images`, maybe computed in parts elsewhere: the ``embed`` job kind), with the
+    PCA of ``dim`` fitted on all of them, exactly as :func:`embed_paths` does."""
+    x = np.asarray(vectors, dtype=np.float32)
+    input_dim = int(x.shape[1]) if x.ndim == 2 else 0
     pca = None
     if dim is not None and dim >= input_dim > 0:
         raise InputError(f"--dim {dim}: the model gives {input_dim} features; a PCA must "
@@ -136,8 +166,7 @@ def embed_paths(classifier: Any, paths: Iterable[str | os.PathLike[str]], *,
     if dim is not None and ids:
         pca = PCA(dim, whiten, seed=seed).fit(x)
         x = l2_normalize(pca.transform(x))
-    return Embedding(x, ids, errors, model_name(classifier), model_identity(classifier),
-                     input_dim, pca, seconds)
+    return Embedding(x, ids, errors, model, identity, input_dim, pca, seconds)
 
 
 def load_index_model(config: dict[str, Any], model: str | os.PathLike[str] | None = None,

@@ -309,6 +309,8 @@ class SimilarityIndex:
             rows, scores = self._faiss_search(queries, fetch, allowed, pool)
         skip = np.array([-2 if e is None else e for e in exclude], dtype=np.int64)[:, None]
         keep = (rows >= 0) & (rows != skip)
+        if keep[:, :k].all():  # every query has its k (the usual case): views, no masks
+            return [(rows[i, :k], scores[i, :k]) for i in range(len(rows))]
         out = []
         for i, ex in enumerate(exclude):
             r, s = rows[i][keep[i]][:k], scores[i][keep[i]][:k]

@@ -130,9 +130,13 @@ def query_records(index: SimilarityIndex, queries: Queries, k: int, where: str |
         at = 0
         for label, (rows, _) in zip(queries.labels[start:stop], found, strict=True):
             end = at + len(rows)
-            yield {"query": _plain(label),
-                   "neighbors": [dict(zip(names, values, strict=True))
-                                 for values in zip(*(c[at:end] for c in cells), strict=True)]}
+            if columns:
+                neighbors = [dict(zip(names, values, strict=True))
+                             for values in zip(*(c[at:end] for c in cells), strict=True)]
+            else:  # a dict display: a third of the time of dict(zip(...)) per neighbour
+                neighbors = [{"id": i, "score": s} for i, s in zip(
+                    cells[0][at:end], cells[1][at:end], strict=True)]
+            yield {"query": _plain(label), "neighbors": neighbors}
             at = end
 
 
