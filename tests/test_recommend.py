@@ -20,7 +20,8 @@ from mltk.recommend.rules import baskets
 pytest.importorskip("keras")
 SMALL = {"classifier": {"layers": [128, 64], "epochs": 6}, "ranknet": {"epochs": 4}}
 MODEL_FILES = {"rules.csv", "meta_categories.csv", "index.parquet", "classifier.keras",
-               "ranknet.keras", "users.parquet", "metrics.json", "config.yaml"}
+               "ranknet.keras", "users.parquet", "metrics.json", "config.yaml",
+               "MLmodel", "python_env.yaml"}  # the last two: MLflow's pyfunc flavour
 
 
 def small_settings(**values):

@@ -26,7 +26,8 @@ CHECKPOINT_DIR = "checkpoint"
 STATE = "state.json"
 WEIGHTS = "latest.weights.h5"
 RUN_FILES = ("config.yaml", "best.keras", "last.keras", "history.csv", "curves.png",
-             "summary.json", "labels.txt", "lr_find.csv", "lr_find.png")
+             "summary.json", "labels.txt", "lr_find.csv", "lr_find.png", "MLmodel",
+             "python_env.yaml")
 #: Settings that must not change between a run and its resume.
 RESUME_KEYS = ("model", "image_size", "batch_per_replica", "optimizer", "learning_rate",
                "lr_reference_batch", "lr_scaling", "lr_schedule", "lr_decay_epochs",
@@ -145,12 +146,14 @@ def check_resume_config(out: Path, settings: TrainSettings) -> None:
 
 
 def write_start(out: Path, settings: TrainSettings, classes: Sequence[str]) -> None:
-    """config.yaml and labels.txt, before the first step."""
+    """config.yaml, labels.txt and MLmodel (MLflow's pyfunc flavour), before the first step."""
     from mltk import _config
+    from mltk.tracking.mlmodel import write_mlmodel
 
     out.mkdir(parents=True, exist_ok=True)
     _config.save(out / "config.yaml", settings.run_config())
     write_text(out / "labels.txt", "".join(f"{c}\n" for c in classes))
+    write_mlmodel(out, "image-classifier")
 
 
 def finish(out: Path, keep_best: bool) -> None:

@@ -20,6 +20,14 @@ from mltk.cli._common import (
     command,
     get_output,
 )
+from mltk.cli._mlflow import (
+    ExperimentOption,
+    MlflowOption,
+    RegisterOption,
+    RunNameOption,
+    make_tracker,
+    run_tags,
+)
 
 recommend_app = typer.Typer(help="Similar-item recommendation: rules, meta-categories, "
                             "filters, RankNet.", no_args_is_help=True,
@@ -114,8 +122,15 @@ def fit(
     seed: SeedOption = None,
     config: ConfigOption = None,
     fmt: FormatOption = Format.table,
+    mlflow: MlflowOption = None,
+    experiment: ExperimentOption = None,
+    run_name: RunNameOption = None,
+    register: RegisterOption = None,
 ) -> None:
     """Train the meta-category classifier and the RankNet; build the candidate index.
+
+    --mlflow: one MLflow run with the settings as params, the fit metrics and the model folder
+    as artifacts; --register NAME makes it a registered version.
 
     Example: mltk recommend fit -t transactions.csv -i items.csv -u users.csv --out model/
     """
@@ -125,9 +140,16 @@ def fit(
     settings = _settings(ctx, config, seed)
     tables = {"items": items, "transactions": transactions, "users": users, "meta": meta}
     frames = {name: None if path is None else load_table(path) for name, path in tables.items()}
-    rec = fit_model(frames["items"], frames["transactions"], settings, frames["users"],
-                    frames["meta"], sources={k: v for k, v in tables.items() if v is not None})
-    rec.save(out)
+    tracker = make_tracker("recommend-fit", mlflow, experiment, run_name, register)
+    with tracker.start({**settings.to_dict(), "out": out}, run_tags("recommend-fit", **{
+            name: (path, len(frames[name])) for name, path in tables.items()
+            if path is not None})):
+        rec = fit_model(frames["items"], frames["transactions"], settings, frames["users"],
+                        frames["meta"], sources={k: v for k, v in tables.items()
+                                                 if v is not None})
+        rec.save(out)
+        tracker.log_model_folder(out, {f"{part}_{k}": v for part, d in rec.report.items()
+                                       for k, v in d.items()})
     rows = [{"part": part, "metric": k, "value": v} for part, d in rec.report.items()
             for k, v in d.items()]
     get_output(ctx).emit(rows, fmt)

@@ -17,6 +17,14 @@ from mltk.cli._common import (
     get_output,
     load_settings,
 )
+from mltk.cli._mlflow import (
+    ExperimentOption,
+    MlflowOption,
+    RegisterOption,
+    RunNameOption,
+    make_tracker,
+    run_tags,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -143,8 +151,15 @@ def train(
     seed: SeedOption = None,
     config: ConfigOption = None,
     fmt: FormatOption = Format.table,
+    mlflow: MlflowOption = None,
+    experiment: ExperimentOption = None,
+    run_name: RunNameOption = None,
+    register: RegisterOption = None,
 ) -> None:
     """Train an image classifier (Keras 3) from TFRecord shards, on one or many GPUs or the CPU.
+
+    --mlflow: one MLflow run with the settings as params, loss, accuracy, learning rate and
+    images/s per epoch, and the run folder as artifacts; --register NAME registers it.
 
     Example: mltk train --data shards/ --out runs/first --model small_cnn --image-size 64
     --epochs 5 --gpus 0
@@ -170,11 +185,19 @@ def train(
         if find_lr:
             _find_lr(output, settings, out, data, val, split, synthetic, fmt, strict_data)
         else:
-            _train(output, settings, out, data, val, split, synthetic, resume, overwrite, fmt,
-                   strict_data)
+            tracker = make_tracker("train", mlflow, experiment, run_name, register)
+            with tracker.start({**settings.to_dict(), "out": out, "resume": resume},
+                               run_tags("train", data=_joined(data), val=_joined(val))):
+                _train(output, settings, out, data, val, split, synthetic, resume, overwrite,
+                       fmt, strict_data, tracker)
     except Interrupted as exc:
         output.error(f"interrupted by {exc.name} before the first training step")
         raise typer.Exit(exc.exit_status) from None
+
+
+def _joined(paths: list[str] | None) -> str | None:
+    """Repeated --data/--val as one tag value (None: not given)."""
+    return ",".join(paths) if paths else None
 
 
 def _find_lr(output: Any, settings: Any, out: Path, data: list[str] | None,
@@ -194,7 +217,8 @@ def _find_lr(output: Any, settings: Any, out: Path, data: list[str] | None,
 
 def _train(output: Any, settings: Any, out: Path, data: list[str] | None,
            val: list[str] | None, split: str | None, synthetic: bool, resume: bool,
-           overwrite: bool, fmt: Format, strict_data: bool = False) -> None:
+           overwrite: bool, fmt: Format, strict_data: bool = False, tracker: Any = None
+           ) -> None:
     from mltk.classify import train as train_run
 
     with output.progress(None, "training steps") as bar:
@@ -207,6 +231,8 @@ def _train(output: Any, settings: Any, out: Path, data: list[str] | None,
                                                    "val_accuracy") if k in row]
             output.info(f"epoch {row['epoch']} (step {row['step']}): {', '.join(parts)}; "
                         f"{row['images_per_second']} img/s")
+            if tracker is not None:  # history.csv's row: loss, accuracy, lr, images/s, ...
+                tracker.log_metrics(row, step=row["epoch"])
 
         summary = train_run(settings, out, data=_split_list(data), val=_split_list(val),
                             split=split, synthetic=synthetic, resume=resume,
@@ -234,6 +260,8 @@ def _train(output: Any, settings: Any, out: Path, data: list[str] | None,
         output.info(f"stopped early: no better {summary['best_metric']} for "
                     f"{summary['early_stopping']} epochs (best {summary['best']} at epoch "
                     f"{summary['best_epoch']})")
+    if tracker is not None:
+        tracker.log_model_folder(out, {f"final_{k}": v for k, v in final.items()})
     output.info(f"{summary['steps']} steps in {summary['seconds']:.0f} s; models in {out}")
 
 

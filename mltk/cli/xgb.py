@@ -17,6 +17,14 @@ from mltk.cli._common import (
     get_output,
     load_settings,
 )
+from mltk.cli._mlflow import (
+    ExperimentOption,
+    MlflowOption,
+    RegisterOption,
+    RunNameOption,
+    make_tracker,
+    run_tags,
+)
 
 
 class UnknownCategories(enum.StrEnum):
@@ -61,10 +69,17 @@ def xgb_analyze(
     seed: SeedOption = None,
     config: ConfigOption = None,
     fmt: FormatOption = Format.table,
+    mlflow: MlflowOption = None,
+    experiment: ExperimentOption = None,
+    run_name: RunNameOption = None,
+    register: RegisterOption = None,
 ) -> None:
     """Tune XGBoost (DART) with hyperopt over stratified CV, and explain what separates the
     two groups: report.html (one file to open or mail), report.md/json, plots, model.ubj,
     data_profile.json (for --drift), trials.csv, test_predictions.csv.
+
+    --mlflow: one MLflow run with the settings as params, CV AUC and rounds per trial, the
+    test metrics and the folder as artifacts; --register NAME makes it a registered version.
 
     Example: mltk xgb-analyze users.csv --target group --id-cols user_id --out analysis/
     """
@@ -77,17 +92,25 @@ def xgb_analyze(
         "max_evals": max_evals, "max_rounds": max_rounds, "timeout": timeout,
         "tune_rows": tune_rows, "categorical": categorical,
         "scale_pos_weight": scale_pos_weight, "seed": seed}, config)
+    tracker = make_tracker("xgb-analyze", mlflow, experiment, run_name, register)
     df = load_table(data)
     ids = [c.strip() for c in id_cols.split(",") if c.strip()] if id_cols else []
-    with output.progress(settings.max_evals, "tuning") as bar:
-        def on_trial(t):
-            output.debug(f"trial {t['trial']}: CV AUC {t['cv_auc_mean']:.4f} ± "
-                         f"{t['cv_auc_std']:.4f}, {t['rounds']} rounds, {t['seconds']:.1f} s")
-            bar.advance()
+    with tracker.start({**settings.to_dict(), "target": target, "id_cols": ids,
+                        "positive": positive, "out": out}, run_tags("xgb-analyze",
+                                                                   data=(data, len(df)))):
+        with output.progress(settings.max_evals, "tuning") as bar:
+            def on_trial(t):
+                output.debug(f"trial {t['trial']}: CV AUC {t['cv_auc_mean']:.4f} ± "
+                             f"{t['cv_auc_std']:.4f}, {t['rounds']} rounds, "
+                             f"{t['seconds']:.1f} s")
+                tracker.log_metrics({k: t[k] for k in ("cv_auc_mean", "cv_auc_std", "rounds",
+                                                       "seconds")}, step=t["trial"])
+                bar.advance()
 
-        analysis = analyze(df, target, settings, id_cols=ids, positive=positive,
-                           on_trial=on_trial)
-    analysis.save(out)
+            analysis = analyze(df, target, settings, id_cols=ids, positive=positive,
+                               on_trial=on_trial)
+        analysis.save(out)
+        tracker.log_model_folder(out, {f"test_{k}": v for k, v in analysis.metrics.items()})
     report = analysis.report
     output.emit(({"rank": f["consensus_rank"], "feature": f["feature"],
                   "gain": _round(f["gain"]), "mean_abs_shap": _round(f["mean_abs_shap"]),

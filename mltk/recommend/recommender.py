@@ -75,6 +75,7 @@ class Recommender:
         from mltk import _config
         from mltk._atomic import atomic_path, write_json
         from mltk.recommend.rules import write_rules
+        from mltk.tracking.mlmodel import write_mlmodel
 
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
@@ -99,6 +100,7 @@ class Recommender:
             self._copy(out, "users.parquet")
         if self.report:
             write_json(out / "metrics.json", self.report)
+        write_mlmodel(out, "recommender")  # mlflow.pyfunc.load_model(out) queries it
         _config.save(out / "config.yaml", {**self.settings.to_dict(), **self.fitted})
         return out
 

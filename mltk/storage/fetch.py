@@ -35,14 +35,17 @@ _EXTRAS = {"s3": "s3fs (pip install 'mltk[storage]')", "s3a": "s3fs (pip install
 
 
 def is_remote(spec: str | os.PathLike[str]) -> bool:
-    """Whether a spec is a URL (``s3://``, ``gs://``, ``https://``, ...)."""
-    return bool(_URL.match(os.fspath(spec)))
+    """Whether a spec is a URL (``s3://``, ``gs://``, ``https://``, ..., and an MLflow
+    registry's ``models:/``)."""
+    return bool(_URL.match(os.fspath(spec))) or os.fspath(spec).startswith("models:/")
 
 
 def model_name(spec: str) -> str:
     """The name a model is served under when none is given: the last part of its path without
     an archive suffix; a generic ``model.tar.gz`` takes its folder's name (as SageMaker and
-    Triton name models after their folder)."""
+    Triton name models after their folder); ``models:/NAME/...`` is NAME."""
+    if spec.startswith("models:/"):
+        return spec[len("models:/"):].split("/", 1)[0].split("@", 1)[0] or spec
     path = spec.split("?", 1)[0].split("#", 1)[0] if is_remote(spec) else spec
     if is_remote(path):
         parts = [p for p in PurePosixPath(_URL.sub("", path)).parts if p not in ("/", "")]
@@ -57,10 +60,18 @@ def model_name(spec: str) -> str:
 
 
 def localize(spec: str | os.PathLike[str], settings: StorageSettings | None = None) -> str:
-    """A local model folder for ``spec``: a URL is fetched and unpacked, a local archive (or a
+    """A local model folder for ``spec``: a URL (or ``models:/``) is fetched and unpacked, a
+    local archive (or a
     folder holding only one, as SageMaker's ``/opt/ml/model``) unpacked, anything else
     returned unchanged. Raises :class:`~mltk.errors.InputError` naming the spec."""
     spec = os.fspath(spec)
+    if spec.startswith("models:/"):  # a registered model version (mltk.storage.registry)
+        from mltk.storage import registry
+
+        version = registry.resolve_version(spec)  # an alias: the version it names now
+        key = _key(*registry.cache_identity(version))
+        return str(_cached(key, settings or _settings(), spec,
+                           lambda dest: registry.download(spec, version, dest)))
     if not is_remote(spec):
         archive = _local_archive(Path(spec))
         if archive is None:

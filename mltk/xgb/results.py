@@ -7,8 +7,9 @@
 The folder holds ``model.ubj``, ``config.yaml`` (the settings and the feature schema that
 :class:`mltk.xgb.TwoGroupModel` reads back), ``trials.csv``, ``test_predictions.csv``, the
 plots, ``report.md``, ``report.html`` (one self-contained file, plots embedded),
-``data_profile.json`` (the training rows' profile, for drift checks) and, written last,
-``report.json``; each file is written atomically.
+``data_profile.json`` (the training rows' profile, for drift checks), ``report.json``, an
+``MLmodel`` file (MLflow's pyfunc flavour: :mod:`mltk.tracking.pyfunc`) and, written last,
+``config.yaml``; each file is written atomically.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class Analysis:
         """
         from mltk import _config
         from mltk._atomic import atomic_path, write_json, write_text
+        from mltk.tracking.mlmodel import write_mlmodel
         from mltk.xgb.report import render_markdown
 
         t0 = time.perf_counter()
@@ -104,6 +106,7 @@ class Analysis:
         self._html(folder)
         self.report["seconds"] = round(self.compute_seconds + time.perf_counter() - t0, 2)
         write_json(folder / "report.json", self.report)
+        write_mlmodel(folder, "two-group")  # mlflow.pyfunc.load_model(folder) scores it
         _config.save(folder / "config.yaml", self.config)
         return folder
 
