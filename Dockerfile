@@ -26,8 +26,8 @@ COPY configs ./configs
 COPY mltk ./mltk
 
 RUN case "$VARIANT" in \
-        cpu) extras="[storage]" ;; \
-        gpu) extras="[gpu,storage]" ;; \
+        cpu) extras="[grpc,storage]" ;; \
+        gpu) extras="[gpu,grpc,storage]" ;; \
         *) echo "VARIANT must be cpu or gpu, not '$VARIANT'" >&2; exit 1 ;; \
     esac \
     && python -m venv /opt/venv \
@@ -66,7 +66,9 @@ ENV PATH=/opt/venv/bin:$PATH \
 
 USER 1000:1000
 WORKDIR /home/mltk
-EXPOSE 8080
+# 8081: the Open Inference Protocol over gRPC, when started with --grpc-port 8081 (or
+# MLTK_SERVE_GRPC_PORT=8081)
+EXPOSE 8080 8081
 
 # Docker's own health status (Kubernetes and SageMaker probe the routes themselves). Health
 # routes need no token. The start period covers importing TensorFlow and warming the models.

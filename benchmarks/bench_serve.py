@@ -4,11 +4,13 @@
    32 concurrent connections: requests/s, p50 and p99 of `mltk serve`, of the original stack
    (the same predictor in a minimal Flask app under gunicorn, sync workers, one predict per
    request) with the same number of worker processes, and of the predictor called in-process,
-   one row per call (the limit). Target: >= 1.5x Flask's requests/s, p99 <= 20 ms.
+   one row per call (the limit). Target: >= 1.5x Flask's requests/s, p99 <= 20 ms. Beside it,
+   the same server called over gRPC (`--grpc-port`: ModelInfer, one row as raw V2 tensors).
 2. Image classifiers (`small_cnn` at 150 px; `--models` adds `mobilenet_v3_small`), trained for
    2 steps on the digits, single-image requests (product JPEGs) from 32 concurrent clients:
-   images/s with adaptive batching (default flags), with `--max-batch-size 1`, and the model's
-   own throughput in-process (`predict_prepared` on batches of 32 prepared images; the limit).
+   images/s with adaptive batching (default flags), with `--max-batch-size 1`, over gRPC
+   (adaptive batching, one image as a raw BYTES tensor per call), and the model's own throughput
+   in-process (`predict_prepared` on batches of 32 prepared images; the limit).
    Target: >= 80% of the limit.
 3. Colours: images/s of `mltk serve colors` with 2 concurrent clients (or one per worker)
    against `mltk colors -j 1` on the same photos. Target: >= 70%.
@@ -16,14 +18,15 @@
 The load generator is raw asyncio streams in this process: HTTP/1.1 keep-alive, reconnecting
 when the server closes the connection (gunicorn's sync workers do after every response; the
 connect is then part of the request's latency). Its own ceiling, against a server that answers
-a fixed response, is measured first. Client and servers share the machine's cores. Each server
-is a subprocess on a free port, ready once `/v2/health/ready` (Flask: `/ping`) answers 200, and
-stopped with SIGTERM whatever happens. Every measurement runs `--rounds` times, interleaved
-with the others of its part, and the best round is kept (other work on a shared machine slows
-a round, it never speeds one up). `--threads N` sets OMP_NUM_THREADS for every server and
-in-process run alike (XGBoost's OpenMP threads spin-wait badly when the cores are busy). Models
-and photos are made with the mltk CLI in `--workdir` (kept, and reused by the next run, when
-given; a temporary folder otherwise).
+a fixed response, is measured first. For gRPC it is grpc.aio with mltk's generated stub, one
+channel (one HTTP/2 connection) per client, one call in flight on each. Client and servers
+share the machine's cores. Each server is a subprocess on a free port, ready once
+`/v2/health/ready` (Flask: `/ping`) answers 200, and stopped with SIGTERM whatever happens.
+Every measurement runs `--rounds` times, interleaved with the others of its part, and the best
+round is kept (other work on a shared machine slows a round, it never speeds one up).
+`--threads N` sets OMP_NUM_THREADS for every server and in-process run alike (XGBoost's OpenMP
+threads spin-wait badly when the cores are busy). Models and photos are made with the mltk CLI
+in `--workdir` (kept, and reused by the next run, when given; a temporary folder otherwise).
 
 Run: nice -n 10 .venv/bin/python benchmarks/bench_serve.py [--requests 3000] [--images 480]
      [--seconds 30] [--rounds 2] [--workers 1] [--models small_cnn,mobilenet_v3_small]
@@ -185,6 +188,79 @@ def load(port: int, requests: Sequence[bytes], total: int, clients: int, seconds
     return asyncio.run(_drive(port, requests, total, clients, seconds)), before
 
 
+async def _drive_grpc(port: int, requests: Sequence[object], total: int, clients: int,
+                      seconds: float) -> Load:
+    """``_drive`` over gRPC: ``clients`` channels call ModelInfer with ``requests`` (cycled)."""
+    import grpc
+
+    from mltk.serving.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    sent = 0
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+
+    async def channel() -> None:
+        nonlocal sent
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = GRPCInferenceServiceStub(ch)
+            while sent < total and loop.time() < deadline:
+                req = requests[sent % len(requests)]
+                sent += 1
+                t0 = time.perf_counter()
+                try:
+                    await stub.ModelInfer(req)
+                    latencies.append(time.perf_counter() - t0)
+                except grpc.aio.AioRpcError as exc:
+                    errors[exc.code().name] += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(channel() for _ in range(clients)))
+    elapsed = time.perf_counter() - t0
+    return Load(len(latencies), elapsed, sorted(latencies), dict(errors), clients)
+
+
+def load_grpc(port: int, requests: Sequence[object], total: int, clients: int, seconds: float,
+              warmup: int, between: Callable[[], object] | None = None) -> tuple[Load, object]:
+    """``load`` over gRPC."""
+    asyncio.run(_drive_grpc(port, requests, warmup, clients, seconds))
+    before = between() if between else None
+    return asyncio.run(_drive_grpc(port, requests, total, clients, seconds)), before
+
+
+def grpc_request(model: str, tensors: Sequence[tuple[str, str, list[int], bytes]]) -> object:
+    """A ModelInferRequest of raw tensors: (name, datatype, shape, raw bytes) each."""
+    from mltk.serving import grpc_predict_v2_pb2 as pb
+
+    return pb.ModelInferRequest(
+        model_name=model, inputs=[pb.ModelInferRequest.InferInputTensor(
+            name=n, datatype=d, shape=s) for n, d, s, _ in tensors],
+        raw_input_contents=[raw for *_, raw in tensors])
+
+
+def raw_bytes(values: Sequence[bytes]) -> bytes:
+    """BYTES elements as raw tensor contents: a 4-byte little-endian length before each."""
+    return b"".join(len(v).to_bytes(4, "little") + v for v in values)
+
+
+def grpc_row(model: str, row: dict, inputs: Sequence[dict]) -> object:
+    """One row as one [1] tensor per column, of the model's declared datatypes."""
+    import struct
+
+    tensors = []
+    for t in inputs:
+        v = row.get(t["name"])
+        if v == "":
+            v = None  # missing
+        if t["datatype"] == "BYTES":
+            raw = raw_bytes([b"" if v is None else str(v).encode()])
+        else:
+            raw = struct.pack("<d", float("nan") if v is None else float(v))
+        tensors.append((t["name"], t["datatype"], [1], raw))
+    return grpc_request(model, tensors)
+
+
 # -- servers --------------------------------------------------------------------------------------
 def get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
     return http_get(f"http://127.0.0.1:{port}{path}", timeout)
@@ -200,6 +276,7 @@ def serving(cmd: list[str], port: int, ready_path: str, env: dict[str, str] | No
 
 
 def mltk_serve(models: Sequence[str], port: int, workers: int, *flags: str) -> Iterator:
+    """``mltk serve`` on ``port`` (``--grpc-port N`` among ``flags`` adds gRPC)."""
     cmd = [sys.executable, "-m", "mltk", "serve", *models, "--port", str(port),
            "--workers", str(workers), *flags]
     return serving(cmd, port, "/v2/health/ready")
@@ -461,10 +538,18 @@ def bench_rows(args: argparse.Namespace, work: Path, rows: list[dict]) -> None:
             reqs = [post(port, "/invocations", "application/json", b) for b in bodies]
             return load(port, reqs, args.requests, ROW_CLIENTS, args.seconds, warm)[0]
 
+    def over_grpc() -> Load:
+        port, grpc_port = free_port(), free_port()
+        with mltk_serve([str(model)], port, args.workers, "--grpc-port", str(grpc_port)):
+            inputs = json.loads(get(port, f"/v2/models/{model.name}")[1])["inputs"]
+            reqs = [grpc_row(model.name, r, inputs) for r in rows]
+            return load_grpc(grpc_port, reqs, args.requests, ROW_CLIENTS, args.seconds, warm)[0]
+
     def limit() -> dict:
         return in_process("rows", str(model), str(rows_file), str(args.requests))
 
-    runs = rounds_of(args.rounds, {"ours": ours, "theirs": theirs, "limit": limit})
+    runs = rounds_of(args.rounds, {"ours": ours, "grpc": over_grpc, "theirs": theirs,
+                                   "limit": limit})
     print(f"\n1. two-group model (xgb-analyze), one JSON row per request, {ROW_CLIENTS} "
           f"connections, {args.workers} worker process(es) per server, best of {args.rounds}")
     header("req/s")
@@ -473,6 +558,10 @@ def bench_rows(args: argparse.Namespace, work: Path, rows: list[dict]) -> None:
     line(f"mltk serve ({uvicorn_flavour()})", a.rate, a.ms(50), a.ms(99),
          spread([x.rate for x in runs["ours"]]))
     report_errors("mltk serve", runs["ours"])
+    g = best(runs["grpc"])
+    line("mltk serve over gRPC (ModelInfer, one row of raw tensors)", g.rate, g.ms(50),
+         g.ms(99), spread([x.rate for x in runs["grpc"]]))
+    report_errors("mltk serve over gRPC", runs["grpc"])
     line("Flask + gunicorn (sync workers, one predict per request)", b.rate, b.ms(50),
          b.ms(99), spread([x.rate for x in runs["theirs"]]))
     report_errors("Flask", runs["theirs"])
@@ -504,18 +593,31 @@ def bench_images(args: argparse.Namespace, work: Path, model_name: str) -> None:
             return result, (total - before[0]) / max(1.0, count - before[1])
         return run
 
+    def over_grpc() -> tuple[Load, float]:
+        port, grpc_port = free_port(), free_port()
+        with mltk_serve([str(model)], port, args.workers, "--grpc-port", str(grpc_port)):
+            reqs = [grpc_request(model_name, [("image", "BYTES", [1], raw_bytes([b]))])
+                    for b in bodies]
+            result, before = load_grpc(grpc_port, reqs, args.images, IMAGE_CLIENTS,
+                                       args.seconds, IMAGE_CLIENTS * 2,
+                                       lambda p=port: batch_stats(p, model_name))
+            total, count = batch_stats(port, model_name)
+        return result, (total - before[0]) / max(1.0, count - before[1])
+
     def limit() -> dict:
         return in_process("images", str(model), str(work / "photos"), str(args.images))
 
     runs = rounds_of(args.rounds, {"adaptive": served(), "single": served("--max-batch-size",
-                                                                          "1"), "limit": limit})
+                                                                          "1"),
+                                   "grpc": over_grpc, "limit": limit})
     print(f"\n2. image classifier {model_name}, 150 px, single-image requests ({len(photos)} "
           f"product JPEGs, 240-480 px), {IMAGE_CLIENTS} clients, {args.workers} worker(s), "
           f"best of {args.rounds}")
     header("img/s")
     rates = {}
     for key, label in (("adaptive", "mltk serve, adaptive batching (default flags)"),
-                       ("single", "mltk serve --max-batch-size 1 (no batching)")):
+                       ("single", "mltk serve --max-batch-size 1 (no batching)"),
+                       ("grpc", "mltk serve over gRPC, adaptive batching (raw BYTES)")):
         result, mean_batch = max(runs[key], key=lambda x: x[0].rate)
         line(label, result.rate, result.ms(50), result.ms(99),
              f"mean batch {mean_batch:.1f}  {spread([x[0].rate for x in runs[key]])}")

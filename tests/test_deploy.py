@@ -35,6 +35,7 @@ MANIFESTS = sorted(K8S.rglob("*.yaml"))
 # The oldest Kubernetes still common in managed clusters, and the newest the schemas cover.
 KUBERNETES_VERSIONS = ("1.33", "1.37")
 PORT = 8080
+GRPC_PORT = 8081
 READY, LIVE = "/v2/health/ready", "/v2/health/live"
 MODEL_DIR = "/opt/ml/model"
 SAGEMAKER_LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"
@@ -118,7 +119,8 @@ def test_dockerfile_base_image_and_variants():
     assert bases and all(b.startswith("python:3.11-slim") for b in bases), bases
     args = [args for keyword, args in steps if keyword == "ARG"]
     assert "VARIANT=cpu" in args
-    assert "[gpu,storage]" in DOCKERFILE.read_text() and "[storage]" in DOCKERFILE.read_text()
+    text = DOCKERFILE.read_text()  # both variants serve gRPC and read object storage
+    assert '"[gpu,grpc,storage]"' in text and '"[grpc,storage]"' in text
 
 
 def test_dockerfile_entrypoint_runs_mltk_in_exec_form():
@@ -237,16 +239,20 @@ def container_port(container: dict, port: int | str) -> int:
     return named[port]
 
 
-def test_service_selects_the_deployment_pods_on_8080(serve):
+def test_service_selects_the_deployment_pods_on_8080_and_grpc_on_8081(serve):
     deployment, service = serve["Deployment"], serve["Service"]
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     selector = service["spec"]["selector"]
     assert selector and selector.items() <= pod_labels.items(), (selector, pod_labels)
     assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
     container = serve_container(deployment)
-    assert [p["containerPort"] for p in container["ports"]] == [PORT]
-    for port in service["spec"]["ports"]:
-        assert container_port(container, port.get("targetPort", port["port"])) == PORT
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "http": PORT, "grpc": GRPC_PORT}
+    targets = {port["name"]: container_port(container, port.get("targetPort", port["port"]))
+               for port in service["spec"]["ports"]}
+    assert targets == {"http": PORT, "grpc": GRPC_PORT}
+    # the server listens for gRPC where the container port says (MLTK_SERVE_GRPC_PORT)
+    assert serve["ConfigMap"]["data"]["MLTK_SERVE_GRPC_PORT"] == str(GRPC_PORT)
 
 
 def test_probes_use_the_health_routes(serve):

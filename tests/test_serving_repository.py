@@ -329,3 +329,42 @@ def test_models_load_live_from_s3_while_others_answer(s3, tmp_path, cancer_model
         assert server.stop() == 0, server.log()
     assert answered and set(answered) == {200}
     assert during >= 1  # the colours model answered while the other one loaded
+
+
+def test_grpc_repository_calls_load_and_unload_the_live_models(tmp_path):
+    """With --model-repository and --grpc-port, tritonclient's repository calls over gRPC load
+    and unload the same live set as the REST routes, and inference follows at once."""
+    grpc = pytest.importorskip("grpc")
+    from mltk.serving import grpc_server
+    from mltk.serving.launcher import free_port
+
+    repo = tmp_path / "repo"
+    colors_model(repo / "pal")
+    port = free_port()
+    settings = ServeSettings(model_repository=str(repo), load_on_request=True, grpc_port=port)
+    pb = grpc_server.pb
+    image = pb.ModelInferRequest.InferInputTensor(name="image", datatype="BYTES", shape=[1])
+    infer = pb.ModelInferRequest(model_name="pal", inputs=[image])
+    infer.inputs[0].contents.bytes_contents.append(png(32))
+    with live_client(settings) as c, grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = grpc_server.pb_grpc.GRPCInferenceServiceStub(channel)
+        index = stub.RepositoryIndex(pb.RepositoryIndexRequest())
+        assert [(m.name, m.state) for m in index.models] == [("pal", "UNAVAILABLE")]
+        assert not stub.ModelReady(pb.ModelReadyRequest(name="pal")).ready
+        stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="pal"))
+        assert stub.ModelReady(pb.ModelReadyRequest(name="pal")).ready
+        assert c.get("/v2/models/pal/ready").status_code == 200  # REST sees the same set
+        answer = stub.ModelInfer(infer)
+        assert {o.name for o in answer.outputs} >= {"width", "height"}
+        with pytest.raises(grpc.RpcError) as e:
+            stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="nope"))
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+        stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name="pal"))
+        assert not stub.ModelReady(pb.ModelReadyRequest(name="pal")).ready
+        assert c.get("/v2/models/pal/ready").status_code == 404
+        with pytest.raises(grpc.RpcError) as e:
+            stub.ModelInfer(infer)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as e:
+            stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name="pal"))
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND

@@ -66,10 +66,15 @@ def serve(
     drift_window: Annotated[int | None, typer.Option(
         "--drift-window", min=0, help="Recent rows kept per two-group model and compared with "
         "its training data on GET /drift/NAME and /metrics (1000; 0: off).")] = None,
+    grpc_port: Annotated[int | None, typer.Option(
+        "--grpc-port", min=0, help="Also serve the Open Inference Protocol over gRPC "
+        "(inference.GRPCInferenceService) on this port (none; env MLTK_SERVE_GRPC_PORT).",
+        show_default=False)] = None,
     config: ConfigOption = None,
 ) -> None:
     """Serve models over HTTP: SageMaker's /ping and /invocations, the Open Inference Protocol
-    (V2) under /v2, Prometheus /metrics. SIGTERM finishes the requests in flight and exits 0.
+    (V2) under /v2, Prometheus /metrics; with --grpc-port, V2 over gRPC too (the same models
+    and limits). SIGTERM finishes the requests in flight and exits 0.
     A model that fails to load stops the server: Error naming it, exit 1.
 
     Auth: none by default (the server binds 127.0.0.1). With a token (--token-file,
@@ -94,7 +99,7 @@ def serve(
         "host": host, "port": port, "workers": workers, "max_batch_size": max_batch_size,
         "max_latency_ms": max_latency_ms, "max_body_mb": max_body_mb, "timeout": timeout,
         "broker": broker, "token_file": token_file, "drift_window": drift_window,
-        "access_log": True if output.verbosity > 0 else None,
+        "grpc_port": grpc_port, "access_log": True if output.verbosity > 0 else None,
         "model_repository": model_repository, "load_on_request": load_on_request,
         "multi_model": multi_model}, config)
     from mltk.serving.repository import startup_models
@@ -114,4 +119,7 @@ def serve(
     settings = dataclasses.replace(settings, models=tuple(local))
     output.info(f"mltk serve: http://{settings.host}:{settings.port} with "
                 f"{settings.workers} worker(s); models: {', '.join(described) or 'none yet'}")
+    if settings.grpc_port is not None:
+        output.info(f"mltk serve: gRPC (Open Inference Protocol) on {settings.host}:"
+                    f"{settings.grpc_port}")
     run(settings)

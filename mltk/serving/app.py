@@ -121,12 +121,15 @@ def create_app(settings: ServeSettings, plane: DataPlane | None = None) -> Any:
                                      on_change=plane.metrics.decode_changed)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: Any):
+    async def lifespan(app: Any):
         _drain_on_stop()
         plane.start_loading()
         watcher = asyncio.create_task(_report_load_failure(plane, settings))
+        grpc_server = await _start_grpc(plane, settings, getattr(app.state, "live_models", None))
         yield
         watcher.cancel()
+        if grpc_server is not None:
+            await grpc_server.stop()  # in-flight calls finish (graceful_timeout at most)
         await plane.close()
 
     app = FastAPI(title="mltk serve", version=__version__, docs_url=None, redoc_url=None,
@@ -147,6 +150,16 @@ def create_app(settings: ServeSettings, plane: DataPlane | None = None) -> Any:
     if settings.broker:
         _job_routes(app, settings)
     return _Guard(app, settings)
+
+
+async def _start_grpc(plane: DataPlane, settings: ServeSettings, live: Any = None) -> Any:
+    """The gRPC server on the same data plane, when ``grpc_port`` is set (None otherwise);
+    ``live``: the worker's live models (mltk.serving.repository), when they are on."""
+    if settings.grpc_port is None:
+        return None
+    from mltk.serving import grpc_server
+
+    return await grpc_server.start(plane, settings, live)
 
 
 async def _report_load_failure(plane: DataPlane, settings: ServeSettings) -> None:

@@ -13,6 +13,12 @@ a server open to any client needs (nginx and Triton have the same ones).
   keep-alive connection after uvicorn's ``timeout_keep_alive``.
 - On SIGTERM, a request whose body is still arriving is answered 503 at once (a client trickling
   its body must not hold the stop for ``graceful_timeout``); requests being answered finish.
+- A connection to be closed after an answer given before its request's body had all arrived (a
+  413, a 401; the client sent ``Connection: close``, as Python's urllib does) is closed only once
+  the rest of the body has been read and discarded, ``linger_bytes`` and ``linger_seconds`` at
+  most, as nginx's lingering close: closing a socket with unread data sends a reset, and a client
+  that sends its whole body before reading (urllib) would see ``Connection reset by peer`` or
+  ``Broken pipe`` instead of the answer.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ class ConnectionLimits:
     header_timeout: float = 10.0
     body_timeout: float = 60.0
     max_header_bytes: int = 16 * 1024
+    linger_bytes: int = 64 * 1024 * 1024
+    linger_seconds: float = 10.0
 
 
 class _Refusal(Exception):
@@ -52,6 +60,21 @@ def raw_response(status: int, message: str) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
+class _LingeringTransport:
+    """The connection's transport as a request cycle sees it: a close while the request's body
+    is still arriving waits for the body (:meth:`GuardedHttpToolsProtocol._close_after_body`)."""
+
+    def __init__(self, protocol: GuardedHttpToolsProtocol, transport: Any) -> None:
+        self._protocol = protocol
+        self._transport = transport
+
+    def close(self) -> None:
+        self._protocol._close_after_body()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with connection, time and header-size limits."""
 
@@ -64,6 +87,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True  # the next bytes belong to a request line or headers
         self._head_bytes = 0  # ... and this many of them have arrived
         self._refused = False
+        self._body_bytes = 0  # of the request being read
+        self._linger_left: int | None = None  # draining a refused body: bytes still allowed
 
     # -- connection ----------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
@@ -83,6 +108,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused or self.parser is None or self.transport.is_closing():
             return
+        if self._linger_left is not None:
+            self._linger_left -= len(data)
+            if self._linger_left < 0:
+                self.transport.close()
+                return
         if self._in_head:
             self._head_bytes += len(data)
             if self._timer is None:  # the first bytes of the next request
@@ -115,12 +145,45 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             raise _Refusal(431, self._too_large())
         self._disarm()
         self._arm(self.limits.body_timeout, self._body_timed_out)
+        self._body_bytes = 0
         super().on_headers_complete()
+        if self.cycle is not None:  # its close waits for the body (see _close_after_body)
+            self.cycle.transport = _LingeringTransport(self, self.transport)
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._disarm()
         self._in_head, self._head_bytes = True, 0
         super().on_message_complete()
+        if self._linger_left is not None:  # the refused body has all been read: close now
+            self.transport.close()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._linger_left is not None and self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()  # the linger timer bounds the wait instead
+            self.timeout_keep_alive_task = None
+
+    def _close_after_body(self) -> None:
+        """Close, once the rest of the request body (if still arriving) has been discarded
+        within ``linger_bytes`` and ``linger_seconds``; at once when it is larger than that."""
+        cycle = self.cycle
+        if self.transport.is_closing():
+            return
+        if cycle is None or not cycle.more_body or self._in_head:
+            self.transport.close()
+            return
+        length = next((v for k, v in self.headers if k == b"content-length"), b"")
+        left = int(length) - self._body_bytes if length.isdigit() else 0
+        if left > self.limits.linger_bytes:
+            self.transport.close()
+            return
+        self._linger_left = self.limits.linger_bytes
+        self._arm(self.limits.linger_seconds, self.transport.close)
+        self.flow.resume_reading()
 
     def _too_large(self) -> str:
         return (f"the request line and headers are larger than max_header_kb "

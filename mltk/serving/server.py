@@ -100,7 +100,7 @@ def uvicorn_config(settings: ServeSettings) -> uvicorn.Config:
         timeout_keep_alive=settings.keep_alive_timeout)  # type: ignore[arg-type]
     config.connection_limits = ConnectionLimits(  # type: ignore[attr-defined]
         settings.max_connections, settings.header_timeout, settings.body_timeout,
-        settings.max_header_bytes)
+        settings.max_header_bytes, linger_bytes=max(64 * 1024 * 1024, settings.max_body_bytes))
     return config
 
 

@@ -105,6 +105,9 @@ class ServeSettings(Settings):
     drift_window: int = setting(1000, integer(0),
                                 "recent rows per two-group model compared with its training "
                                 "data on GET /drift/{name} and /metrics; 0: off")
+    grpc_port: int | None = setting(None, optional(integer(0)),
+                                    "also serve the Open Inference Protocol over gRPC on this "
+                                    "port (0: any free one); None: no gRPC")
 
     def __post_init__(self) -> None:
         super().__post_init__()
