@@ -1,11 +1,21 @@
 """Speed of `mltk serve` (issue 12), every figure from one run on loopback (127.0.0.1).
 
-1. Two-group model (`xgb-analyze --max-evals 2` on `purchases`), one JSON row per request from
-   32 concurrent connections: requests/s, p50 and p99 of `mltk serve`, of the original stack
-   (the same predictor in a minimal Flask app under gunicorn, sync workers, one predict per
-   request) with the same number of worker processes, and of the predictor called in-process,
-   one row per call (the limit). Target: >= 1.5x Flask's requests/s, p99 <= 20 ms. Beside it,
-   the same server called over gRPC (`--grpc-port`: ModelInfer, one row as raw V2 tensors).
+1. Two-group model (`xgb-analyze --max-evals 2` on `purchases`), one row per request from
+   32 concurrent connections: requests/s, p50, p99 and the server's CPU per request (user +
+   system time of the server's processes over the measured run, divided by the requests) of
+   `mltk serve` with adaptive batching (default flags) and without (`--max-batch-size 1`),
+   of MLServer 1.7.1 with its XGBoost runtime serving the same `model.ubj`, with and without
+   adaptive batching (in a virtualenv the benchmark makes once: `--mlserver-venv`), of the
+   original stack (the same predictor in a minimal Flask app under gunicorn, sync workers,
+   one predict per request) with the same number of worker processes, and of the predictor
+   called in-process, one row per call (the limit). mltk gets the row as a JSON object
+   (`/invocations`) and, like MLServer, as one V2 `[1, n]` FP32 tensor with the categorical
+   column as the model's category code (rows without missing values, so that MLServer can
+   take them too); the answers of all three forms are compared. OMP_NUM_THREADS is 1 for
+   every server and in-process run of this part unless `--threads` says otherwise. Targets: >= 1.5x
+   Flask's requests/s, p99 <= 20 ms; unbatched: <= 0.5 ms of server CPU per request and
+   >= 75% of the in-process rate; batched: >= 1.5x MLServer's best. Beside them, the same
+   server over gRPC (`--grpc-port`: ModelInfer, one row as raw V2 tensors).
 2. Image classifiers (`small_cnn` at 150 px; `--models` adds `mobilenet_v3_small`), trained for
    2 steps on the digits, single-image requests (product JPEGs) from 32 concurrent clients:
    images/s with adaptive batching (default flags), with `--max-batch-size 1`, over gRPC
@@ -30,7 +40,7 @@ in `--workdir` (kept, and reused by the next run, when given; a temporary folder
 
 Run: nice -n 10 .venv/bin/python benchmarks/bench_serve.py [--requests 3000] [--images 480]
      [--seconds 30] [--rounds 2] [--workers 1] [--models small_cnn,mobilenet_v3_small]
-     [--workdir DIR] [--quick]
+     [--workdir DIR] [--mlserver-venv DIR | --no-mlserver] [--only rows] [--quick]
 """
 
 from __future__ import annotations
@@ -56,6 +66,12 @@ from mltk.serving.launcher import free_port, http_get, running
 ROW_CLIENTS = 32
 IMAGE_CLIENTS = 32
 LIMIT_BATCH = 32
+#: MLServer as its own virtualenv holds it: uvloop 0.21 (its parallel_workers process crashes
+#: at start with uvloop >= 0.22) and httptools (pip brings h11 only), as mltk has.
+MLSERVER_PACKAGES = ("mlserver==1.7.1", "mlserver-xgboost==1.7.1", "uvloop>=0.21,<0.22",
+                     "httptools")
+MLSERVER_BATCH = 32  # max_batch_size with adaptive batching, as mltk's default
+MLSERVER_BATCH_TIME = 0.005  # max_batch_time, s (mltk's default max_latency_ms is 5)
 
 FLASK_APP = '''\
 """The original stack: one mltk predictor behind Flask, one predict per request."""
@@ -261,6 +277,14 @@ def grpc_row(model: str, row: dict, inputs: Sequence[dict]) -> object:
     return grpc_request(model, tensors)
 
 
+def measured(port: int, pid: int, requests: Sequence[bytes], total: int, clients: int,
+             seconds: float, warmup: int) -> tuple[Load, float]:
+    """The measured run and the server's CPU per successful request, in ms."""
+    result, before = load(port, requests, total, clients, seconds, warmup,
+                          lambda: tree_cpu(pid))
+    return result, (tree_cpu(pid) - before) / max(1, result.ok) * 1000
+
+
 # -- servers --------------------------------------------------------------------------------------
 def get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
     return http_get(f"http://127.0.0.1:{port}{path}", timeout)
@@ -288,6 +312,76 @@ def flask_gunicorn(model: Path, port: int, workers: int, app_dir: Path) -> Itera
            "--bind", f"127.0.0.1:{port}", "--chdir", str(app_dir), "--log-level", "warning",
            "bench_flask_app:app"]
     return serving(cmd, port, "/ping", env={"BENCH_MODEL": os.fspath(model)})
+
+
+def mlserver_exe(venv: Path) -> Path | None:
+    """MLServer's ``mlserver`` in ``venv``, installed there the first time; None (the error
+    printed) when pip cannot install it."""
+    exe = venv / "bin" / "mlserver"
+    if exe.exists():
+        return exe
+    print(f"installing {', '.join(MLSERVER_PACKAGES)} in {venv} (once) ...", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True,
+                       capture_output=True, text=True)
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
+                        *MLSERVER_PACKAGES], check=True, capture_output=True, text=True)
+    except subprocess.CalledProcessError as exc:
+        lines = [x for x in (exc.stderr or exc.stdout or "").splitlines()
+                 if x.strip() and not x.startswith("WARNING: Location")]
+        print(f"  MLServer left out: `{' '.join(map(str, exc.cmd))}` exited {exc.returncode}:")
+        print("\n".join("    " + x for x in lines[-15:]))
+        return None
+    return exe if exe.exists() else None
+
+
+def mlserver(exe: Path, model: Path, port: int, folder: Path, batching: bool,
+             parallel_workers: int) -> Iterator:
+    """MLServer serving ``model.ubj`` of an xgb-analyze folder as model ``xgb``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = {"name": "xgb", "implementation": "mlserver_xgboost.XGBoostModel",
+                "parameters": {"uri": os.fspath(model / "model.ubj")}}
+    if batching:
+        settings.update(max_batch_size=MLSERVER_BATCH, max_batch_time=MLSERVER_BATCH_TIME)
+    (folder / "model-settings.json").write_text(json.dumps(settings))
+    (folder / "settings.json").write_text(json.dumps({
+        "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(),
+        "parallel_workers": parallel_workers, "debug": False}))
+    return serving([os.fspath(exe), "start", os.fspath(folder)], port, "/v2/models/xgb/ready")
+
+
+def tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its living descendants (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, (0, 0))[1]
+        todo += [child for child, (parent, _) in stats.items() if parent == p]
+    return total / tick
+
+
+def http_post(port: int, path: str, body: bytes) -> dict:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", path, body, {"Content-Type": "application/json"})
+        answer = conn.getresponse()
+        data = answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"POST {path}: HTTP {answer.status} {data[:300]!r}")
+        return json.loads(data)
+    finally:
+        conn.close()
 
 
 def echo_server(port: int) -> Iterator:
@@ -334,12 +428,13 @@ def worker(kind: str, args: list[str]) -> None:
         for r in rows[:50]:
             p.predict([r])
         lat = []
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for i in range(n):
             t = time.perf_counter()
             p.predict([rows[i % len(rows)]])
             lat.append(time.perf_counter() - t)
         rate = n / (time.perf_counter() - t0)
+        cpu = (time.process_time() - c0) / n * 1000
         batches = [rows[i:i + LIMIT_BATCH] for i in range(0, len(rows) - LIMIT_BATCH + 1,
                                                           LIMIT_BATCH)]
         t0 = time.perf_counter()
@@ -348,7 +443,7 @@ def worker(kind: str, args: list[str]) -> None:
         batched = len(batches) * LIMIT_BATCH / (time.perf_counter() - t0)
         lat.sort()
         print(json.dumps({"rate": rate, "p50": percentile(lat, 50) * 1000,
-                          "p99": percentile(lat, 99) * 1000, "batched": batched}))
+                          "p99": percentile(lat, 99) * 1000, "batched": batched, "cpu": cpu}))
     elif kind == "images":
         p = open_predictor(args[0])
         photos = [f.read_bytes() for f in sorted(Path(args[1]).glob("*.jpg"))]
@@ -486,13 +581,16 @@ def spread(rates: list[float]) -> str:
 
 
 def line(name: str, rate: float, p50: float | None = None, p99: float | None = None,
-         extra: str = "") -> None:
+         extra: str = "", cpu: float | None = None) -> None:
     lat = f"{p50:8.1f} {p99:8.1f}" if p50 is not None else f"{'':8s} {'':8s}"
+    if cpu is not None:
+        lat += f" {cpu:11.3f}"
     print(f"  {name:56s} {rate:9.1f} {lat}  {extra}".rstrip(), flush=True)
 
 
-def header(unit: str) -> None:
-    print(f"  {'':56s} {unit:>9s} {'p50 ms':>8s} {'p99 ms':>8s}")
+def header(unit: str, cpu: bool = False) -> None:
+    print(f"  {'':56s} {unit:>9s} {'p50 ms':>8s} {'p99 ms':>8s}"
+          + (f" {'CPU ms/req':>11s}" if cpu else ""))
 
 
 def verdict(ok: bool) -> str:
@@ -518,61 +616,187 @@ def bench_generator(args: argparse.Namespace, rows: list[dict]) -> None:
           f"fixed-response asyncio server on the same cores): {result.rate:,.0f} requests/s")
 
 
+def tensor_rows(model: Path, rows: list[dict]) -> list[tuple[dict, list[float]]]:
+    """The rows without missing values, each with its V2 ``[1, n]`` values: the model's
+    features in order, a category as its code, every number rounded to FP32."""
+    import struct
+
+    import yaml
+
+    cfg = yaml.safe_load((model / "config.yaml").read_text())
+    features = [str(c) for c in cfg["raw_features"]]
+    levels = {str(c): [str(v) for v in lv] for c, lv in (cfg.get("categories") or {}).items()}
+
+    def fp32(x: float) -> float:
+        return struct.unpack("<f", struct.pack("<f", x))[0]
+
+    out = []
+    for r in rows:
+        if any(r.get(c) in ("", None) for c in features):
+            continue
+        values = [fp32(float(levels[c].index(str(r[c]))) if c in levels else float(r[c]))
+                  for c in features]
+        numbers = {c: v for c, v in zip(features, values, strict=True) if c not in levels}
+        out.append(({**r, **numbers}, values))
+    return out
+
+
+def v2_tensor(values: list[float]) -> bytes:
+    return json.dumps({"inputs": [{"name": "input-0", "shape": [1, len(values)],
+                                   "datatype": "FP32", "data": values}]}).encode()
+
+
+ANSWERED = 20  # rows whose answers are compared across servers and forms
+
+
+def record_answers(answers: dict[str, list[float]], port: int,
+                   complete: list[tuple[dict, list[float]]], mlserver: bool) -> None:
+    """The probabilities of the first complete rows: mltk as a JSON row and as a V2 tensor,
+    or MLServer's (its ``predict`` output: the probability of this binary:logistic model)."""
+    head = complete[:ANSWERED]
+    if mlserver:
+        if "MLServer" not in answers:
+            answers["MLServer"] = [http_post(port, "/v2/models/xgb/infer", v2_tensor(v))[
+                "outputs"][0]["data"][0] for _, v in head]
+        return
+    if "mltk JSON row" in answers:
+        return
+    answers["mltk JSON row"] = [http_post(port, "/invocations", json.dumps(
+        {"instances": [r]}).encode())["predictions"][0]["probability"] for r, _ in head]
+    answers["mltk V2 tensor"] = [next(
+        o["data"][0] for o in http_post(port, "/v2/models/xgb/infer", v2_tensor(v))["outputs"]
+        if o["name"] == "probability") for _, v in head]
+
+
 def bench_rows(args: argparse.Namespace, work: Path, rows: list[dict]) -> None:
     model = work / "xgb"
     rows_file = work / "rows.json"
     rows_file.write_text(json.dumps(rows))
     bodies = [json.dumps({"instances": [r]}).encode() for r in rows]
+    complete = tensor_rows(model, rows)
+    tensors = [v2_tensor(v) for _, v in complete]
     warm = ROW_CLIENTS * 4
+    answers: dict[str, list[float]] = {}
+    exe = None if args.no_mlserver else mlserver_exe(args.mlserver_venv or
+                                                     work / "mlserver-venv")
 
-    def ours() -> Load:
-        port = free_port()
-        with mltk_serve([str(model)], port, args.workers):
-            reqs = [post(port, "/invocations", "application/json", b) for b in bodies]
-            return load(port, reqs, args.requests, ROW_CLIENTS, args.seconds, warm)[0]
+    def run_load(port: int, pid: int, path: str, payloads: list[bytes]) -> tuple[Load, float]:
+        reqs = [post(port, path, "application/json", b) for b in payloads]
+        return measured(port, pid, reqs, args.requests, ROW_CLIENTS, args.seconds, warm)
 
-    def theirs() -> Load:
+    def ours(*flags: str) -> Callable[[], dict]:
+        def run() -> dict:
+            port = free_port()
+            with mltk_serve([str(model)], port, args.workers, *flags) as proc:
+                record_answers(answers, port, complete, mlserver=False)
+                return {"json": run_load(port, proc.pid, "/invocations", bodies),
+                        "v2": run_load(port, proc.pid, "/v2/models/xgb/infer", tensors)}
+        return run
+
+    def peer(batching: bool) -> Callable[[], tuple[Load, float]]:
+        def run() -> tuple[Load, float]:
+            port = free_port()
+            assert exe is not None
+            with tempfile.TemporaryDirectory() as folder, mlserver(
+                    exe, model, port, Path(folder), batching, args.mlserver_workers) as proc:
+                record_answers(answers, port, complete, mlserver=True)
+                return run_load(port, proc.pid, "/v2/models/xgb/infer", tensors)
+        return run
+
+    def theirs() -> tuple[Load, float]:
         port = free_port()
         with tempfile.TemporaryDirectory() as app_dir, \
-                flask_gunicorn(model, port, args.workers, Path(app_dir)):
-            reqs = [post(port, "/invocations", "application/json", b) for b in bodies]
-            return load(port, reqs, args.requests, ROW_CLIENTS, args.seconds, warm)[0]
+                flask_gunicorn(model, port, args.workers, Path(app_dir)) as proc:
+            return run_load(port, proc.pid, "/invocations", bodies)
 
-    def over_grpc() -> Load:
+    def over_grpc() -> tuple[Load, float]:
         port, grpc_port = free_port(), free_port()
-        with mltk_serve([str(model)], port, args.workers, "--grpc-port", str(grpc_port)):
+        with mltk_serve([str(model)], port, args.workers, "--grpc-port", str(grpc_port)) as proc:
             inputs = json.loads(get(port, f"/v2/models/{model.name}")[1])["inputs"]
             reqs = [grpc_row(model.name, r, inputs) for r in rows]
-            return load_grpc(grpc_port, reqs, args.requests, ROW_CLIENTS, args.seconds, warm)[0]
+            result, before = load_grpc(grpc_port, reqs, args.requests, ROW_CLIENTS, args.seconds,
+                                       warm, lambda: tree_cpu(proc.pid))
+            return result, (tree_cpu(proc.pid) - before) / max(1, result.ok) * 1000
 
     def limit() -> dict:
         return in_process("rows", str(model), str(rows_file), str(args.requests))
 
-    runs = rounds_of(args.rounds, {"ours": ours, "grpc": over_grpc, "theirs": theirs,
-                                   "limit": limit})
-    print(f"\n1. two-group model (xgb-analyze), one JSON row per request, {ROW_CLIENTS} "
-          f"connections, {args.workers} worker process(es) per server, best of {args.rounds}")
-    header("req/s")
-    a, b = best(runs["ours"]), best(runs["theirs"])
+    runs: dict[str, Callable[[], object]] = {"adaptive": ours(),
+                                             "single": ours("--max-batch-size", "1"),
+                                             "grpc": over_grpc}
+    if exe is not None:
+        runs.update({"peer-single": peer(False), "peer-batched": peer(True)})
+    runs.update({"flask": theirs, "limit": limit})
+    report_rows(args, rounds_of(args.rounds, runs), answers, len(complete))
+
+
+def best_of(runs: list, form: str | None = None) -> tuple[Load, float]:
+    """The round with the best rate: (load, CPU ms per request)."""
+    pairs = [r[form] if form else r for r in runs]
+    return max(pairs, key=lambda x: x[0].rate)
+
+
+def report_rows(args: argparse.Namespace, runs: dict[str, list], answers: dict[str, list],
+                n_complete: int) -> None:
+    print(f"\n1. two-group model (xgb-analyze), one row per request, {ROW_CLIENTS} "
+          f"connections, {args.workers} worker process(es) per server, best of {args.rounds}; "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; CPU: the server's processes' "
+          f"user + system time per request")
+    header("req/s", cpu=True)
+    shown = [("adaptive", "json", "mltk serve, adaptive batching, JSON row"),
+             ("adaptive", "v2", "mltk serve, adaptive batching, V2 [1, n] FP32"),
+             ("single", "json", "mltk serve --max-batch-size 1, JSON row"),
+             ("single", "v2", "mltk serve --max-batch-size 1, V2 [1, n] FP32"),
+             ("grpc", None, "mltk serve over gRPC (ModelInfer, one row of raw tensors)"),
+             ("peer-single", None, "MLServer 1.7.1 (XGBoost runtime), no batching, V2"),
+             ("peer-batched", None, f"MLServer, adaptive batching ({MLSERVER_BATCH}, "
+              f"{MLSERVER_BATCH_TIME * 1000:g} ms), V2"),
+             ("flask", None, "Flask + gunicorn (sync, one predict per request), JSON")]
+    got: dict[tuple[str, str | None], tuple[Load, float]] = {}
+    for key, form, label in shown:
+        if key not in runs:
+            continue
+        result, cpu = got[key, form] = best_of(runs[key], form)
+        line(label, result.rate, result.ms(50), result.ms(99),
+             spread([(r[form] if form else r)[0].rate for r in runs[key]]), cpu=cpu)
+        report_errors(label, [(r[form] if form else r)[0] for r in runs[key]])
     lim = max(runs["limit"], key=lambda x: x["rate"])
-    line(f"mltk serve ({uvicorn_flavour()})", a.rate, a.ms(50), a.ms(99),
-         spread([x.rate for x in runs["ours"]]))
-    report_errors("mltk serve", runs["ours"])
-    g = best(runs["grpc"])
-    line("mltk serve over gRPC (ModelInfer, one row of raw tensors)", g.rate, g.ms(50),
-         g.ms(99), spread([x.rate for x in runs["grpc"]]))
-    report_errors("mltk serve over gRPC", runs["grpc"])
-    line("Flask + gunicorn (sync workers, one predict per request)", b.rate, b.ms(50),
-         b.ms(99), spread([x.rate for x in runs["theirs"]]))
-    report_errors("Flask", runs["theirs"])
     line("predictor in-process, one row per call (the limit)", lim["rate"], lim["p50"],
-         lim["p99"], spread([x["rate"] for x in runs["limit"]]))
+         lim["p99"], spread([x["rate"] for x in runs["limit"]]), cpu=lim["cpu"])
     line(f"  (in-process, {LIMIT_BATCH} rows per call: rows/s)",
          max(x["batched"] for x in runs["limit"]))
-    ratio = a.rate / b.rate if b.rate else float("inf")
-    print(f"  mltk serve / Flask: {ratio:.2f}x (target >= 1.5x: {verdict(ratio >= 1.5)}); "
-          f"p99 {a.ms(99):.1f} ms (target <= 20 ms: {verdict(a.ms(99) <= 20)}); "
-          f"mltk serve / in-process: {a.rate / lim['rate']:.0%}")
+    verdicts(got, lim)
+    if answers:
+        names = list(answers)
+        same = all(answers[k] == answers[names[0]] for k in names)
+        worst = max(abs(a - b) for k in names for a, b in zip(answers[k], answers[names[0]],
+                                                                strict=True))
+        print(f"  answers ({min(ANSWERED, n_complete)} rows, {', '.join(names)}): "
+              + ("identical" if same else f"NOT identical (largest difference {worst:.3g})"))
+
+
+def verdicts(got: dict[tuple[str, str | None], tuple[Load, float]], lim: dict) -> None:
+    a, single = got["adaptive", "json"][0], got["single", "json"]
+    b = got.get(("flask", None), (None, 0.0))[0]
+    if b is not None:
+        ratio = a.rate / b.rate if b.rate else float("inf")
+        print(f"  mltk serve / Flask: {ratio:.2f}x (target >= 1.5x: {verdict(ratio >= 1.5)}); "
+              f"p99 {a.ms(99):.1f} ms (target <= 20 ms: {verdict(a.ms(99) <= 20)})")
+    share = single[0].rate / lim["rate"]
+    print(f"  unbatched (--max-batch-size 1, JSON row): {single[1]:.3f} ms of server CPU per "
+          f"request (target <= 0.5: {verdict(single[1] <= 0.5)}); {single[0].rate:.0f} req/s "
+          f"= {share:.0%} of the in-process one-row rate (target >= 75%: "
+          f"{verdict(share >= 0.75)}; a single-process server's ceiling is in-process CPU per "
+          f"call / server CPU per request = {lim['cpu'] / single[1]:.0%})")
+    peers = [got[k, None] for k in ("peer-single", "peer-batched") if (k, None) in got]
+    if peers:
+        best_peer = max(peers, key=lambda x: x[0].rate)
+        ours_v2 = got["adaptive", "v2"][0]
+        print(f"  batched: mltk serve (V2) / MLServer's best: "
+              f"{ours_v2.rate / best_peer[0].rate:.2f}x (target >= 1.5x: "
+              f"{verdict(ours_v2.rate >= 1.5 * best_peer[0].rate)}); unbatched server CPU per "
+              f"request, mltk V2 / MLServer: {got['single', 'v2'][1]:.3f} / "
+              f"{got['peer-single', None][1]:.3f} ms")
     print(f"  ({ROW_CLIENTS} requests always in flight at {a.rate:.0f} req/s: a mean latency of "
           f"at least {ROW_CLIENTS / a.rate * 1000:.0f} ms (Little's law))")
 
@@ -663,6 +887,20 @@ def bench_colors(args: argparse.Namespace, work: Path) -> None:
     print(f"  serve / colors -j 1: {a.rate / c:.0%} (target >= 70%: {verdict(a.rate >= 0.7 * c)})")
 
 
+@contextlib.contextmanager
+def omp_threads(n: int) -> Iterator[None]:
+    """OMP_NUM_THREADS=n for the servers and in-process runs started in the block."""
+    before = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["OMP_NUM_THREADS"]
+        else:
+            os.environ["OMP_NUM_THREADS"] = before
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -680,12 +918,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2,
                         help="interleaved rounds of every measurement; the best is kept (2)")
     parser.add_argument("--threads", type=int,
-                        help="OMP_NUM_THREADS for the servers and the in-process runs (unset)")
+                        help="OMP_NUM_THREADS for the servers and the in-process runs (unset; "
+                        "1 in part 1)")
     parser.add_argument("--models", default="small_cnn",
                         help="image models, comma-separated (small_cnn; also mobilenet_v3_small)")
     parser.add_argument("--only", default="rows,images,colors",
                         help="parts to run, comma-separated (rows,images,colors)")
     parser.add_argument("--workdir", type=Path, help="keep data and models here (and reuse them)")
+    parser.add_argument("--mlserver-venv", type=Path,
+                        help="MLServer's virtualenv, made there once (WORKDIR/mlserver-venv)")
+    parser.add_argument("--mlserver-workers", type=int, default=0,
+                        help="MLServer's parallel_workers (0: inference in its server process)")
+    parser.add_argument("--no-mlserver", action="store_true", help="leave MLServer out")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -708,7 +952,8 @@ def main() -> None:
               f"{os.environ.get('OMP_NUM_THREADS', '(unset)')}")
         bench_generator(args, rows)
         if "rows" in only:
-            bench_rows(args, work, rows)
+            with omp_threads(args.threads or 1):
+                bench_rows(args, work, rows)
         if "images" in only:
             for model in models:
                 bench_images(args, work, model)

@@ -34,7 +34,10 @@ def clean(obj: Any) -> Any:
 
 
 def dumps(obj: Any, **kwargs: Any) -> str:
-    return json.dumps(clean(obj), default=_default, allow_nan=False, **kwargs)
+    try:  # the usual case, no NaN or inf anywhere: no walk of the object in Python first
+        return json.dumps(obj, default=_default, allow_nan=False, **kwargs)
+    except ValueError:  # "Out of range float values": the same text as with NaN/inf as null
+        return json.dumps(clean(obj), default=_default, allow_nan=False, **kwargs)
 
 
 def read_or_none(path: str | os.PathLike[str]) -> Any:

@@ -172,3 +172,17 @@ def test_a_real_server_measures_the_rows_sent_over_v2(cancer_model, rows):
             f'{by["mean radius"]["psi"]}' in metrics
     finally:
         assert s.stop() == 0, s.log()
+
+
+def test_small_unbatched_requests_reach_the_window_too(cancer_model, rows):
+    """Without batching, a small request to a row model is scored on the event loop (the lean
+    path): its rows join the window all the same."""
+    client = started(ServeSettings(models=(f"cancer={cancer_model / 'model'}",),
+                                   max_batch_size=1))
+    try:
+        for i in range(3):
+            send(client, rows.iloc[i:i + 1])  # one row a request
+        send(client, rows.iloc[3:10])
+        assert client.get("/drift/cancer").json()["rows"] == 10
+    finally:
+        client.__exit__(None, None, None)

@@ -20,6 +20,7 @@ class TwoGroupPredictor(Predictor):
     kind = "two-group"
     input_kind = "row"
     batchable = True  # one model call for many rows costs about what one row does
+    inline_inputs = 16  # XGBoost scores a few rows in ~0.1 ms, thread-safely
 
     def __init__(self, name: str, source: str, model: Any,
                  unknown_categories: str = "error") -> None:

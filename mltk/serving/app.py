@@ -25,11 +25,10 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException
 
 from mltk import __version__
-from mltk.errors import BusyError, InputError, PixelLimitError
 from mltk.serving import codecs, v2codec
-from mltk.serving.batching import QueueFull
 from mltk.serving.codecs import CodecError
 from mltk.serving.dataplane import DataPlane, NotFound, NotReady
+from mltk.serving.outcomes import LARGE_BODY, MODEL_VERSION, answer_records, message_of, status_of
 from mltk.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -82,30 +81,8 @@ def failure(exc: BaseException, headers: Mapping[str, str] | None = None) -> Any
     return error(status, message_of(exc), headers)
 
 
-def status_of(exc: BaseException) -> int:
-    """The HTTP status for an exception raised while answering a request."""
-    if isinstance(exc, CodecError):
-        return exc.status
-    if isinstance(exc, PixelLimitError):
-        return 413
-    if isinstance(exc, NotFound):
-        return 404
-    if isinstance(exc, (NotReady, QueueFull, BusyError)):
-        return 503
-    if isinstance(exc, TimeoutError):
-        return 504
-    if isinstance(exc, InputError):
-        return 400
-    return 500
 
 
-def message_of(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "the request took longer than the timeout"
-    if status_of(exc) == 500:
-        # not the exception's text: it may quote a library's stack or a file's content
-        return (f"internal error ({type(exc).__name__}); the server's log has its traceback")
-    return str(exc)
 
 
 def create_app(settings: ServeSettings, plane: DataPlane | None = None) -> Any:
@@ -263,7 +240,7 @@ def _sagemaker_routes(app: Any, plane: DataPlane, settings: ServeSettings) -> No
             items = await _work(len(body) > LARGE_BODY, lambda: _decode(
                 p, request.headers.get("content-type"), body))
             outcomes = await plane.infer(p.name, items)
-            records = _records(outcomes, p.input_kind)
+            records = answer_records(outcomes, p.input_kind)
             body, ctype = await _work(len(records) > LARGE_ANSWER,
                                       lambda: codecs.encode(records, accept))
             if ctype == codecs.CSV and "header=present" in (request.headers.get("accept") or ""):
@@ -277,10 +254,7 @@ def _sagemaker_routes(app: Any, plane: DataPlane, settings: ServeSettings) -> No
             plane.metrics.observe(name, "sagemaker", status, time.perf_counter() - t0)
 
 
-#: Bodies of more bytes, answers of more records, are decoded or encoded in a worker thread:
-#: a batch transform's megabytes of rows take a second, which would hold up every other
-#: request on the event loop; for a small one the thread hop costs more than the work.
-LARGE_BODY = 256 * 1024
+#: Answers of more records are encoded in a worker thread (bodies: ``outcomes.LARGE_BODY``).
 LARGE_ANSWER = 2000
 
 
@@ -314,18 +288,7 @@ def _columns(p: Any) -> list[str]:
     return list(getattr(p, "features", []) or [])
 
 
-def _records(outcomes: list[Any], input_kind: str) -> list[dict[str, Any]]:
-    """The records, or the first bad input's error (naming it when there are several, and
-    always naming a row)."""
-    for i, o in enumerate(outcomes):
-        if isinstance(o, InputError):
-            if len(outcomes) == 1 and input_kind != "row":
-                raise o
-            kind = PixelLimitError if isinstance(o, PixelLimitError) else InputError
-            # "row 2, column 'x': ..." as xgb-predict says it; "image 3: ..."
-            sep = ", " if str(o).startswith("column ") else ": "
-            raise kind(f"{input_kind} {i + 1}{sep}{o}")
-    return outcomes
+
 
 
 # -- Open Inference Protocol (V2) -----------------------------------------------------------------
@@ -372,10 +335,10 @@ def _v2_routes(app: Any, plane: DataPlane) -> None:
             body = await request.body()
             req, values = await _work(len(body) > LARGE_BODY, lambda: v2codec.parse_request(
                 body, request.headers.get(_BINARY_HEADER)))
-            items = v2codec.to_items(p.input_kind, values, req, [t.name for t in p.inputs()],
-                                     getattr(p, "categories", None))
-            records = _records(await plane.infer(p.name, items), p.input_kind)
-            tensors, blobs = v2codec.outputs(records, req, p.outputs())
+            names, categories, declared = plane.schema(p)
+            items = v2codec.to_items(p.input_kind, values, req, names, categories)
+            records = answer_records(await plane.infer(p.name, items), p.input_kind)
+            tensors, blobs = v2codec.outputs(records, req, declared)
             doc = {"model_name": p.name, "model_version": MODEL_VERSION, "outputs": tensors}
             if "id" in req:
                 doc["id"] = req["id"]  # text: parse_request refuses any other id
@@ -392,8 +355,6 @@ def _v2_routes(app: Any, plane: DataPlane) -> None:
             plane.metrics.observe(name, "v2", status, time.perf_counter() - t0)
 
 
-#: The one version of every model (a model is a folder given at start).
-MODEL_VERSION = "1"
 
 
 def _model(plane: DataPlane, name: str, version: str | None) -> Any:
@@ -572,6 +533,7 @@ class _Guard:
         self.settings = settings
         self.limit = settings.max_body_bytes
         self.token = settings.token.encode() if settings.token else None
+        self._routes: Any = None  # mltk.serving.direct.DirectRoutes, made at the first request
 
     @property
     def state(self) -> Any:
@@ -594,7 +556,20 @@ class _Guard:
             await _send_error(send, 413, f"the body is {int(length):,} bytes, more than "
                               f"max_body_mb ({self.settings.max_body_mb:g} MB)")
             return
-        await self.app(scope, self._limited(receive, send), _retry_after(send))
+        receive, send = self._limited(receive, send), _retry_after(send)
+        direct = self._direct(scope)
+        if direct is not None:
+            await direct(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _direct(self, scope: dict) -> Any:
+        """The inference routes without FastAPI's dispatch (mltk.serving.direct), or None."""
+        if self._routes is None:
+            from mltk.serving.direct import DirectRoutes
+
+            self._routes = DirectRoutes(self.app)
+        return self._routes.match(scope)
 
     def _check_token(self, given: list[bytes]) -> tuple[int, str, dict[str, str]] | None:
         """None when the one Authorization header is ``Bearer TOKEN`` (the scheme in any case,

@@ -137,7 +137,7 @@ def fill_response(response: Any, tensors: list[dict[str, Any]], blobs: list[byte
 
 def status_code(exc: BaseException) -> tuple[grpc.StatusCode, str, int]:
     """(gRPC code, message, HTTP status) of an exception raised while answering a call."""
-    from mltk.serving.app import message_of, status_of
+    from mltk.serving.outcomes import message_of, status_of
 
     if isinstance(exc, Unauthenticated):
         return grpc.StatusCode.UNAUTHENTICATED, str(exc), 401
@@ -180,7 +180,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             raise CodecError(*refusal)
 
     def _model(self, name: str, version: str) -> Any:
-        from mltk.serving.app import MODEL_VERSION
+        from mltk.serving.outcomes import MODEL_VERSION
 
         p = self.plane.get(name)
         if version and version != MODEL_VERSION:
@@ -252,7 +252,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             self.plane.metrics.observe(name, "grpc", status, time.perf_counter() - t0)
 
     async def _infer(self, p: Any, request: Any) -> Any:
-        from mltk.serving.app import LARGE_BODY, MODEL_VERSION, _records
+        from mltk.serving.outcomes import LARGE_BODY, MODEL_VERSION, answer_records
 
         body, header, raw = request_body(request)
         if len(body) > LARGE_BODY:
@@ -263,7 +263,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             req, values = v2codec.parse_request(body, str(header))
         items = v2codec.to_items(p.input_kind, values, req, [t.name for t in p.inputs()],
                                  getattr(p, "categories", None))
-        records = _records(await self.plane.infer(p.name, items), p.input_kind)
+        records = answer_records(await self.plane.infer(p.name, items), p.input_kind)
         tensors, blobs = v2codec.outputs(records, {**req, "parameters": {
             "binary_data_output": raw}}, p.outputs())
         response = pb.ModelInferResponse(model_name=p.name, model_version=MODEL_VERSION,
@@ -285,7 +285,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def _index(self, ready_only: bool) -> Any:
         from mltk.predictors import parse_model_spec
-        from mltk.serving.app import MODEL_VERSION
+        from mltk.serving.outcomes import MODEL_VERSION
 
         plane = self.plane
         for spec in self.settings.models:

@@ -39,6 +39,8 @@ class Metrics:
                                  ["model"], registry=r, multiprocess_mode="livesum")
         self.load_seconds = Gauge("mltk_model_load_seconds", "Seconds to load and warm up a "
                                   "model.", ["model"], registry=r, multiprocess_mode="max")
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._batch_children: dict[str, Any] = {}
         self.decode_pixels = Gauge("mltk_decode_pixels", "Image pixels being decoded (the decode "
                                    "budget in use).", registry=r, multiprocess_mode="livesum")
         self.decode_peak = Gauge("mltk_decode_pixels_peak", "Most image pixels decoded at once "
@@ -63,6 +65,20 @@ class Metrics:
     def observe(self, model: str, protocol: str, status: int, seconds: float) -> None:
         if self.known_models is not None and model not in self.known_models:
             model = UNKNOWN_MODEL
-        self.requests.labels(model, protocol, str(status)).inc()
-        self.latency.labels(model, protocol).observe(seconds)
+        key = (model, protocol, status)
+        children = self._children.get(key)
+        if children is None:  # .labels() looks up and locks: once per label set, not per call
+            children = (self.requests.labels(model, protocol, str(status)),
+                        self.latency.labels(model, protocol))
+            if self.known_models is not None:  # a bounded set of names: kept
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def observe_batch(self, model: str, size: int) -> None:
+        """One model call of ``size`` inputs (``model``: a served model's name)."""
+        child = self._batch_children.get(model)
+        if child is None:
+            child = self._batch_children[model] = self.batch_size.labels(model)
+        child.observe(size)
 

@@ -81,6 +81,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
         super().__init__(config, server_state, app_state, _loop)
+        # uvicorn logs access when "uvicorn.access" has a handler (mltk gives it one for -v);
+        # without --access-log each response built a line that the level then dropped
+        self.access_log = self.access_log and bool(getattr(config, "access_log", True))
         self.limits: ConnectionLimits = getattr(config, "connection_limits", None) \
             or ConnectionLimits()
         self._timer: asyncio.TimerHandle | None = None

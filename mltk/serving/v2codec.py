@@ -59,7 +59,8 @@ def parse_request(body: bytes, header_length: str | None) -> tuple[dict[str, Any
         name, dtype, shape = _check_input(t, i)
         if name in values:
             raise CodecError(400, f"input {name!r} is given twice")
-        size = _parameters(t, f"input {name!r}").get("binary_data_size")
+        size = _parameters(t, f"input {name!r}").get("binary_data_size") \
+            if "parameters" in t else None
         if size is not None:
             if not _is_int(size) or size < 0 or offset + size > len(rest):
                 raise CodecError(400, f"input {name!r}: binary_data_size {size!r} runs past the "
@@ -160,6 +161,8 @@ def _flatten(data: Any, name: str) -> list[Any]:
         raise CodecError(400, f"input {name!r}: no 'data' and no binary_data_size")
     if not isinstance(data, list):
         return [data]
+    if not any(isinstance(v, list) for v in data):  # flat already: the usual case
+        return list(data)
     out: list[Any] = []
     stack = [iter(data)]
     while stack:

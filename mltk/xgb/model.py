@@ -63,6 +63,7 @@ class TwoGroupModel:
         self.config = cfg
         self.model_dir = d
         self._native = cfg.get("categorical_mode", "native") == "native"
+        self._one_thread: Any = None  # a one-thread DensePredictor, for score_records
         try:
             self.booster = xgb.Booster(model_file=os.fspath(d / "model.ubj"))
         except xgb.core.XGBoostError as exc:
@@ -166,14 +167,20 @@ class TwoGroupModel:
         return ids
 
     def _predict_matrix(self, matrix: Any) -> Any:
-        import xgboost as xgb
+        """Probabilities of a float matrix of the features in training order (categories as
+        their codes), as a DMatrix typed "c" there gives them, through XGBoost's C functions
+        directly (:mod:`mltk.xgb.dense`: the Python wrappers cost more than the trees for a
+        few rows). One thread, on a copy of the booster: a few rows gain nothing from OpenMP,
+        whose idle threads spin on the cores a server's requests need (ms per call on a busy
+        machine)."""
+        if self._one_thread is None:  # a race here only makes a copy twice
+            from mltk.xgb.dense import DensePredictor
 
-        types = ["c" if c in self.categories else "q" for c in self.features]
-        # One thread: a few rows gain nothing from OpenMP, whose idle threads spin on the
-        # cores a server's requests need.
-        data = xgb.DMatrix(matrix, feature_names=self._model_features, feature_types=types,
-                           enable_categorical=True, nthread=1)
-        return self.booster.predict(data)
+            booster = self.booster.copy()
+            booster.set_param({"nthread": 1})
+            types = ["c" if c in self.categories else "q" for c in self.features]
+            self._one_thread = DensePredictor(booster, self._model_features, types)
+        return self._one_thread(matrix)
 
 
 _ABSENT = object()
