@@ -56,5 +56,7 @@ def generate(out_dir: str | os.PathLike) -> list[Path]:
         return written
 
 
-if __name__ == "__main__":
-    generate(Path(__file__).resolve().parent)
+if __name__ == "__main__":  # python -m mltk.serving.grpc_codegen [OUT_DIR]
+    import sys
+
+    generate(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent)
