@@ -68,6 +68,7 @@ def test_tfrecord_build_skips_images_over_the_limit(bombs, tmp_path, cli):
     assert "huge.jpg" in result.output and "max_pixels" in result.output
 
 
+@pytest.mark.slow
 def test_predict_refuses_from_the_header_and_the_limit_is_the_config(bombs, digits_run,
                                                                      digits_dir, cli):
     import shutil

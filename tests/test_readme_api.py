@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-SLOW = ("mltk.classify", "mltk.recommend")  # blocks that train networks
+SLOW = ("mltk.classify", "mltk.recommend",  # blocks that train networks
+        "from mltk.xgb import")  # tunes and refits a DART model (~20 s)
 
 
 def api_blocks() -> list[str]:

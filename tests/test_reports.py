@@ -123,6 +123,7 @@ def test_xgb_report_in_a_browser(cancer_model, tmp_path):
     assert len(page.images) == 5  # roc, mcc, importance, SHAP, correlation
 
 
+@pytest.mark.slow
 def test_xgb_predict_drift_against_the_training_profile(cancer_model, mltk_proc, tmp_path):
     model, rows = cancer_model / "model", cancer_model / "rows.csv"
     plain = mltk_proc("xgb-predict", model, rows)
@@ -190,6 +191,7 @@ def test_colors_grid_is_cut_with_a_note(product_photos):
 
 # -- the demo -------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_demo_index_html_links_the_step_reports(mltk_proc, tmp_path):
     out = tmp_path / "demo"
     p = mltk_proc("demo", "--out", out, "--step", "colors", "-f", "csv")
