@@ -73,6 +73,15 @@ def xgb_analyze(
     experiment: ExperimentOption = None,
     run_name: RunNameOption = None,
     register: RegisterOption = None,
+    dask: Annotated[str | None, typer.Option(
+        "--dask", help="Run on a Dask cluster: local:N (N worker processes started here) "
+        "or tcp://HOST:PORT. DATA may then be a glob or a folder of parts.")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", envvar="MLTK_DASK_SCHEDULER",
+        help="A running Dask scheduler, tcp://HOST:PORT (same as --dask tcp://...).")] = None,
+    external_memory: Annotated[bool, typer.Option(
+        "--external-memory", help="One machine, a Parquet table larger than memory: stream "
+        "its row groups through XGBoost's external memory.")] = False,
 ) -> None:
     """Tune XGBoost (DART) with hyperopt over stratified CV, and explain what separates the
     two groups: report.html (one file to open or mail), report.md/json, plots, model.ubj,
@@ -82,22 +91,22 @@ def xgb_analyze(
     test metrics and the folder as artifacts; --register NAME makes it a registered version.
 
     Example: mltk xgb-analyze users.csv --target group --id-cols user_id --out analysis/
-    """
-    from mltk._tables import load_table
-    from mltk.xgb import analyze
 
+    On a cluster: mltk xgb-analyze 'users/*.parquet' --target group --dask local:2
+    """
     output = get_output(ctx)
+    cluster = _cluster(dask, scheduler, external_memory)
     settings = load_settings(ctx, "xgb", {
         "booster": booster, "device": device, "test_size": test_size, "folds": folds,
         "max_evals": max_evals, "max_rounds": max_rounds, "timeout": timeout,
         "tune_rows": tune_rows, "categorical": categorical,
         "scale_pos_weight": scale_pos_weight, "seed": seed}, config)
     tracker = make_tracker("xgb-analyze", mlflow, experiment, run_name, register)
-    df = load_table(data)
+    df = None if cluster or external_memory else _load_table(data)
     ids = [c.strip() for c in id_cols.split(",") if c.strip()] if id_cols else []
     with tracker.start({**settings.to_dict(), "target": target, "id_cols": ids,
-                        "positive": positive, "out": out}, run_tags("xgb-analyze",
-                                                                   data=(data, len(df)))):
+                        "positive": positive, "out": out}, run_tags(
+                            "xgb-analyze", data=(data, None if df is None else len(df)))):
         with output.progress(settings.max_evals, "tuning") as bar:
             def on_trial(t):
                 output.debug(f"trial {t['trial']}: CV AUC {t['cv_auc_mean']:.4f} ± "
@@ -107,8 +116,8 @@ def xgb_analyze(
                                                        "seconds")}, step=t["trial"])
                 bar.advance()
 
-            analysis = analyze(df, target, settings, id_cols=ids, positive=positive,
-                               on_trial=on_trial)
+            analysis = _run_analysis(data, df, target, settings, ids, positive, on_trial,
+                                     cluster, external_memory)
         analysis.save(out)
         tracker.log_model_folder(out, {f"test_{k}": v for k, v in analysis.metrics.items()})
     report = analysis.report
@@ -121,6 +130,49 @@ def xgb_analyze(
     output.info(f"test ROC AUC {m['roc_auc']:.4f}, PR AUC {m['pr_auc']:.4f}, best MCC "
                 f"{m['best_mcc']:.4f} at threshold {m['best_threshold']:.3f}; "
                 f"report: {out / 'report.html'} ({report['seconds']:.0f} s)")
+
+
+def _cluster(dask: str | None, scheduler: str | None, external_memory: bool) -> str | None:
+    """The cluster named by --dask or --scheduler (one of them), checked before any work."""
+    from mltk.errors import InputError
+    from mltk.xgb.cluster import parse_cluster
+
+    if dask and scheduler:
+        raise typer.BadParameter("give --dask or --scheduler, not both", param_hint="--dask")
+    cluster = (dask or scheduler or "").strip() or None
+    if cluster and external_memory:
+        raise typer.BadParameter("--external-memory is for one machine; a Dask cluster spreads "
+                                 "the rows over its workers instead", param_hint="--dask")
+    if cluster:
+        try:
+            parse_cluster(cluster)
+        except InputError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--dask") from None
+    return cluster
+
+
+def _load_table(data: Path):
+    from mltk._tables import load_table
+
+    return load_table(data)
+
+
+def _run_analysis(data, df, target, settings, ids, positive, on_trial, cluster, external_memory):
+    """The analysis where it was asked to run: one process (``df``, the table read), a Dask
+    cluster or external memory."""
+    if cluster:
+        from mltk.xgb.distributed import analyze_on_cluster
+
+        return analyze_on_cluster(data, cluster, target, settings, id_cols=ids,
+                                  positive=positive, on_trial=on_trial)
+    if external_memory:
+        from mltk.xgb.external import analyze_external
+
+        return analyze_external(data, target, settings, id_cols=ids, positive=positive,
+                                on_trial=on_trial)
+    from mltk.xgb import analyze
+
+    return analyze(df, target, settings, id_cols=ids, positive=positive, on_trial=on_trial)
 
 
 def _round(value: float | None) -> float | None:
@@ -149,6 +201,16 @@ def xgb_predict(
         "--drift-report", help="With --drift: also write report.html and drift.csv to this "
         "folder.")] = None,
     fmt: FormatOption = Format.csv,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Score a table in parts (a file, glob or folder) into this "
+        "folder, one Parquet part per input part; a rerun skips the parts already done.")
+    ] = None,
+    dask: Annotated[str | None, typer.Option(
+        "--dask", help="With --out: score the parts on a Dask cluster, local:N or "
+        "tcp://HOST:PORT.")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", envvar="MLTK_DASK_SCHEDULER",
+        help="With --out: a running Dask scheduler, tcp://HOST:PORT.")] = None,
 ) -> None:
     """Score new rows: probability of the positive group and the label at the tuned threshold.
 
@@ -158,11 +220,23 @@ def xgb_predict(
     0.25 drift).
 
     Example: mltk xgb-predict analysis/ new_users.csv --format ndjson --drift
+
+    In parts: mltk xgb-predict analysis/ 'users/*.parquet' --dask local:2 --out scores/
     """
     from mltk._tables import load_table
     from mltk.predictors.two_group import TwoGroupPredictor
 
     output = get_output(ctx)
+    if out is not None or dask or scheduler:
+        if out is None:
+            raise typer.BadParameter("a cluster scores a table in parts: give --out FOLDER",
+                                     param_hint="--out")
+        if drift or drift_report is not None:
+            raise typer.BadParameter("--drift reads the rows here; not with --out",
+                                     param_hint="--drift")
+        _score_parts(output, model_dir, data, out, _cluster(dask, scheduler, False),
+                     unknown_categories.value, fmt)
+        return
     predictor = TwoGroupPredictor.open(model_dir)  # the predictor mltk serve uses too
     profile = None
     if drift or drift_report is not None:
@@ -174,6 +248,24 @@ def xgb_predict(
     output.emit(scored.to_dict("records"), fmt)
     if profile is not None:
         _drift(output, profile, df, model_dir, data, drift_report)
+
+
+def _score_parts(output, model_dir: Path, data: str, out: Path, cluster: str | None,
+                 unknown_categories: str, fmt: Format) -> None:
+    """One record per input part (part, output, rows, scored|skipped), then a summary."""
+    from mltk.xgb.scoring import score_parts
+
+    results = []
+
+    def records():
+        for r in score_parts(model_dir, data, out, cluster, unknown_categories):
+            results.append(r)
+            yield r.as_record()
+
+    output.emit(records(), fmt)
+    scored = [r for r in results if r.status == "scored"]
+    output.info(f"{len(scored)} part(s) scored ({sum(r.rows or 0 for r in scored):,} rows), "
+                f"{len(results) - len(scored)} already done; in {out}")
 
 
 def _drift(output, profile, df, model_dir: Path, data: str, report: Path | None) -> None:

@@ -14,6 +14,7 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"of them (vs `{d['negative']}`). Train {d['train_rows']:,} rows, test "
         f"{d['test_rows']:,} (stratified); tuning used {d['tune_rows']:,} rows.", "",
     ]
+    lines += _cluster_md(r)
     if d["dropped"]:
         lines += ["Dropped columns: " + ", ".join(f"`{k}` ({v})" for k, v in
                                                   d["dropped"].items()), ""]
@@ -31,6 +32,20 @@ def render_markdown(r: dict[str, Any]) -> str:
                          else " — lower in the positive group")
         lines.append(f"- **{f['feature']}** (consensus rank {f['consensus_rank']}){direction}")
     return "\n".join(lines) + "\n"
+
+
+def _cluster_md(r: dict[str, Any]) -> list[str]:
+    """Where a distributed run ran (``xgb-analyze --dask``), and what was sampled."""
+    c = r.get("cluster")
+    if not c:
+        return []
+    s = c["samples"]
+    return [f"Ran on a Dask cluster: scheduler `{c['scheduler']}`, {c['workers']} workers "
+            f"({c['threads']} threads), {c['partitions']} partitions, {c['rows_read']:,} rows "
+            "read by the workers. The refit, the test metrics and the group profile's means "
+            f"used every row; tuning used a stratified sample of {s['tuning']:,} training "
+            f"rows, SHAP and permutation importance {s['explained']:,} test rows, and the "
+            "profile's medians, the regression and the drift profile the tuning sample.", ""]
 
 
 def _images(r: dict[str, Any], *names: str) -> list[str]:
