@@ -40,9 +40,10 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
-from mltk.errors import InputError, MltkError, describe
+from mltk.errors import MltkError, describe
 from mltk.serving.codecs import CodecError
 from mltk.serving.dataplane import DataPlane, ModelNotFound, NotFound
+from mltk.serving.outcomes import message_of, status_of
 from mltk.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -479,9 +480,7 @@ def _answers(route: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[An
             status = _status_of(exc)
             if status == 500:
                 log.error("internal error answering a request", exc_info=exc)
-                message = f"internal error ({type(exc).__name__}); see the server's log"
-            else:
-                message = str(exc)
+            message = message_of(exc) if status == 500 else str(exc)
             headers = {"Retry-After": "1"} if status == 503 else None
             return JSONResponse({"error": message}, status_code=status, headers=headers)
 
@@ -489,17 +488,10 @@ def _answers(route: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[An
 
 
 def _status_of(exc: Exception) -> int:
-    from mltk.serving.dataplane import NotReady
-
-    if isinstance(exc, CodecError):
-        return exc.status
-    if isinstance(exc, NotFound):
-        return 404
-    if isinstance(exc, NotReady):
-        return 503
-    if isinstance(exc, (InputError, MltkError)):
-        return 400
-    return 500
+    """As every route answers, but a load that fails for a reason mltk names (a folder that is
+    not a model, an archive refused) is the request's fault: 400, not 500."""
+    status = status_of(exc)
+    return 400 if status == 500 and isinstance(exc, MltkError) else status
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from mltk.xgb.explain import group_profile, threshold_metrics
 from mltk.xgb.results import Analysis
 from mltk.xgb.settings import XgbSettings
 from mltk.xgb.stages import Stages
-from mltk.xgb.tune import base_params, clean_params, tune
+from mltk.xgb.tune import search
 
 log = logging.getLogger(__name__)
 TUNE_SAMPLE_ABOVE = 200_000
@@ -155,18 +155,8 @@ def _search(split: _Split, y: Any, s: XgbSettings,
     y_tr = y[split.tr]
     spw = s.scale_pos_weight
     spw = spw if spw is not None else float((y_tr == 0).sum() / max(1, (y_tr == 1).sum()))
-    base = base_params(s.booster, s.device, s.seed, spw)
     X_tune, y_tune = _tuning_rows(split, y, s)
-    space = s.tuned_space()
-    t0 = time.perf_counter()
-    best, trials = tune(X_tune, y_tune, base, space, categorical=split.native, folds=s.folds,
-                        max_evals=s.max_evals, max_rounds=s.rounds_cap(),
-                        early_stopping=s.early_stopping, seed=s.seed, timeout=s.timeout,
-                        on_trial=on_trial)
-    tuning = {"best": best, "trials": len(trials),
-              "seconds": round(time.perf_counter() - t0, 2),
-              "params": {**base, **clean_params({k: best[k] for k in space})},
-              "rounds": int(best["rounds"])}
+    tuning, trials = search(X_tune, y_tune, s, spw, split.native, on_trial)
     return tuning, trials, len(y_tune)
 
 

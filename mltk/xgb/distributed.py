@@ -41,7 +41,7 @@ from mltk.xgb.explain import group_profile, threshold_metrics
 from mltk.xgb.results import Analysis
 from mltk.xgb.settings import XgbSettings
 from mltk.xgb.stages import Stages
-from mltk.xgb.tune import base_params, clean_params, tune
+from mltk.xgb.tune import search as tune_search
 
 log = logging.getLogger(__name__)
 Y, TEST, ROW = "__mltk_y", "__mltk_test", "__mltk_row"
@@ -424,19 +424,8 @@ def search(model: ModelInputs, sample: Any, n_train: Mapping[int, int], s: XgbSe
     """Tuning on the sample, as the one-process run tunes (same space, folds and seed)."""
     spw = s.scale_pos_weight
     spw = spw if spw is not None else float(n_train[0] / max(1, n_train[1]))
-    base = base_params(s.booster, s.device, s.seed, spw)
-    space = s.tuned_space()
-    t0 = time.perf_counter()
-    best, trials = tune(model.of(sample).reset_index(drop=True), sample[Y].to_numpy(), base,
-                        space, categorical=model.native, folds=s.folds,
-                        max_evals=s.max_evals, max_rounds=s.rounds_cap(),
-                        early_stopping=s.early_stopping, seed=s.seed, timeout=s.timeout,
-                        on_trial=on_trial)
-    tuning = {"best": best, "trials": len(trials),
-              "seconds": round(time.perf_counter() - t0, 2),
-              "params": {**base, **clean_params({k: best[k] for k in space})},
-              "rounds": int(best["rounds"])}
-    return tuning, trials
+    return tune_search(model.of(sample).reset_index(drop=True), sample[Y].to_numpy(), s, spw,
+                       model.native, on_trial)
 
 
 def _refit(client: Any, model: ModelInputs, train: Any, tuning: Mapping[str, Any]

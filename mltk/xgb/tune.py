@@ -107,3 +107,23 @@ def tune(X: Any, y: Any, base: Mapping[str, Any], space: Mapping[str, Any], *, f
                           f"({timeout:g} s); raise it" if timeout else "no tuning trial finished")
     best = max(trials_log, key=lambda r: (r["cv_auc_mean"], -r["trial"]))
     return best, trials_log
+
+
+def search(X: Any, y: Any, s: Any, scale_pos_weight: float, categorical: bool,
+           on_trial: Callable[[dict[str, Any]], None] | None = None
+           ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Tune with the settings ``s`` (an ``XgbSettings``) on ``X``, ``y``: (the report's
+    ``tuning`` section, every trial). The one-process run, the cluster and external memory
+    all tune through this."""
+    base = base_params(s.booster, s.device, s.seed, scale_pos_weight)
+    space = s.tuned_space()
+    t0 = time.perf_counter()
+    best, trials = tune(X, y, base, space, categorical=categorical, folds=s.folds,
+                        max_evals=s.max_evals, max_rounds=s.rounds_cap(),
+                        early_stopping=s.early_stopping, seed=s.seed, timeout=s.timeout,
+                        on_trial=on_trial)
+    tuning = {"best": best, "trials": len(trials),
+              "seconds": round(time.perf_counter() - t0, 2),
+              "params": {**base, **clean_params({k: best[k] for k in space})},
+              "rounds": int(best["rounds"])}
+    return tuning, trials
