@@ -64,7 +64,8 @@ def parse(body: Any, models: Sequence[str], roots: Sequence[str]) -> JobRequest:
     if unknown:
         raise bad(f"unknown field(s) {', '.join(unknown)} (fields: kind, args, out, options, "
                   "chunk_size, chunk_seconds)")
-    options = body.get("options") or {}
+    options = body.get("options")
+    options = {} if options is None else options  # an empty list or text is not "no options"
     if not isinstance(options, dict):
         raise bad("options must be an object")
     try:
