@@ -342,28 +342,14 @@ def analyze_distributed(client: Any, ddf: Any, target: str,
     data_profile = stages.run("data_profile", DataProfile.from_frame, raw,
                               list(schema.categories))
     regression = _regression(stages, raw, sample[Y].to_numpy(), schema.categories)
-    rows = sum(n_train.values()) + sum(n_test.values())
-    report = {
-        "mltk_version": __version__,
-        "data": {"rows": rows, "features": model.features,
-                 "categorical": list(schema.categories),
-                 "dropped": schema.dropped, "target": target,
-                 "positive": _plain(schema.positive), "negative": _plain(schema.negative),
-                 "positive_share": (n_train[1] + n_test[1]) / rows,
-                 "train_rows": sum(n_train.values()), "test_rows": sum(n_test.values()),
-                 "tune_rows": len(sample)},
+    report = sampled_report(target, model, schema, sample, n_train, n_test, stages, {
         "profile": profile, "tuning": tuning, "fit_seconds": round(fit_seconds, 2),
-        "metrics": metrics, "importance": importance,
-        "importance_rank_correlation": extras["rank_correlation"],
-        "shap_additivity_max_gap": extras["shap_additivity_max_gap"],
-        "regression": regression, "not_computed": stages.not_computed, "seconds": None,
-        "cluster": {**describe(client), "partitions": int(ddf.npartitions),
-                    "worker_peak_rss_bytes": client.run(peak_rss),
-                    "rows_read": int(sum(schema.rows)),
-                    "samples": {"tuning": len(sample), "explained": len(explained),
-                                "profile_medians": len(sample),
-                                "regression": len(sample), "data_profile": len(sample)}},
-    }
+        "metrics": metrics, "importance": importance, "extras": extras,
+        "regression": regression})
+    report["cluster"] = {**describe(client), "partitions": int(ddf.npartitions),
+                         "worker_peak_rss_bytes": client.run(peak_rss),
+                         "rows_read": int(sum(schema.rows)),
+                         "samples": samples(sample, explained)}
     seconds = time.perf_counter() - t_start
     report["seconds"] = round(seconds, 2)
     prep = Prepared(None, None, schema.positive, schema.negative, schema.features,
@@ -410,6 +396,38 @@ class ModelInputs:
         if self.native:
             return ddf[self.raw]
         return ddf[self.raw].map_partitions(self.of, meta=self.of(ddf._meta))
+
+
+def sampled_report(target: str, model: ModelInputs, schema: Any, sample: Any,
+                   n_train: Mapping[int, int], n_test: Mapping[int, int], stages: Stages,
+                   parts: Mapping[str, Any]) -> dict[str, Any]:
+    """The report of an analysis whose explanations come from samples (a cluster, external
+    memory): the one-process report's sections; the caller adds where it ran."""
+    rows = sum(n_train.values()) + sum(n_test.values())
+    extras = parts["extras"]
+    return {
+        "mltk_version": __version__,
+        "data": {"rows": rows, "features": model.features,
+                 "categorical": list(schema.categories),
+                 "dropped": schema.dropped, "target": target,
+                 "positive": _plain(schema.positive), "negative": _plain(schema.negative),
+                 "positive_share": (n_train[1] + n_test[1]) / rows,
+                 "train_rows": sum(n_train.values()), "test_rows": sum(n_test.values()),
+                 "tune_rows": len(sample)},
+        "profile": parts["profile"], "tuning": parts["tuning"],
+        "fit_seconds": parts["fit_seconds"], "metrics": parts["metrics"],
+        "importance": parts["importance"],
+        "importance_rank_correlation": extras["rank_correlation"],
+        "shap_additivity_max_gap": extras["shap_additivity_max_gap"],
+        "regression": parts["regression"], "not_computed": stages.not_computed,
+        "seconds": None,
+    }
+
+
+def samples(sample: Any, explained: Any) -> dict[str, int]:
+    """The rows each sampled stage used."""
+    return {"tuning": len(sample), "explained": len(explained), "profile_medians": len(sample),
+            "regression": len(sample), "data_profile": len(sample)}
 
 
 def _frame(records: list[dict[str, Any]]) -> Any:

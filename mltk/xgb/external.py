@@ -23,10 +23,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mltk import __version__
 from mltk.drift.profile import DataProfile
 from mltk.errors import InputError
-from mltk.xgb.analysis import _model_config, _plain, _regression, _tune_rows
+from mltk.xgb.analysis import _model_config, _regression, _tune_rows
 from mltk.xgb.data import Prepared
 from mltk.xgb.distributed import (
     ROW,
@@ -39,6 +38,8 @@ from mltk.xgb.distributed import (
     importances,
     model_part,
     moments_part,
+    sampled_report,
+    samples,
     search,
     stratified_part,
     summarize_part,
@@ -154,29 +155,14 @@ def analyze_external(data: str | os.PathLike, target: str,
     data_profile = stages.run("data_profile", DataProfile.from_frame, raw,
                               list(schema.categories))
     regression = _regression(stages, raw, sample[Y].to_numpy(), schema.categories)
-    rows = sum(n_train.values()) + sum(n_test.values())
-    report = {
-        "mltk_version": __version__,
-        "data": {"rows": rows, "features": model.features,
-                 "categorical": list(schema.categories), "dropped": schema.dropped,
-                 "target": target, "positive": _plain(schema.positive),
-                 "negative": _plain(schema.negative),
-                 "positive_share": (n_train[1] + n_test[1]) / rows,
-                 "train_rows": sum(n_train.values()), "test_rows": sum(n_test.values()),
-                 "tune_rows": len(sample)},
+    report = sampled_report(target, model, schema, sample, n_train, n_test, stages, {
         "profile": profile, "tuning": tuning, "fit_seconds": round(fit_seconds, 2),
-        "metrics": metrics, "importance": importance,
-        "importance_rank_correlation": extras["rank_correlation"],
-        "shap_additivity_max_gap": extras["shap_additivity_max_gap"],
-        "regression": regression, "not_computed": stages.not_computed, "seconds": None,
-        "external_memory": {"files": len(files), "row_groups": len(groups),
-                            "rows_read": int(sum(schema.rows)),
-                            "seconds_per_round": round(per_round, 4),
-                            "samples": {"tuning": len(sample), "explained": len(explained),
-                                        "profile_medians": len(sample),
-                                        "regression": len(sample),
-                                        "data_profile": len(sample)}},
-    }
+        "metrics": metrics, "importance": importance, "extras": extras,
+        "regression": regression})
+    report["external_memory"] = {"files": len(files), "row_groups": len(groups),
+                                 "rows_read": int(sum(schema.rows)),
+                                 "seconds_per_round": round(per_round, 4),
+                                 "samples": samples(sample, explained)}
     seconds = time.perf_counter() - t_start
     report["seconds"] = round(seconds, 2)
     prep = Prepared(None, None, schema.positive, schema.negative, schema.features,
