@@ -123,12 +123,17 @@ def _decode_images(mt: str, body: bytes) -> list[bytes]:
 def _b64_image(value: Any, n: int) -> bytes:
     if isinstance(value, Mapping):
         value = value.get("b64", value.get("image"))
+    return b64_bytes(value, f"instance {n}", "expected a base64 string or {\"b64\": ...}")
+
+
+def b64_bytes(value: Any, where: str, expected: str) -> bytes:
+    """The bytes of base64 text; a 400 naming ``where`` otherwise (``expected``: what to send)."""
     if not isinstance(value, str):
-        raise CodecError(400, f"instance {n}: expected a base64 string or {{\"b64\": ...}}")
+        raise CodecError(400, f"{where}: {expected}")
     try:
         return base64.b64decode(value, validate=True)
     except ValueError:
-        raise CodecError(400, f"instance {n}: invalid base64") from None
+        raise CodecError(400, f"{where}: invalid base64") from None
 
 
 def load_json(data: str | bytes) -> Any:

@@ -16,7 +16,6 @@ with optional ``k`` (INT64) and ``where`` (BYTES), one value for all queries or 
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +26,7 @@ from mltk.serving.codecs import (
     JSONLINES,
     NPY,
     CodecError,
+    b64_bytes,
     load_json,
 )
 
@@ -104,12 +104,7 @@ def _query(value: Any, where: str) -> Any:
 
 
 def _b64(value: Any, where: str) -> bytes:
-    if not isinstance(value, str):
-        raise CodecError(400, f"{where}: an image is base64 text")
-    try:
-        return base64.b64decode(value, validate=True)
-    except ValueError:
-        raise CodecError(400, f"{where}: invalid base64") from None
+    return b64_bytes(value, where, "an image is base64 text")
 
 
 def _npy(body: bytes) -> list[dict[str, Any]]:
