@@ -56,6 +56,22 @@ def digits_dir(tmp_path_factory):
     return out
 
 
+def wait_until_queued(url: str, model: str, depth: int) -> None:
+    """Wait until the server at ``url`` reports ``depth`` inputs queued for ``model`` on
+    /metrics (the condition; 120 s at most)."""
+    import time
+
+    import httpx
+
+    end = time.monotonic() + 120
+    while time.monotonic() < end:
+        if f'mltk_queue_depth{{model="{model}"}} {float(depth)}' in httpx.get(
+                url + "/metrics").text:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{depth} inputs of {model!r} never queued")
+
+
 def free_port() -> int:
     """A free TCP port on the loopback address."""
     with socket.socket() as s:

@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import free_port, mltk_executable
+from tests.conftest import free_port, mltk_executable, wait_until_queued
 
 pytestmark = pytest.mark.slow
 
@@ -416,14 +416,7 @@ def test_sigterm_finishes_accepted_requests(models, digits_dir):
         threads = [threading.Thread(target=call) for _ in range(n - 1)]
         for t in threads:
             t.start()
-        end = time.monotonic() + 120  # condition: all n-1 inputs are waiting in the queue
-        while time.monotonic() < end:
-            if f'mltk_queue_depth{{model="digits"}} {float(n - 1)}' in httpx.get(
-                    s.url + "/metrics").text:
-                break
-            time.sleep(0.05)
-        else:
-            raise AssertionError("requests never queued")
+        wait_until_queued(s.url, "digits", n - 1)  # all n-1 inputs wait in the queue
         s.proc.send_signal(signal.SIGTERM)
         for t in threads:
             t.join(120)

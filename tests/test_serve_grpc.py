@@ -14,7 +14,6 @@ import filecmp
 import io
 import signal
 import threading
-import time
 from pathlib import Path
 
 import grpc
@@ -22,7 +21,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until_queued
 
 
 # -- fast: generated code, and the servicer in this process ------------------------------------
@@ -337,14 +336,7 @@ def test_sigterm_finishes_grpc_calls_in_flight(models):
 
         for _ in range(n - 1):
             client.async_infer("cancer", [inp], callback)
-        end = time.monotonic() + 120  # condition: all n-1 inputs are waiting in the queue
-        while time.monotonic() < end:
-            if f'mltk_queue_depth{{model="cancer"}} {float(n - 1)}' in httpx.get(
-                    s.url + "/metrics").text:
-                break
-            time.sleep(0.05)
-        else:
-            raise AssertionError("calls never queued")
+        wait_until_queued(s.url, "cancer", n - 1)  # all n-1 inputs wait in the queue
         s.http.proc.send_signal(signal.SIGTERM)
         assert finished.wait(120)
         assert done == [(1,)] * (n - 1)
