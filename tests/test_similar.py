@@ -214,9 +214,9 @@ def test_ivf_build_add_remove_keeps_ids_and_recall(tmp_path):
 def test_choose_factory_follows_size_and_memory_budget():
     cfg = settings.load("similar")
     assert choose_factory(10_000, 128, cfg) == "Flat"
-    assert choose_factory(1_000_000, 128, cfg) == "IVF2048,Flat"
-    assert choose_factory(1_000_000, 128, cfg.replace(memory_mb=300)) == "IVF2048,SQ8"
-    assert choose_factory(1_000_000, 128, cfg.replace(memory_mb=50)) == "IVF2048,PQ32"
+    assert choose_factory(1_000_000, 128, cfg) == "IVF4096,SQfp16"
+    assert choose_factory(1_000_000, 128, cfg.replace(memory_mb=200)) == "IVF4096,SQ8"
+    assert choose_factory(1_000_000, 128, cfg.replace(memory_mb=50)) == "IVF4096,PQ32"
     assert choose_factory(10, 8, cfg.replace(factory="HNSW32")) == "HNSW32"
 
 

@@ -28,10 +28,10 @@ class SimilarSettings(Settings):
     exact_max: int = setting(50_000, integer(0), "collections up to this size get exact search")
     memory_mb: float = setting(4096.0, number(0.0, low_open=True),
                                "memory budget of an approximate index: the most accurate kind "
-                               "that fits (IVF,Flat > IVF,SQ8 > IVF,PQ)")
+                               "that fits (IVF,SQfp16 > IVF,SQ8 > IVF,PQ)")
     factory: str | None = setting(None, optional(text()),
                                   "a faiss factory string overriding the choice (IVF4096,PQ32)")
-    target_recall: float = setting(0.97, number(0.0, 1.0, low_open=True),
+    target_recall: float = setting(0.96, number(0.0, 1.0, low_open=True),
                                    "recall@10 the build tunes nprobe / efSearch to reach")
     recall_queries: int = setting(500, integer(1), "sample queries for the build's recall check")
     filter_exact_max: int = setting(20_000, integer(0),
