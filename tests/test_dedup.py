@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import os
 import re
 import shutil
 
@@ -157,7 +158,9 @@ def test_report_shows_the_groups_side_by_side_in_a_browser(cli, near_duplicates,
     assert (f"{len(copies)} of the {len(records)} photos are near-duplicates of another: "
             f"{len(groups)} groups") in page.text
     scores = [r["score"] for r in copies]
-    assert f"from {min(scores):.2f} to {max(scores):.2f}; a pair needs at least 0.12" in page.text
+    least = settings.load("similar").threshold
+    assert f"from {min(scores):.2f} to {max(scores):.2f}; a pair needs at least {least:g}" in (
+        page.text)
     in_groups = [r for r in records if r["group"] is not None]
     assert len(page.images) == len(in_groups)  # every grouped photo, once (groups are small)
     assert all(max(img.size) <= 112 for img in page.images)
@@ -235,3 +238,67 @@ def test_a_model_adds_candidates_that_hashes_miss(cli, near_duplicates, digits_r
     recall_m, precision_m = pair_scores(json.loads(with_model.stdout), truth)
     assert precision_m == 1.0
     assert recall_m > recall_h + 0.1, (recall_h, recall_m)
+
+
+def test_mirror_hashes_are_the_hashes_of_the_mirror_image(near_duplicates):
+    """The mirrored half of a photo's hashes comes from the same DCT (odd horizontal
+    frequencies change sign): it equals the plain half of the mirror image."""
+    from mltk.similar.hashing import photo_hashes
+
+    root, truth = near_duplicates
+    for path in sorted(truth)[:6]:
+        gray = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+        ours, flipped = photo_hashes(gray), photo_hashes(np.ascontiguousarray(gray[:, ::-1]))
+        half = len(ours) // 2
+        assert len(ours) == 6
+        for row in range(half):
+            assert hamming(ours[half + row], flipped[row]) <= 2, (path, row)
+            assert hamming(ours[row], flipped[half + row]) <= 2, (path, row)
+        assert hamming(ours[0], phash(gray)) <= 2
+
+
+def _features(hashes):
+    from mltk.similar.dedup import PhotoFeatures
+
+    return [PhotoFeatures(f"p{i}", 1, np.tile(h, (6, 1)), np.zeros((0, 2), np.float32),
+                          np.zeros((0, 32), np.uint8), (1, 1)) for i, h in enumerate(hashes)]
+
+
+def test_candidate_pairs_come_nearest_first_within_the_radius():
+    from mltk.similar.dedup import candidate_pairs
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, 8, dtype=np.uint8)
+    def flipped(bits):
+        out = np.unpackbits(base)
+        out[:bits] ^= 1
+        return np.packbits(out)
+    feats = _features([flipped(5), base, flipped(1), ~base])  # the last: 64 bits away
+    cfg = settings.load("similar", hash_radius=10)
+    pairs = candidate_pairs(feats, cfg)
+    assert list(pairs) == [(1, 2), (0, 2), (0, 1)]  # 1, 4 and 5 bits apart
+    assert not any(pairs.values())
+    assert list(candidate_pairs(feats, settings.load("similar", hash_radius=10, candidates=1)
+                                )) == [(1, 2), (0, 2)]
+
+
+def test_a_mirrored_copy_is_matched_from_the_kept_image(near_duplicates, tmp_path):
+    """The mirror image's features come from the working image kept in memory: the files can
+    be gone by then. Beyond the memory budget the photo is decoded again."""
+    from mltk.similar.dedup import candidate_pairs, features_of, kept_images, verify
+
+    root, truth = near_duplicates
+    mirror = next(p for p, r in truth.items() if r["transform"] == "mirror")
+    original = next(p for p, r in truth.items() if r["source"] == truth[mirror]["source"]
+                    and r["transform"] == "original")
+    paths = [str(shutil.copy(p, tmp_path)) for p in (original, mirror)]
+    cfg = settings.load("similar")
+    feats = kept_images(features_of(paths, cfg, jobs=1))
+    pairs = candidate_pairs(feats, cfg)
+    assert pairs == {(0, 1): True}
+    for p in paths:
+        os.unlink(p)
+    assert verify(feats, pairs, cfg)[(0, 1)] > 0.3
+    dropped = kept_images(features_of([original, mirror], cfg, jobs=1), budget=0)
+    assert all(f.gray is None for f in dropped)
+    assert verify(dropped, pairs, cfg)[(0, 1)] > 0.3

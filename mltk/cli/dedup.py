@@ -24,8 +24,9 @@ def dedup(
                          ] = False,
     threshold: Annotated[float | None, typer.Option(
         "--threshold", help="Least share (0-1) of the smaller photo's ORB features that one "
-        "geometric transform (crop, scale, small rotation) must match (default 0.12); lower "
-        "finds more, higher is stricter.")] = None,
+        "geometric transform (crop, scale, small rotation) must match (default 0.05); lower "
+        "finds more, higher is stricter. With 200 features a photo, --min-inliers decides "
+        "below 0.06.")] = None,
     min_inliers: Annotated[int | None, typer.Option(
         "--min-inliers", help="And at least this many matched features (default 12).")
     ] = None,

@@ -1,16 +1,23 @@
 """Near-duplicate photos without a model: hash candidates, verified by local features.
 
-1. Each photo is decoded small (JPEGs straight from the DCT at 1/2, 1/4 or 1/8), greyscale, its
-   longer side ``work_size``; it gets three 64-bit perceptual hashes (as is, mirrored, central
-   part: :mod:`mltk.similar.hashing`) and ORB features.
+1. Each photo is decoded once, small (JPEGs straight from the DCT at 1/2, 1/4 or 1/8),
+   greyscale, its longer side ``work_size``; from that one image come its 64-bit perceptual
+   hashes (as is and central parts, and the same of the mirror image, which costs no second
+   DCT: :mod:`mltk.similar.hashing`) and its ORB features (``features`` keypoints, ``levels``
+   pyramid levels).
 2. Candidates come from a faiss binary index (Hamming distance, no N x N matrix): for each photo
    the ``candidates`` nearest hashes within ``hash_radius`` bits.
-3. A candidate pair is a duplicate when one geometric transform (a RANSAC similarity: crop,
-   scale, rotation; checked to be plausible) matches at least ``min_inliers`` ORB features
-   and at least ``threshold`` of the features of the photo with fewer: the **score** is that
-   share. A pair whose mirror hash is clearly the closer is matched against the mirror image too.
+3. Candidate pairs are verified nearest hashes first, and a pair whose photos are already
+   joined through others is not matched again. A pair is a duplicate when one geometric
+   transform (a RANSAC similarity: crop, scale, rotation; checked to be plausible) matches at
+   least ``min_inliers`` ORB features and at least ``threshold`` of the features of the photo
+   with fewer: the **score** is that share. A pair whose mirror hash is clearly the closer is
+   matched against the mirror image too (from the working image kept in memory, up to
+   :data:`KEEP_IMAGES_BYTES`; decoded again beyond).
    Crops, rotations of a few degrees, mirrors, watermarks, re-encoding and colour changes keep
-   their features in place; different products that merely look alike do not.
+   their features in place; different products that merely look alike do not. No pair is
+   accepted on its hashes alone: tiles of one retina photo (different vessels, the same dark
+   edge) hash as close as a re-encoded copy.
    With a trained model (``embedding``: ``mltk dedup --model RUN``), each photo's
    ``candidates`` nearest others by embedding (cosine) are candidates too, verified the same
    way (mirror included): look-alikes a hash misses (a heavy crop, a colour change) get a
@@ -35,11 +42,16 @@ from mltk.similar.hashing import photo_hashes
 from mltk.similar.settings import SimilarSettings
 
 COLUMNS = ["path", "group", "duplicate_of", "score", "error"]
+#: Working images kept for mirrored matching (beyond this, such a photo is decoded again).
+KEEP_IMAGES_BYTES = 256 * 2**20
+#: FAST corner threshold of ORB (3 for a photo where it finds too few corners).
+CORNER = 10
 
 
 @dataclasses.dataclass
 class PhotoFeatures:
-    """What a photo contributes: size, hashes (3 x 8 bytes), ORB keypoints and descriptors."""
+    """What a photo contributes: size, hashes (rows of 8 bytes), ORB keypoints and
+    descriptors, and its working image while it is kept (for mirrored matching)."""
 
     path: str
     pixels: int
@@ -47,6 +59,7 @@ class PhotoFeatures:
     points: np.ndarray  # (n, 2) float32, in working-image coordinates
     descriptors: np.ndarray  # (n, 32) uint8
     shape: tuple[int, int]
+    gray: np.ndarray | None = None
 
 
 def load_gray(path: str, work_size: int) -> tuple[np.ndarray, int]:
@@ -78,28 +91,54 @@ def load_gray(path: str, work_size: int) -> tuple[np.ndarray, int]:
     return gray, head.width * head.height
 
 
-def orb_features(gray: np.ndarray, n_features: int) -> tuple[np.ndarray, np.ndarray]:
-    """ORB keypoint positions (n x 2) and descriptors (n x 32 bytes); a low-contrast photo
-    is searched again with a lower corner threshold."""
-    import cv2
-
-    keypoints, descriptors = cv2.ORB_create(nfeatures=n_features, fastThreshold=10, nlevels=4
-                                            ).detectAndCompute(gray, None)
+def orb_features(gray: np.ndarray, n_features: int, levels: int = 2
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """ORB keypoint positions (n x 2) and descriptors (n x 32 bytes), ``levels`` pyramid
+    levels 1.2 apart; a low-contrast photo is searched again with a lower corner threshold."""
+    keypoints, descriptors = _orb(n_features, levels, CORNER).detectAndCompute(gray, None)
     if len(keypoints) < n_features // 4:
-        keypoints, descriptors = cv2.ORB_create(nfeatures=n_features, fastThreshold=3, nlevels=4
-                                                ).detectAndCompute(gray, None)
+        keypoints, descriptors = _orb(n_features, levels, 3).detectAndCompute(gray, None)
     if descriptors is None:
         return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
-    return np.array([k.pt for k in keypoints], dtype=np.float32), descriptors
+    import cv2
+
+    return cv2.KeyPoint_convert(keypoints).reshape(-1, 2), descriptors
+
+
+_detectors: dict[tuple[int, int, int], Any] = {}
+
+
+def _orb(n_features: int, levels: int, corner: int) -> Any:
+    """One ORB detector per setting in each process (made once, not per photo)."""
+    key = (n_features, levels, corner)
+    if key not in _detectors:
+        import cv2
+
+        _detectors[key] = cv2.ORB_create(nfeatures=n_features, fastThreshold=corner,
+                                         nlevels=levels)
+    return _detectors[key]
 
 
 def extract(path: str, settings: SimilarSettings, mirror: bool = False) -> PhotoFeatures:
+    """One decode (reduced) of ``path``: hashes and ORB features of it (of its mirror image
+    with ``mirror``), the working image kept in ``gray``."""
     gray, pixels = load_gray(path, settings.work_size)
     hashes = photo_hashes(gray)
     if mirror:
         gray = np.ascontiguousarray(gray[:, ::-1])
-    points, descriptors = orb_features(gray, settings.features)
-    return PhotoFeatures(path, pixels, hashes, points, descriptors, gray.shape[:2])
+    points, descriptors = orb_features(gray, settings.features, settings.levels)
+    return PhotoFeatures(path, pixels, hashes, points, descriptors, gray.shape[:2], gray)
+
+
+def mirrored(feat: PhotoFeatures, settings: SimilarSettings) -> PhotoFeatures:
+    """ORB features of the mirror image of a photo: from its kept working image, else decoded
+    again."""
+    if feat.gray is None:
+        return extract(feat.path, settings, mirror=True)
+    gray = np.ascontiguousarray(feat.gray[:, ::-1])
+    points, descriptors = orb_features(gray, settings.features, settings.levels)
+    return PhotoFeatures(feat.path, feat.pixels, feat.hashes, points, descriptors,
+                         feat.shape)
 
 
 def match_score(a: PhotoFeatures, b: PhotoFeatures, settings: SimilarSettings) -> float:
@@ -191,42 +230,67 @@ def error_record(path: str, error: str) -> dict[str, Any]:
 
 def candidate_pairs(feats: Sequence[PhotoFeatures], settings: SimilarSettings
                     ) -> dict[tuple[int, int], bool]:
-    """(i, j) with i < j -> whether to match photo j mirrored too; from a faiss binary index
-    of every photo's plain and central hashes, searched with all hashes of each photo: per
-    photo the ``candidates`` nearest others within ``hash_radius`` bits."""
+    """(i, j) with i < j -> whether to match photo j mirrored too, nearest hashes first; from
+    a faiss binary index of every photo's plain and central hashes, searched with all hashes
+    of each photo (mirrored ones too): per photo the ``candidates`` nearest others within
+    ``hash_radius`` bits. Mirrored matching only where the mirror hash is clearly the closer
+    (4 bits nearer, and within half the radius)."""
     import faiss
 
     n = len(feats)
     if n < 2:
         return {}
-    hashes = np.stack([f.hashes for f in feats])  # (n, h, 8): plain, mirrored, centres
+    hashes = np.stack([f.hashes for f in feats])  # (n, h, 8): plain + centres, then mirrored
     per = hashes.shape[1]
-    stored_rows = [0, *range(2, per)]  # all but the mirror image
-    stored = np.ascontiguousarray(hashes[:, stored_rows].reshape(-1, 8))
+    kept = per // 2  # the first half is stored; the mirrored half only asks
     index = faiss.IndexBinaryFlat(64)
-    index.add(stored)
-    k = min(len(stored_rows) * settings.candidates + len(stored_rows), len(stored))
+    index.add(np.ascontiguousarray(hashes[:, :kept].reshape(-1, 8)))
+    k = min(kept * (settings.candidates + 1), n * kept)
     dist, found = index.search(np.ascontiguousarray(hashes.reshape(-1, 8)), k)
-    dist = dist.reshape(n, per * k)
-    found = found.reshape(n, per * k) // len(stored_rows)
-    via_mirror = np.repeat([r == 1 for r in range(per)], k)
-    pairs: dict[tuple[int, int], bool] = {}
-    for i in range(n):
-        plain: dict[int, int] = {}
-        mirror: dict[int, int] = {}
-        for d, j, m in zip(dist[i], found[i], via_mirror, strict=True):
-            if j != i and j >= 0 and d <= settings.hash_radius:
-                book = mirror if m else plain
-                book[int(j)] = min(book.get(int(j), 99), int(d))
-        nearest = sorted(set(plain) | set(mirror),
-                         key=lambda j: min(plain.get(j, 99), mirror.get(j, 99)))
-        for j in nearest[: settings.candidates]:
-            # mirrored matching only where the mirror hash is clearly the closer one
-            flip = (mirror.get(j, 99) + 4 < plain.get(j, 99)
-                    and mirror[j] <= settings.hash_radius // 2)
-            key = (min(i, j), max(i, j))
-            pairs[key] = pairs.get(key, False) or flip
-    return pairs
+    # one row per (photo, other photo, plain or mirror): the nearest of its hashes
+    i = np.repeat(np.arange(n), per * k)
+    j = found.reshape(-1) // kept
+    mirror = np.tile(np.repeat(np.arange(per) >= kept, k), n)
+    d = dist.reshape(-1)
+    ok = (found.reshape(-1) >= 0) & (j != i) & (d <= settings.hash_radius)
+    i, j, mirror, d = i[ok], j[ok], mirror[ok], d[ok]
+    plain_d, mirror_d = _nearest(i * n + j, d, ~mirror), _nearest(i * n + j, d, mirror)
+    keys = np.union1d(plain_d[0], mirror_d[0])
+    near_plain = _lookup(keys, *plain_d)
+    near_mirror = _lookup(keys, *mirror_d)
+    nearest = np.minimum(near_plain, near_mirror)
+    flip = (near_mirror + 4 < near_plain) & (near_mirror <= settings.hash_radius // 2)
+    a, b = keys // n, keys % n
+    order = np.lexsort((nearest, a))  # per photo, nearest first
+    a, b, nearest, flip = a[order], b[order], nearest[order], flip[order]
+    first = np.searchsorted(a, a)  # where each photo's rows start
+    keep = np.arange(len(a)) - first < settings.candidates
+    pairs: dict[tuple[int, int], tuple[int, bool]] = {}
+    for x, y, dd, f in zip(a[keep].tolist(), b[keep].tolist(), nearest[keep].tolist(),
+                           flip[keep].tolist(), strict=True):
+        key = (min(x, y), max(x, y))
+        old_d, old_f = pairs.get(key, (99, False))
+        pairs[key] = (min(old_d, dd), old_f or f)
+    return {key: f for key, (_, f) in sorted(pairs.items(), key=lambda kv: kv[1][0])}
+
+
+def _nearest(keys: np.ndarray, dist: np.ndarray, mask: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(unique keys, the least distance of each) among the rows where ``mask``."""
+    keys, dist = keys[mask], dist[mask]
+    order = np.lexsort((dist, keys))
+    keys, dist = keys[order], dist[order]
+    first = np.ones(len(keys), dtype=bool)
+    first[1:] = keys[1:] != keys[:-1]
+    return keys[first], dist[first]
+
+
+def _lookup(keys: np.ndarray, known: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """The distance of each of ``keys`` in (``known``, ``dist``), 99 where absent."""
+    at = np.searchsorted(known, keys)
+    at = np.minimum(at, max(len(known) - 1, 0))
+    hit = (known[at] == keys) if len(known) else np.zeros(len(keys), dtype=bool)
+    return np.where(hit, dist[at] if len(known) else 99, 99)
 
 
 def embedding_pairs(vectors: np.ndarray, candidates: int) -> dict[tuple[int, int], bool]:
@@ -251,19 +315,20 @@ def embedding_pairs(vectors: np.ndarray, candidates: int) -> dict[tuple[int, int
 def verify(feats: Sequence[PhotoFeatures], pairs: dict[tuple[int, int], bool],
            settings: SimilarSettings) -> dict[tuple[int, int], float]:
     """The pairs that local features confirm, with their scores (mirrors tried when the pair
-    came through the mirror hash and the photo as it is does not match)."""
-    mirrored: dict[int, PhotoFeatures] = {}
+    came through the mirror hash and the photo as it is does not match); in the order of
+    ``pairs`` (nearest first), and a pair already joined through others is not matched."""
+    flipped: dict[int, PhotoFeatures] = {}
     found = {}
     groups = _Groups(len(feats))
     root = groups.root
-    for (i, j), via_mirror in sorted(pairs.items()):
+    for (i, j), via_mirror in pairs.items():
         if root(i) == root(j):  # already joined through others: the group is the same
             continue
         score = match_score(feats[i], feats[j], settings)
         if score < settings.threshold and via_mirror:
-            if j not in mirrored:
-                mirrored[j] = extract(feats[j].path, settings, mirror=True)
-            score = max(score, match_score(feats[i], mirrored[j], settings))
+            if j not in flipped:
+                flipped[j] = mirrored(feats[j], settings)
+            score = max(score, match_score(feats[i], flipped[j], settings))
         if score >= settings.threshold and score > 0:
             found[(i, j)] = round(score, 4)
             groups.join(i, j)
@@ -330,17 +395,36 @@ def find_duplicates(paths: Sequence[str | os.PathLike[str]], settings: SimilarSe
     # Thousands of tiny searches: OpenMP threads would spin more than they work.
     faiss.omp_set_num_threads(1)
     try:
-        results = list(features_of(items, settings, jobs))
+        results = kept_images(features_of(items, settings, jobs))
         feats = [r for r in results if isinstance(r, PhotoFeatures)]
         pairs = candidate_pairs(feats, settings)
         if embedding is not None:
             for key, flip in _embedded_pairs(embedding, feats, settings).items():
                 pairs[key] = pairs.get(key, False) or flip
+        flips = {j for (_, j), flip in pairs.items() if flip}
+        for j, f in enumerate(feats):  # only a photo matched mirrored needs its image
+            if j not in flips:
+                f.gray = None
         found = verify(feats, pairs, settings)
     finally:
         faiss.omp_set_num_threads(previous)
     by_path = iter(group_records(feats, found))
     return [r if isinstance(r, dict) else next(by_path) for r in results]
+
+
+def kept_images(results: Iterator[PhotoFeatures | dict[str, Any]],
+                budget: int = KEEP_IMAGES_BYTES) -> list[PhotoFeatures | dict[str, Any]]:
+    """All ``results``, the working images of the first ones kept while they fit in
+    ``budget`` bytes (a photo matched mirrored later is decoded again if its image is gone)."""
+    out = []
+    for r in results:
+        if isinstance(r, PhotoFeatures) and r.gray is not None:
+            if r.gray.nbytes <= budget:
+                budget -= r.gray.nbytes
+            else:
+                r.gray = None
+        out.append(r)
+    return out
 
 
 def _embedded_pairs(classifier: Any, feats: Sequence[PhotoFeatures],

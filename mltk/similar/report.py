@@ -19,7 +19,7 @@ THUMB_SIDE = 112
 COLUMNS = ["path", "group", "duplicate_of", "score", "error"]
 #: The settings that decide duplicates (the rest of SimilarSettings is for the index).
 DEDUP_SETTINGS = ("threshold", "min_inliers", "hash_radius", "candidates", "features",
-                  "work_size")
+                  "work_size", "levels")
 
 
 def groups_of(records: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:

@@ -40,12 +40,13 @@ class SimilarSettings(Settings):
     threads: int | None = setting(None, optional(integer(1)), "faiss threads (None: all cores)")
     seed: int = setting(0, integer(0, 2**31 - 1), "sampling and k-means seed")
     # -- dedup ---------------------------------------------------------------------------------
-    threshold: float = setting(0.12, number(0.0, 1.0),
+    threshold: float = setting(0.05, number(0.0, 1.0),
                                "dedup: least share of the smaller photo's local features that "
                                "one geometric transform must match")
     min_inliers: int = setting(12, integer(4), "dedup: least matched features (RANSAC inliers)")
     hash_radius: int = setting(22, integer(0, 64), "dedup: largest Hamming distance of 64-bit "
                                "hashes that makes a candidate pair")
     candidates: int = setting(8, integer(1), "dedup: most candidates verified per photo")
-    features: int = setting(400, integer(16), "dedup: ORB features per photo")
-    work_size: int = setting(320, integer(64), "dedup: longer side of the working image")
+    features: int = setting(200, integer(16), "dedup: ORB features per photo")
+    work_size: int = setting(256, integer(64), "dedup: longer side of the working image")
+    levels: int = setting(2, integer(1, 8), "dedup: ORB pyramid levels (scales 1.2 apart)")
