@@ -117,15 +117,24 @@ def bench_index(n: int, n_queries: int, d: int = 128, skip_hnswlib: bool = False
     # Interleaved, fastest of 5 (the machine may be shared): mltk's search, its records, plain
     # faiss on the very same index object (so the difference is mltk's own work, not another
     # training run) and a plain faiss index of the same recipe.
+    # CPU seconds too: one thread's CPU time does not count the time other work took the core.
     times: dict[str, list[float]] = {"mltk": [], "records": [], "raw": [], "plain": []}
+    cpu: dict[str, list[float]] = {name: [] for name in times}
     for _ in range(5):
+        c0 = time.process_time()
         found, t = timed(index.search, prepared, 10)
+        c1 = time.process_time()
         times["mltk"].append(t)
         times["records"].append(timed(lambda: list(query_records(index, queries, 10)))[1])
+        c2 = time.process_time()
         (_, raw_found), t = timed(index.index.search, prepared, 10)
+        c3 = time.process_time()
         times["raw"].append(t)
         (_, plain_found), t = timed(plain.search, q, 10)
         times["plain"].append(t)
+        for name, spent in zip(cpu, (c1 - c0, c2 - c1, c3 - c2, time.process_time() - c3),
+                               strict=True):
+            cpu[name].append(spent)
     t_mltk, t_records, t_raw, t_plain = (min(times[k]) for k in ("mltk", "records", "raw",
                                                                   "plain"))
     mltk_recall = recall([r for r, _ in found], truth)
@@ -147,6 +156,8 @@ def bench_index(n: int, n_queries: int, d: int = 128, skip_hnswlib: bool = False
     for name, r, qps, bpv, build in rows:
         print(f"  {name:44s} {r:9.4f} {qps:10,.0f} {bpv:9.0f} {build:8.1f}")
     print(f"  build report: {report}")
+    print("  queries/s on CPU time (one thread): " + ", ".join(
+        f"{name} {n_queries / min(spent):,.0f}" for name, spent in cpu.items()))
     print(f"  mltk overhead over faiss on the same index: search {t_mltk / t_raw - 1:+.1%}, "
           f"with records {t_records / t_raw - 1:+.1%}; a freshly trained plain faiss index "
           f"took {t_plain / t_raw - 1:+.1%} (training and a shared machine vary)")

@@ -125,7 +125,7 @@ def query_records(index: SimilarityIndex, queries: Queries, k: int, where: str |
         every = np.concatenate([rows for rows, _ in found]) if found else np.zeros(0, int)
         cells = [ids[every].tolist(), np.round(np.concatenate(
             [s for _, s in found]).astype(np.float64), 6).tolist() if found else []]
-        cells += [[_plain(v) for v in col[every].tolist()] for col in columns.values()]
+        cells += [_plain_list(col[every]) for col in columns.values()]
         names = ["id", "score", *columns]
         at = 0
         for label, (rows, _) in zip(queries.labels[start:stop], found, strict=True):
@@ -138,6 +138,14 @@ def query_records(index: SimilarityIndex, queries: Queries, k: int, where: str |
                     cells[0][at:end], cells[1][at:end], strict=True)]
             yield {"query": _plain(label), "neighbors": neighbors}
             at = end
+
+
+def _plain_list(values: np.ndarray) -> list[Any]:
+    """A column's values as plain Python (NaN as None); ints, bools and strings need no
+    look at each value."""
+    if values.dtype.kind in "biuSU":
+        return values.tolist()
+    return [_plain(v) for v in values.tolist()]
 
 
 def _plain(value: Any) -> Any:
