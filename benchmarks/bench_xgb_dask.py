@@ -8,7 +8,11 @@ external-memory run's seconds per boosting round. Each run is the `mltk xgb-anal
 in a subprocess, its peak taken from the kernel (wait4) and the workers' from the report.
 
 Run: .venv/bin/python benchmarks/bench_xgb_dask.py [--rows 100000] [--workers 2]
-     [--boosters gbtree] [--max-evals 5] [--row-group 50000]
+     [--boosters gbtree] [--max-evals 5] [--row-group 50000] [--modes one,dask,external]
+     [--tune-on sample]
+
+The load average is printed beside each run: on a shared machine, wall times say little
+without it.
 """
 
 from __future__ import annotations
@@ -31,17 +35,19 @@ def mltk() -> list[str]:
 
 
 def run(args: list[str], out: Path) -> dict:
-    """Run `mltk xgb-analyze ... --out OUT -q`; wall seconds, peak RSS (bytes), report."""
+    """Run `mltk xgb-analyze ... --out OUT -q`; wall seconds, peak RSS (bytes), report, and
+    the load average over the run's last minute."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(mltk() + ["xgb-analyze", *args, "--out", str(out), "-q"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"mltk xgb-analyze {' '.join(args)} failed:\n{err[-2000:]}")
     report = json.loads((out / "report.json").read_text())
-    return {"wall": wall, "peak": usage.ru_maxrss * 1024, "report": report}
+    return {"wall": wall, "peak": usage.ru_maxrss * 1024, "report": report,
+            "load": os.getloadavg()[0]}
 
 
 def write_table(rows: int, folder: Path, parts: int, row_group: int) -> None:
@@ -70,36 +76,55 @@ def main() -> None:
     parser.add_argument("--boosters", default="gbtree", help="comma-separated: dart,gbtree")
     parser.add_argument("--max-evals", type=int, default=5)
     parser.add_argument("--row-group", type=int, default=50_000)
+    parser.add_argument("--modes", default="one,dask,external",
+                        help="comma-separated: one (one process), dask, external")
+    parser.add_argument("--tune-on", default="sample", choices=("sample", "cluster"),
+                        help="where the Dask run's tuning trials train")
     args = parser.parse_args()
+    modes = set(args.modes.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_table(args.rows, root, max(2 * args.workers, 4), args.row_group)
         for booster in args.boosters.split(","):
             common = ["--target", "group", "--id-cols", "user_id", "--booster", booster,
                       "--max-evals", str(args.max_evals), "--seed", "0"]
-            one = run([str(root / "users.parquet"), *common], root / f"one-{booster}")
-            dist = run([str(root / "parts"), *common, "--dask", f"local:{args.workers}"],
-                       root / f"dask-{booster}")
-            ext = run([str(root / "users.parquet"), *common, "--external-memory"],
-                      root / f"ext-{booster}")
+            one = dist = ext = None
+            if "one" in modes:
+                one = run([str(root / "users.parquet"), *common], root / f"one-{booster}")
+            if "dask" in modes:
+                dist = run([str(root / "parts"), *common, "--dask", f"local:{args.workers}",
+                            "--tune-on", args.tune_on], root / f"dask-{booster}")
+            if "external" in modes:
+                ext = run([str(root / "users.parquet"), *common, "--external-memory"],
+                          root / f"ext-{booster}")
             report(booster, one, dist, ext)
 
 
-def report(booster: str, one: dict, dist: dict, ext: dict) -> None:
-    workers = dist["report"]["cluster"]["worker_peak_rss_bytes"]
-    worst = max(workers.values())
+def report(booster: str, one: dict | None, dist: dict | None, ext: dict | None) -> None:
     print(f"\n{booster}:")
-    print(f"  one process       {one['wall']:7.1f} s  peak {one['peak'] / MB:6.0f} MB  "
-          f"AUC {one['report']['metrics']['roc_auc']:.4f}")
-    print(f"  --dask local:{len(workers)}    {dist['wall']:7.1f} s  client peak "
-          f"{dist['peak'] / MB:6.0f} MB, workers "
-          + ", ".join(f"{v / MB:.0f}" for v in workers.values())
-          + f" MB  AUC {dist['report']['metrics']['roc_auc']:.4f}")
-    print(f"  --external-memory {ext['wall']:7.1f} s  peak {ext['peak'] / MB:6.0f} MB  "
-          f"AUC {ext['report']['metrics']['roc_auc']:.4f}  "
-          f"{ext['report']['external_memory']['seconds_per_round']:.3f} s/round")
-    print(f"  dask / one process: wall {dist['wall'] / one['wall']:.2f}x (target <= 1.2), "
-          f"largest worker peak {worst / one['peak']:.2f}x (target <= 0.6)", flush=True)
+    if one:
+        print(f"  one process       {one['wall']:7.1f} s  peak {one['peak'] / MB:6.0f} MB  "
+              f"AUC {one['report']['metrics']['roc_auc']:.4f}  tuning "
+              f"{one['report']['tuning']['seconds']:.0f} s, refit "
+              f"{one['report']['fit_seconds']:.0f} s  (load {one['load']:.1f})")
+    if dist:
+        workers = dist["report"]["cluster"]["worker_peak_rss_bytes"]
+        print(f"  --dask local:{len(workers)}    {dist['wall']:7.1f} s  client peak "
+              f"{dist['peak'] / MB:6.0f} MB, workers "
+              + ", ".join(f"{v / MB:.0f}" for v in workers.values())
+              + f" MB  AUC {dist['report']['metrics']['roc_auc']:.4f}  tuning "
+              f"{dist['report']['tuning']['seconds']:.0f} s "
+              f"({dist['report']['cluster']['tuning']['on']}), refit "
+              f"{dist['report']['fit_seconds']:.0f} s  (load {dist['load']:.1f})")
+    if ext:
+        print(f"  --external-memory {ext['wall']:7.1f} s  peak {ext['peak'] / MB:6.0f} MB  "
+              f"AUC {ext['report']['metrics']['roc_auc']:.4f}  "
+              f"{ext['report']['external_memory']['seconds_per_round']:.3f} s/round  "
+              f"(load {ext['load']:.1f})")
+    if one and dist:
+        worst = max(dist["report"]["cluster"]["worker_peak_rss_bytes"].values())
+        print(f"  dask / one process: wall {dist['wall'] / one['wall']:.2f}x (target <= 1.2), "
+              f"largest worker peak {worst / one['peak']:.2f}x (target <= 0.6)", flush=True)
 
 
 if __name__ == "__main__":

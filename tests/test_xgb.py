@@ -295,3 +295,51 @@ def untimed(report):
     del report["seconds"], report["fit_seconds"], report["tuning"]["seconds"]
     del report["tuning"]["best"]["seconds"]
     return report
+
+
+def test_tuning_folds_train_side_by_side_with_the_same_curves(cancer):
+    """The CV folds train at once, each with its share of the cores (one thread each when
+    the cores are no more than the folds): every fold's AUC curve is the one a single
+    thread computes fold after fold, for gbtree and DART."""
+    from mltk.xgb.tune import CrossValidation, base_params, fold_threads
+
+    assert fold_threads(5, "cpu", cpus=2) == (2, 1)
+    assert fold_threads(5, "cpu", cpus=16) == (5, 3)
+    assert fold_threads(3, "cuda", cpus=16) == (1, 0)  # one GPU: one fold at a time
+    X = cancer.drop(columns="diagnosis")
+    y = (cancer["diagnosis"] == "malignant").to_numpy().astype(int)
+    for booster in ("gbtree", "dart"):
+        params = {**base_params(booster, "cpu", 0, 1.0), "max_depth": 3, "subsample": 0.8,
+                  "learning_rate": 0.1}
+        curves = {}
+        for cpus in (1, 6):
+            with CrossValidation(X, y, folds=3, seed=0, max_rounds=40, early_stopping=10,
+                                 categorical=True, cpus=cpus) as cv:
+                assert (cv.parallel, cv.nthread) == ((1, 1) if cpus == 1 else (3, 2))
+                curves[cpus] = cv(params)
+        assert len(curves[1]) == 3 and curves[1] == curves[6], booster
+
+
+def test_vifs_from_the_inverse_correlation_are_the_regressions_vifs():
+    """The VIFs come from one inverse of the correlation matrix: the same numbers as a
+    regression of each column on the others (statsmodels); a collinear design still says
+    which columns are collinear."""
+    from statsmodels.stats.outliers_influence import variance_inflation_factor
+
+    from mltk.xgb.explain import variance_inflation
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 4))
+    Z = pd.DataFrame({"a": x[:, 0], "b": 0.9 * x[:, 0] + 0.4 * x[:, 1], "c": x[:, 2],
+                      "d": x[:, 3] - 0.5 * x[:, 2]})
+    Z = (Z - Z.mean()) / Z.std()
+    design = np.column_stack([np.ones(len(Z)), Z.to_numpy()])
+    expected = {c: variance_inflation_factor(design, i + 1) for i, c in enumerate(Z.columns)}
+    got = variance_inflation(Z)
+    assert [r["feature"] for r in got] == sorted(expected, key=lambda c: -expected[c])
+    for r in got:
+        assert r["vif"] == pytest.approx(expected[r["feature"]], rel=1e-9)
+        assert r["collinear"] == (r["feature"] in ("a", "b"))
+    Z["e"] = Z["a"] + Z["c"]  # a linear combination of two others
+    flagged = {r["feature"] for r in variance_inflation(Z) if r["collinear"]}
+    assert {"a", "c", "e"} <= flagged

@@ -64,6 +64,9 @@ def xgb_analyze(
         "--tune-rows", help="Rows to tune on: auto (default), all, or a number.")] = None,
     categorical: Annotated[str | None, typer.Option(
         "--categorical", help="native (default) or onehot.")] = None,
+    tune_on: Annotated[str | None, typer.Option(
+        "--tune-on", help="With a Dask cluster: sample (default: tune on a stratified sample "
+        "pulled here) or cluster (every trial trained by the workers).")] = None,
     scale_pos_weight: Annotated[float | None, typer.Option(
         "--scale-pos-weight", help="Default: negatives / positives.")] = None,
     seed: SeedOption = None,
@@ -100,7 +103,10 @@ def xgb_analyze(
         "booster": booster, "device": device, "test_size": test_size, "folds": folds,
         "max_evals": max_evals, "max_rounds": max_rounds, "timeout": timeout,
         "tune_rows": tune_rows, "categorical": categorical,
-        "scale_pos_weight": scale_pos_weight, "seed": seed}, config)
+        "scale_pos_weight": scale_pos_weight, "seed": seed, "tune_on": tune_on}, config)
+    if settings.tune_on == "cluster" and not cluster:
+        raise typer.BadParameter("tuning on the cluster needs one: give --dask or --scheduler "
+                                 "(or tune_on: sample)", param_hint="--tune-on")
     tracker = make_tracker("xgb-analyze", mlflow, experiment, run_name, register)
     df = None if cluster or external_memory else _load_table(data)
     ids = [c.strip() for c in id_cols.split(",") if c.strip()] if id_cols else []

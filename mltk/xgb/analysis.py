@@ -72,6 +72,9 @@ def analyze(df: Any, target: str, settings: XgbSettings | Mapping[str, Any] | No
     import pandas as pd
 
     s = XgbSettings.of(settings)
+    if s.tune_on == "cluster":
+        raise InputError("tune_on: cluster needs a Dask cluster (mltk.xgb.distributed); "
+                         "one process tunes on its sample (tune_on: sample)")
     t_start = time.perf_counter()
     prep = prepare(df, target, id_cols, positive)
     _check_group_sizes(prep.y, s.folds)

@@ -7,7 +7,9 @@ Stages, each run by the workers on their partitions unless said otherwise:
 2. the features typed as in the one-process run and a stratified hold-out split drawn per
    partition (seeded by the seed and the partition's number), kept in the workers' memory;
 3. tuning as in the one-process run (hyperopt over stratified CV, :func:`mltk.xgb.tune.tune`)
-   on a stratified sample of the training rows pulled to this process (``tune_rows``);
+   on a stratified sample of the training rows pulled to this process (``tune_rows``); or,
+   with ``tune_on: cluster``, every trial trained by the workers on the training partitions
+   and validated on a split drawn per partition (:mod:`mltk.xgb.cluster_tuning`);
 4. the refit on every training row with ``xgboost.dask`` (a ``DaskQuantileDMatrix``,
    categorical columns native), the workers training together; a worker lost meanwhile stops
    the run (:func:`mltk.xgb.cluster.watch_workers`);
@@ -325,10 +327,7 @@ def analyze_distributed(client: Any, ddf: Any, target: str,
     stages = Stages()
     tune_n = _tune_rows(s.tune_rows, sum(n_train.values()), s.tune_sample)
     sample = _sample(train, n_train, tune_n, s.seed)
-    log.info(f"tuning on a stratified sample of {len(sample):,} of "
-             f"{sum(n_train.values()):,} training rows (pulled to this process)" if tune_n
-             else f"tuning on all {len(sample):,} training rows (pulled to this process)")
-    tuning, trials = search(model, sample, n_train, s, on_trial)
+    tuning, trials, tuned_on = _tune(client, model, train, sample, n_train, s, on_trial)
     booster, fit_seconds = _refit(client, model, train, tuning)
     predictions, p_test = _test_predictions(client, model, booster, test, id_cols)
     metrics = threshold_metrics(predictions["y_true"].to_numpy(), p_test, s.threshold_steps)
@@ -349,7 +348,9 @@ def analyze_distributed(client: Any, ddf: Any, target: str,
     report["cluster"] = {**describe(client), "partitions": int(ddf.npartitions),
                          "worker_peak_rss_bytes": client.run(peak_rss),
                          "rows_read": int(sum(schema.rows)),
-                         "samples": samples(sample, explained)}
+                         "samples": samples(sample, explained), "tuning": tuned_on}
+    if tuned_on["on"] == "cluster":
+        report["data"]["tune_rows"] = tuned_on["fit_rows"]
     seconds = time.perf_counter() - t_start
     report["seconds"] = round(seconds, 2)
     prep = Prepared(None, None, schema.positive, schema.negative, schema.features,
@@ -444,6 +445,34 @@ def search(model: ModelInputs, sample: Any, n_train: Mapping[int, int], s: XgbSe
     spw = spw if spw is not None else float(n_train[0] / max(1, n_train[1]))
     return tune_search(model.of(sample).reset_index(drop=True), sample[Y].to_numpy(), s, spw,
                        model.native, on_trial)
+
+
+def _tune(client: Any, model: ModelInputs, train: Any, sample: Any,
+          n_train: Mapping[int, int], s: XgbSettings,
+          on_trial: Callable[[dict[str, Any]], None] | None
+          ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """(the tuning section, every trial, where the trials ran: the report's
+    ``cluster.tuning``): on the sample pulled here (``tune_on: sample``) or every trial on
+    the workers (``tune_on: cluster``, :mod:`mltk.xgb.cluster_tuning`)."""
+    if s.tune_on != "cluster":
+        total = sum(n_train.values())
+        log.info(f"tuning on a stratified sample of {len(sample):,} of {total:,} training "
+                 "rows (pulled to this process)" if len(sample) < total
+                 else f"tuning on all {total:,} training rows (pulled to this process)")
+        tuning, trials = search(model, sample, n_train, s, on_trial)
+        return tuning, trials, {"on": "sample", "rows": len(sample)}
+    from mltk.xgb.cluster_tuning import ClusterTrials
+    from mltk.xgb.tune import search_with
+
+    evaluate = ClusterTrials(client, model, train, Y, folds=s.folds, seed=s.seed,
+                             max_rounds=s.rounds_cap(), early_stopping=s.early_stopping)
+    log.info(f"tuning on the cluster: each trial trained by the workers on "
+             f"{evaluate.rows['fit']:,} training rows, validated on "
+             f"{evaluate.rows['validation']:,}")
+    spw = s.scale_pos_weight
+    spw = spw if spw is not None else float(n_train[0] / max(1, n_train[1]))
+    tuning, trials = search_with(evaluate, s, spw, on_trial)
+    return tuning, trials, evaluate.describe()
 
 
 def _refit(client: Any, model: ModelInputs, train: Any, tuning: Mapping[str, Any]

@@ -233,23 +233,43 @@ def _l1_regression(Z: Any, y: Any, design: Any, why: Exception) -> dict[str, Any
 
 def variance_inflation(Z: Any) -> list[dict[str, Any]]:
     """VIF per column of the standardized design (> 5 flagged as collinear; inf when a column
-    is a linear combination of the others)."""
+    is a linear combination of the others).
+
+    The VIFs are the diagonal of the inverse of the columns' correlation matrix (one pass
+    over the rows, then a p x p inverse: 0.1 s at 800k rows, where a regression of each
+    column on the others took 9 s); a singular or ill-conditioned matrix falls back to those
+    regressions, which say which columns are collinear."""
+    import numpy as np
+
+    vif = None
+    if Z.shape[1] > 1:
+        corr = np.corrcoef(Z.to_numpy(dtype=float), rowvar=False)
+        if np.all(np.isfinite(corr)) and np.linalg.cond(corr) < 1e8:
+            diag = np.diag(np.linalg.inv(corr))
+            vif = [float(v) for v in diag] if np.all(diag >= 1 - 1e-6) else None
+    values = vif if vif is not None else _vif_by_regression(Z)
+    rows = [{"feature": name, "vif": value, "collinear": bool(value > 5)}
+            for name, value in zip(Z.columns, values, strict=True)]
+    rows.sort(key=lambda r: -r["vif"])
+    return rows
+
+
+def _vif_by_regression(Z: Any) -> list[float]:
+    """VIF of each column from its regression on the others (statsmodels)."""
     import numpy as np
     import statsmodels.api as sm
     from statsmodels.stats.outliers_influence import variance_inflation_factor
 
     design = sm.add_constant(Z, has_constant="add").to_numpy()
-    vif = []
-    for i, name in enumerate(Z.columns):
+    out = []
+    for i in range(Z.shape[1]):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # rank-deficient designs: the VIF says so
-                value = float(variance_inflation_factor(design, i + 1))
+                out.append(float(variance_inflation_factor(design, i + 1)))
         except (np.linalg.LinAlgError, ZeroDivisionError):
-            value = float("inf")
-        vif.append({"feature": name, "vif": value, "collinear": bool(value > 5)})
-    vif.sort(key=lambda r: -r["vif"])
-    return vif
+            out.append(float("inf"))
+    return out
 
 
 def correlation(Z: Any) -> dict[str, dict[str, float]]:

@@ -40,12 +40,18 @@ def _cluster_md(r: dict[str, Any]) -> list[str]:
     if not c:
         return []
     s = c["samples"]
+    t = c.get("tuning") or {"on": "sample"}
+    tuned = (f"every tuning trial was trained by the workers on {t['fit_rows']:,} training "
+             f"rows and validated on {t['validation_rows']:,} (drawn per partition); "
+             if t["on"] == "cluster" else
+             f"tuning used a stratified sample of {s['tuning']:,} training rows (in the "
+             "mltk process); ")
     return [f"Ran on a Dask cluster: scheduler `{c['scheduler']}`, {c['workers']} workers "
             f"({c['threads']} threads), {c['partitions']} partitions, {c['rows_read']:,} rows "
             "read by the workers. The refit, the test metrics and the group profile's means "
-            f"used every row; tuning used a stratified sample of {s['tuning']:,} training "
-            f"rows, SHAP and permutation importance {s['explained']:,} test rows, and the "
-            "profile's medians, the regression and the drift profile the tuning sample.", ""]
+            f"used every row; {tuned}SHAP and permutation importance {s['explained']:,} "
+            "test rows, and the profile's medians, the regression and the drift profile a "
+            f"stratified sample of {s['regression']:,} training rows.", ""]
 
 
 def _images(r: dict[str, Any], *names: str) -> list[str]:

@@ -149,6 +149,9 @@ class XgbSettings(Settings):
                                    "auto: tune on tune_sample rows when train > 200k rows; "
                                    "all; or N")
     tune_sample: int = setting(12000, integer(2), "stratified sample size for tune_rows: auto")
+    tune_on: str = setting("sample", choice("sample", "cluster"),
+                           "with a Dask cluster: sample (tune on the tune_rows sample, pulled "
+                           "to the mltk process) | cluster (every trial trained by the workers)")
     categorical: str = setting("native", choice("native", "onehot"),
                                "native (enable_categorical) | onehot")
     scale_pos_weight: float | None = setting(
