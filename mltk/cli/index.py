@@ -106,7 +106,7 @@ def build(
         "--memory-mb", help="Memory budget of an approximate index in MB (default 4096).")
     ] = None,
     target_recall: Annotated[float | None, typer.Option(
-        "--target-recall", help="recall@10 the build tunes its search to reach (0.96).")
+        "--target-recall", help="recall@10 the build tunes its search to reach (0.95).")
     ] = None,
     threads: Annotated[int | None, typer.Option("--threads", min=1,
                                                 help="faiss threads (default all cores).")

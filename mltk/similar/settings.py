@@ -31,7 +31,7 @@ class SimilarSettings(Settings):
                                "that fits (IVF,SQfp16 > IVF,SQ8 > IVF,PQ)")
     factory: str | None = setting(None, optional(text()),
                                   "a faiss factory string overriding the choice (IVF4096,PQ32)")
-    target_recall: float = setting(0.96, number(0.0, 1.0, low_open=True),
+    target_recall: float = setting(0.95, number(0.0, 1.0, low_open=True),
                                    "recall@10 the build tunes nprobe / efSearch to reach")
     recall_queries: int = setting(500, integer(1), "sample queries for the build's recall check")
     filter_exact_max: int = setting(20_000, integer(0),
