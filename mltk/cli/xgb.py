@@ -84,7 +84,8 @@ def xgb_analyze(
         help="A running Dask scheduler, tcp://HOST:PORT (same as --dask tcp://...).")] = None,
     external_memory: Annotated[bool, typer.Option(
         "--external-memory", help="One machine, a Parquet table larger than memory: stream "
-        "its row groups through XGBoost's external memory.")] = False,
+        "it in batches of batch_mb (setting, 64 MB) through XGBoost's external memory.")
+    ] = False,
 ) -> None:
     """Tune XGBoost (DART) with hyperopt over stratified CV, and explain what separates the
     two groups: report.html (one file to open or mail), report.md/json, plots, model.ubj,

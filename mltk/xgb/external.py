@@ -1,17 +1,22 @@
 """``xgb-analyze --external-memory``: one machine, a Parquet table larger than its memory.
 
-The table is read one Parquet row group at a time, never whole: a first pass summarises each
-row group (the target's groups, levels, ranges: as a Dask partition is summarised, see
-:mod:`mltk.xgb.distributed`), a second types each row group, draws its stratified hold-out
-(seeded by the seed and the row group's number) and keeps the group-profile moments, a
-stratified tuning sample of the training rows and a sample of test rows to explain. The refit
-streams the training rows of each row group through XGBoost's external-memory
-``ExtMemQuantileDMatrix`` (a ``DataIter`` whose quantised pages are cached on disk under a
-temporary folder), and the test rows are scored row group by row group.
+The table is read in batches of ``batch_mb`` MB of pandas (Parquet row groups split or joined:
+see :class:`Batches`), never whole: a first pass summarises each batch (the target's groups,
+levels, ranges: as a Dask partition is summarised, see :mod:`mltk.xgb.distributed`), a second
+types each batch, draws its stratified hold-out (seeded by the seed and the batch's number)
+and keeps the group-profile moments, a stratified tuning sample of the training rows and a
+sample of test rows to explain. The refit streams the training rows of each batch through
+XGBoost's external-memory ``ExtMemQuantileDMatrix`` (a ``DataIter`` whose quantised pages are
+cached on disk under a temporary folder and mapped back, page cache rather than the process's
+memory), its histogram bins cut from the tuning sample; the test rows are scored batch by
+batch.
 
-Memory: one row group as pandas (write tables in row groups of ~100k rows or less), the two
-samples (``tune_sample`` and ``explain_rows`` rows), XGBoost's quantile sketch, and the test
-rows' ids, label and probability (about 20 bytes a test row): not the table.
+Memory (the budget the README states): a fixed part (Python and the libraries, the tuning and
+explanation samples, XGBoost's working memory), several times ``batch_mb`` for the batch in
+hand (Arrow, pandas, the typed frame, XGBoost's copy, and what the allocators keep of them:
+measured up to 8 times), and per row what XGBoost keeps of every
+training row (label, gradient, prediction, row index: tens of bytes) and 13 bytes a test row
+(row, label, probability) plus its id columns: not the table.
 """
 
 from __future__ import annotations
@@ -33,7 +38,6 @@ from mltk.xgb.distributed import (
     ModelInputs,
     Y,
     build_schema,
-    check_counts,
     exact_moments,
     importances,
     model_part,
@@ -49,56 +53,85 @@ from mltk.xgb.results import Analysis
 from mltk.xgb.settings import XgbSettings
 from mltk.xgb.stages import Stages
 
+SIZE_ROWS = 10_000  # rows of the first part read to learn a row's size in pandas
+MIN_BATCH_ROWS = 1_000
 
-class RowGroups:
-    """The row groups of the Parquet parts, in order, each read when asked for."""
 
-    def __init__(self, files: Sequence[Path]) -> None:
+class Batches:
+    """The rows of the Parquet parts, in order, in batches of ``rows`` rows (row groups split
+    or joined: ``batch_mb`` of pandas each), read anew for each pass and never all at once.
+    Arrow's memory pool gives back what a batch used before the next is read."""
+
+    def __init__(self, files: Sequence[Path], batch_mb: int) -> None:
         import pyarrow.parquet as pq
 
         self.files = list(files)
-        self.index = []  # (file, row group) in table order
-        for f in self.files:
-            meta = pq.ParquetFile(f).metadata
-            self.index += [(f, i) for i in range(meta.num_row_groups)]
-        if not self.index:
-            raise InputError(f"{files[0]}: no row groups")
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def read(self, k: int) -> Any:
-        import pyarrow.parquet as pq
-
-        f, i = self.index[k]
-        return pq.ParquetFile(f).read_row_group(i).to_pandas()
+        self.total = sum(pq.ParquetFile(f).metadata.num_rows for f in self.files)
+        if not self.total:
+            raise InputError(f"{files[0]}: no rows")
+        self.row_bytes = row_bytes(self.files)
+        self.rows = max(MIN_BATCH_ROWS, int(batch_mb * 2**20 // self.row_bytes))
+        self.columns: list[str] | None = None  # all; set to what the later passes read
 
     def __iter__(self) -> Iterator[tuple[int, Any]]:
-        for k in range(len(self.index)):
-            yield k, self.read(k)
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pool, k = pa.default_memory_pool(), 0
+        for f in self.files:
+            parquet, pending = pq.ParquetFile(f), None
+            for i in range(parquet.metadata.num_row_groups):
+                group = parquet.read_row_group(i, columns=self.columns, use_threads=False)
+                pending = group if pending is None else pa.concat_tables([pending, group])
+                del group
+                while pending.num_rows >= self.rows or (
+                        i == parquet.metadata.num_row_groups - 1 and pending.num_rows):
+                    pdf = pending.slice(0, self.rows).to_pandas()
+                    pending = pending.slice(self.rows)
+                    pool.release_unused()
+                    yield k, pdf
+                    del pdf
+                    k += 1
 
 
-def _train_iter(groups: RowGroups, typed: Callable[[int, Any], Any], model: ModelInputs,
+def row_bytes(files: Sequence[Path]) -> float:
+    """A row's size in pandas (deep), from the first rows of the first part that has any."""
+    import pyarrow.parquet as pq
+
+    for f in files:
+        first = next(pq.ParquetFile(f).iter_batches(batch_size=SIZE_ROWS), None)
+        if first is not None and first.num_rows:
+            pdf = first.to_pandas()
+            return max(1.0, float(pdf.memory_usage(deep=True, index=False).sum()) / len(pdf))
+    return 1.0
+
+
+def _train_iter(batches: Batches, typed: Callable[[int, Any], Any], model: ModelInputs,
                 cache_prefix: str) -> Any:
-    """An XGBoost DataIter over the training rows of each row group."""
+    """An XGBoost DataIter over the training rows of each batch: one batch in memory."""
+    import numpy as np
     import xgboost as xgb
 
     class TrainRows(xgb.DataIter):
         def __init__(self) -> None:
-            self._k = 0
+            self._rows: Iterator[tuple[int, Any]] | None = None
             super().__init__(cache_prefix=cache_prefix, release_data=True)
 
         def next(self, input_data: Callable[..., None]) -> bool:
-            if self._k == len(groups):
+            if self._rows is None:
+                self._rows = iter(batches)
+            item = next(self._rows, None)
+            if item is None:
                 return False
-            part = typed(self._k, groups.read(self._k))
+            part = typed(*item)
+            del item
             train = part[~part[TEST]]
-            input_data(data=model.of(train), label=train[Y].to_numpy())
-            self._k += 1
+            del part
+            input_data(data=model.of(train), label=train[Y].to_numpy(dtype=np.float32))
             return True
 
         def reset(self) -> None:
-            self._k = 0
+            self._rows = None
 
     return TrainRows()
 
@@ -124,27 +157,29 @@ def analyze_external(data: str | os.PathLike, target: str,
     missing = [c for c in id_cols if c not in columns]
     if missing:
         raise InputError(f"id column(s) not found: {', '.join(missing)}")
-    groups = RowGroups(files)
-    schema = build_schema([summarize_part(pdf, target) for _, pdf in groups], target, id_cols,
-                          positive)
+    batches = Batches(files, s.batch_mb)
+    # id columns are not summarised: text ids would keep a set of every id
+    schema = build_schema([summarize_part(pdf.drop(columns=list(id_cols)), target)
+                           for _, pdf in batches], target, id_cols, positive)
+    batches.columns = [*schema.features, target, *id_cols]
 
     def typed(k: int, pdf: Any) -> Any:
         return model_part(pdf, schema, target, id_cols, s, partition_info={"number": k})
 
     model = ModelInputs(schema, s.categorical == "native")
-    counts = _split_counts(groups, schema, target, s)
-    n_train, n_test = counts
-    check_counts(n_train, n_test, s.folds)
+    n_train, n_test = _split_counts(schema, s)
+    _check_sizes(n_train, n_test, s.folds)
     tune_n = _tune_rows(s.tune_rows, sum(n_train.values()), s.tune_sample)
-    sample, explain_rows, moments = _second_pass(groups, typed, schema, n_train, n_test,
+    sample, explain_rows, moments = _second_pass(batches, typed, schema, n_train, n_test,
                                                  tune_n, s)
     stages = Stages()
     tuning, trials = search(model, sample, n_train, s, on_trial)
     with tempfile.TemporaryDirectory(prefix="mltk-extmem-") as cache:
-        booster, fit_seconds, per_round = _refit(groups, typed, model, tuning, cache)
-    predictions, p_test = _test_predictions(groups, typed, model, booster, id_cols)
+        booster, fit_seconds, per_round = _refit(batches, typed, model, tuning, cache,
+                                                 cut_rows(model, sample))
+    predictions, p_test = _test_predictions(batches, typed, model, booster, id_cols, n_test)
     metrics = threshold_metrics(predictions["y_true"].to_numpy(), p_test, s.threshold_steps)
-    predictions["predicted"] = (p_test >= metrics["best_threshold"]).astype(int)
+    predictions["predicted"] = (p_test >= metrics["best_threshold"]).astype("int8")
     explained, importance, extras = importances(stages, model, booster, explain_rows, s)
     raw = sample[schema.features]
     profile = stages.run("profile", group_profile, raw, sample[Y].to_numpy(),
@@ -159,7 +194,10 @@ def analyze_external(data: str | os.PathLike, target: str,
         "profile": profile, "tuning": tuning, "fit_seconds": round(fit_seconds, 2),
         "metrics": metrics, "importance": importance, "extras": extras,
         "regression": regression})
-    report["external_memory"] = {"files": len(files), "row_groups": len(groups),
+    report["external_memory"] = {"files": len(files), "row_groups": _row_groups(files),
+                                 "batches": len(schema.rows), "batch_rows": batches.rows,
+                                 "batch_mb": s.batch_mb,
+                                 "row_bytes": round(batches.row_bytes, 1),
                                  "rows_read": int(sum(schema.rows)),
                                  "seconds_per_round": round(per_round, 4),
                                  "samples": samples(sample, explained)}
@@ -175,14 +213,17 @@ def analyze_external(data: str | os.PathLike, target: str,
                     compute_seconds=seconds, data_profile=data_profile)
 
 
-def _split_counts(groups: RowGroups, schema: Any, target: str, s: XgbSettings
-                  ) -> tuple[dict[int, int], dict[int, int]]:
-    """Training and test rows per class, known from the row groups' target counts (the
-    split takes round(n * test_size) of each class of each row group)."""
-    from mltk.xgb.distributed import summarize_targets
+def _row_groups(files: Sequence[Path]) -> int:
+    import pyarrow.parquet as pq
 
+    return sum(pq.ParquetFile(f).metadata.num_row_groups for f in files)
+
+
+def _split_counts(schema: Any, s: XgbSettings) -> tuple[dict[int, int], dict[int, int]]:
+    """Training and test rows per class, known from the batches' target counts (the split
+    takes round(n * test_size) of each class of each batch)."""
     n_train, n_test = {0: 0, 1: 0}, {0: 0, 1: 0}
-    for per_class in summarize_targets(schema):
+    for per_class in schema.class_counts:
         for cls, n in per_class.items():
             test = int(round(n * s.test_size))
             n_test[cls] += test
@@ -190,7 +231,15 @@ def _split_counts(groups: RowGroups, schema: Any, target: str, s: XgbSettings
     return n_train, n_test
 
 
-def _second_pass(groups: RowGroups, typed: Callable[[int, Any], Any], schema: Any,
+def _check_sizes(n_train: Mapping[int, int], n_test: Mapping[int, int], folds: int) -> None:
+    """As the in-memory run checks the smaller group, from the counts (no array of rows)."""
+    smaller = min(n_train[c] + n_test[c] for c in (0, 1))
+    if smaller < folds * 2:
+        raise InputError(f"too few rows of the smaller group ({smaller}) for "
+                         f"{folds}-fold cross-validation and a test set")
+
+
+def _second_pass(batches: Batches, typed: Callable[[int, Any], Any], schema: Any,
                  n_train: Mapping[int, int], n_test: Mapping[int, int], tune_n: int | None,
                  s: XgbSettings) -> tuple[Any, Any, Any]:
     """(the stratified tuning sample of training rows, the test rows to explain, the group
@@ -201,8 +250,9 @@ def _second_pass(groups: RowGroups, typed: Callable[[int, Any], Any], schema: An
     tune_share = 1.0 if not tune_n else min(1.0, tune_n / train_total)
     explain_share = min(1.0, s.explain_rows / max(1, test_total))
     samples, explain, moments = [], [], None
-    for k, pdf in groups:
+    for k, pdf in batches:
         part = typed(k, pdf)
+        del pdf
         info = {"number": k}
         samples.append(stratified_part(part[~part[TEST]], {0: tune_share, 1: tune_share},
                                        s.seed, partition_info=info))
@@ -214,35 +264,71 @@ def _second_pass(groups: RowGroups, typed: Callable[[int, Any], Any], schema: An
             moments)
 
 
-def _refit(groups: RowGroups, typed: Callable[[int, Any], Any], model: ModelInputs,
-           tuning: Mapping[str, Any], cache: str) -> tuple[Any, float, float]:
+def cut_rows(model: ModelInputs, sample: Any) -> Any:
+    """The rows the histogram bins are cut from: the stratified tuning sample's model inputs,
+    and one row per level of each categorical column (missing elsewhere) so that every level
+    has its bin."""
+    import numpy as np
+    import pandas as pd
+
+    extra = max((len(levels) for levels in model.categories.values()), default=0)
+    rows = pd.DataFrame({col: (np.full(extra, np.nan) if col not in model.categories else
+                               pd.Categorical([model.categories[col][i % len(
+                                   model.categories[col])] for i in range(extra)],
+                                   categories=model.categories[col]))
+                         for col in model.raw})
+    return model.of(pd.concat([sample[model.raw], rows], ignore_index=True))
+
+
+def _refit(batches: Batches, typed: Callable[[int, Any], Any], model: ModelInputs,
+           tuning: Mapping[str, Any], cache: str, cuts: Any) -> tuple[Any, float, float]:
     """(the booster trained on every training row through external memory, its seconds,
-    seconds per boosting round)."""
+    seconds per boosting round). The histogram bins are cut from ``cuts`` (a sample): XGBoost
+    sketching every row itself keeps a sketch that grows with the rows (measured: 140 MB
+    more for 240k rows than for 20k of 90 columns)."""
     import xgboost as xgb
 
     t0 = time.perf_counter()
-    dtrain = xgb.ExtMemQuantileDMatrix(_train_iter(groups, typed, model,
+    ref = xgb.QuantileDMatrix(cuts, enable_categorical=model.native)
+    dtrain = xgb.ExtMemQuantileDMatrix(_train_iter(batches, typed, model,
                                                    os.path.join(cache, "train")),
-                                       enable_categorical=model.native)
+                                       enable_categorical=model.native, ref=ref)
+    del ref
     t1 = time.perf_counter()
     booster = xgb.train(dict(tuning["params"]), dtrain, num_boost_round=tuning["rounds"])
     per_round = (time.perf_counter() - t1) / max(1, tuning["rounds"])
     del dtrain  # before its cache folder goes (XGBoost warns of a missing cache file)
-    return booster, time.perf_counter() - t0, per_round
+    # a copy is the model alone: the trained one keeps its updater's buffers for every page
+    return booster.copy(), time.perf_counter() - t0, per_round
 
 
-def _test_predictions(groups: RowGroups, typed: Callable[[int, Any], Any], model: ModelInputs,
-                      booster: Any, id_cols: Sequence[str]) -> tuple[Any, Any]:
+def _test_predictions(batches: Batches, typed: Callable[[int, Any], Any], model: ModelInputs,
+                      booster: Any, id_cols: Sequence[str], n_test: Mapping[int, int]
+                      ) -> tuple[Any, Any]:
+    """(test_predictions.csv's rows, their probabilities), one batch at a time into arrays
+    sized for the test rows: 13 bytes a test row (row, y, probability) and the id columns."""
     import numpy as np
     import pandas as pd
     import xgboost as xgb
 
-    out = []
-    for k, pdf in groups:
+    total = sum(n_test.values())
+    rows = np.empty(total, dtype=np.int64)
+    y = np.empty(total, dtype=np.int8)
+    p = np.empty(total, dtype=np.float32)
+    ids: dict[str, list[Any]] = {c: [] for c in id_cols}
+    at = 0
+    for k, pdf in batches:
         part = typed(k, pdf)
+        del pdf
         test = part[part[TEST]]
-        p = booster.predict(xgb.DMatrix(model.of(test), enable_categorical=model.native))
-        out.append(test[[*id_cols, ROW, Y]].assign(probability=p))
-    pred = pd.concat(out, ignore_index=True).rename(columns={ROW: "row", Y: "y_true"})
-    pred = pred[[*id_cols, "row", "y_true", "probability"]]
-    return pred, pred["probability"].to_numpy(dtype=np.float32)
+        del part
+        end = at + len(test)
+        p[at:end] = booster.predict(xgb.DMatrix(model.of(test),
+                                                enable_categorical=model.native))
+        rows[at:end], y[at:end] = test[ROW].to_numpy(), test[Y].to_numpy()
+        for c in id_cols:
+            ids[c].append(test[c].to_numpy())
+        at = end
+    columns = {c: np.concatenate(v) if v else np.empty(0) for c, v in ids.items()}
+    pred = pd.DataFrame({**columns, "row": rows, "y_true": y, "probability": p}, copy=False)
+    return pred, p

@@ -165,6 +165,8 @@ class XgbSettings(Settings):
                                        "importance")
     seed: int = setting(0, integer(0, 2**32 - 1), "random seed: the same seed gives the same "
                         "result")
+    batch_mb: int = setting(64, integer(1), "--external-memory: MB of one batch of rows as "
+                            "pandas (Parquet row groups split or joined to that size)")
     space: dict[str, dict[str, Any]] = setting(
         DEFAULT_SPACE, space_check(), "the hyperopt search space: name -> {type: uniform | "
         "loguniform | quniform (with q) | choice (values), low, high}")
