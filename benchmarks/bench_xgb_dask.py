@@ -134,13 +134,19 @@ def main() -> None:
             report(booster, one, dist, ext)
 
 
+def tuned(run_: dict) -> str:
+    """What the tuning chose that sets the refit's cost (DART's grows with rounds squared)."""
+    t = run_["report"]["tuning"]
+    return f"[{t['rounds']} rounds, depth {t['params'].get('max_depth', '-')}]"
+
+
 def report(booster: str, one: dict | None, dist: dict | None, ext: dict | None) -> None:
     print(f"\n{booster}:")
     if one:
         print(f"  one process       {one['wall']:7.1f} s  peak {one['peak'] / MB:6.0f} MB  "
               f"AUC {one['report']['metrics']['roc_auc']:.4f}  tuning "
               f"{one['report']['tuning']['seconds']:.0f} s, refit "
-              f"{one['report']['fit_seconds']:.0f} s  (load {one['load']:.1f})")
+              f"{one['report']['fit_seconds']:.0f} s  {tuned(one)}  (load {one['load']:.1f})")
     if dist:
         workers = dist["report"]["cluster"]["worker_peak_rss_bytes"]
         print(f"  --dask local:{len(workers)}    {dist['wall']:7.1f} s  client peak "
@@ -149,7 +155,7 @@ def report(booster: str, one: dict | None, dist: dict | None, ext: dict | None) 
               + f" MB  AUC {dist['report']['metrics']['roc_auc']:.4f}  tuning "
               f"{dist['report']['tuning']['seconds']:.0f} s "
               f"({dist['report']['cluster']['tuning']['on']}), refit "
-              f"{dist['report']['fit_seconds']:.0f} s  (load {dist['load']:.1f})")
+              f"{dist['report']['fit_seconds']:.0f} s  {tuned(dist)}  (load {dist['load']:.1f})")
     if ext:
         print(f"  --external-memory {ext['wall']:7.1f} s  peak {ext['peak'] / MB:6.0f} MB  "
               f"AUC {ext['report']['metrics']['roc_auc']:.4f}  "
