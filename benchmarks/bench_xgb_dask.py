@@ -172,20 +172,13 @@ def write_wide(path: Path, rows: int, extra: int, row_group: int, sample: Path,
     """`purchases` with ``extra`` noise columns, written 100k rows at a time in row groups;
     its first ``sample_rows`` rows (a random sample: the rows are independent) also to
     ``sample``. Its size in pandas (deep), bytes."""
-    import numpy as np
-    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mltk.datasets.purchases import generate
+    from mltk.datasets.purchases import generate_wide
 
     size, writer, head = 0, None, []
-    for i, start in enumerate(range(0, rows, 100_000)):
-        df = generate(min(100_000, rows - start), seed=i)
-        df["user_id"] += start
-        noise = np.random.default_rng(i).standard_normal((len(df), extra))
-        df = pd.concat([df, pd.DataFrame(noise, columns=[f"extra_{j:03d}" for j in
-                                                         range(extra)])], axis=1)
+    for start, df in zip(range(0, rows, 100_000), generate_wide(rows, extra), strict=True):
         size += int(df.memory_usage(deep=True, index=False).sum())
         table = pa.Table.from_pandas(df, preserve_index=False)
         writer = writer or pq.ParquetWriter(path, table.schema)

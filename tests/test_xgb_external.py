@@ -48,19 +48,13 @@ print(json.dumps({"anon": peak[0], "peak": resource.getrusage(resource.RUSAGE_SE
 def write_table(path, rows, row_group=5_000):
     """The purchases table with EXTRA noise columns, written 50k rows at a time in row groups
     of ``row_group`` rows; its size in pandas (deep) in bytes."""
-    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mltk.datasets.purchases import generate
+    from mltk.datasets.purchases import generate_wide
 
     size, writer = 0, None
-    for i, start in enumerate(range(0, rows, 50_000)):
-        df = generate(min(50_000, rows - start), seed=i)
-        df["user_id"] += start
-        noise = np.random.default_rng(i).standard_normal((len(df), EXTRA))
-        df = pd.concat([df, pd.DataFrame(noise, columns=[f"extra_{j:02d}" for j in
-                                                         range(EXTRA)])], axis=1)
+    for df in generate_wide(rows, EXTRA, chunk=50_000):
         size += int(df.memory_usage(deep=True, index=False).sum())
         table = pa.Table.from_pandas(df, preserve_index=False)
         writer = writer or pq.ParquetWriter(path, table.schema, compression="none")

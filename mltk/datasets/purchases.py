@@ -9,7 +9,9 @@ one-time buyer), noise, one collinear pair, a categorical, some missing values; 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from mltk._atomic import atomic_path, write_text
 from mltk.datasets import DatasetInfo
@@ -55,6 +57,21 @@ def generate(n: int, seed: int = 0, minority: float = 0.18):
     df.loc[rng.random(n) < 0.05, "avg_basket_yen"] = np.nan
     df.loc[rng.random(n) < 0.02, "days_since_signup"] = np.nan
     return df
+
+
+def generate_wide(rows: int, extra: int, chunk: int = 100_000) -> Iterator[Any]:
+    """The table in DataFrames of ``chunk`` rows (chunk i seeded i, user ids running on), each
+    with ``extra`` float64 noise columns ``extra_000...``: a wide table of any size, made a
+    piece at a time (external-memory tests and benchmarks)."""
+    import numpy as np
+    import pandas as pd
+
+    for i, start in enumerate(range(0, rows, chunk)):
+        df = generate(min(chunk, rows - start), seed=i)
+        df["user_id"] += start
+        noise = np.random.default_rng(i).standard_normal((len(df), extra))
+        yield pd.concat([df, pd.DataFrame(noise, columns=[f"extra_{j:03d}" for j in
+                                                          range(extra)])], axis=1)
 
 
 def make_purchases(out: Path, n: int = 5000, seed: int = 0) -> DatasetInfo:
