@@ -40,17 +40,24 @@ class Prepared:
     dropped: dict[str, str]
 
 
+def check_columns(columns: Sequence[Any], target: str, id_cols: Sequence[str] = ()) -> None:
+    """The target and id columns are among ``columns`` (a table's, a file's or a dask
+    frame's), or an error naming what is missing."""
+    columns = list(columns)
+    if target not in columns:
+        raise InputError(f"target column {target!r} not found (columns: "
+                         f"{', '.join(map(str, columns[:20]))})")
+    missing_ids = [c for c in id_cols if c not in columns]
+    if missing_ids:
+        raise InputError(f"id column(s) not found: {', '.join(missing_ids)}")
+
+
 def prepare(df: Any, target: str, id_cols: Sequence[str] = (), positive: Any = None) -> Prepared:
     """Check the target (exactly two values), drop ids and useless columns, type categoricals."""
     if df is None or len(df) == 0:
         raise InputError("the data has no rows")
     _check_unique_columns(df)
-    if target not in df.columns:
-        raise InputError(f"target column {target!r} not found (columns: "
-                         f"{', '.join(map(str, df.columns[:20]))})")
-    missing_ids = [c for c in id_cols if c not in df.columns]
-    if missing_ids:
-        raise InputError(f"id column(s) not found: {', '.join(missing_ids)}")
+    check_columns(df.columns, target, id_cols)
     df, y, positive, negative = _binary_target(df, target, positive)
     X, dropped = _drop_useless_columns(df.drop(columns=[target, *id_cols]))
     X, categorical, categories = _type_features(X)

@@ -38,7 +38,7 @@ from mltk.errors import InputError
 from mltk.xgb import explain
 from mltk.xgb.analysis import _check_group_sizes, _model_config, _plain, _regression, _tune_rows
 from mltk.xgb.cluster import describe, watch_workers
-from mltk.xgb.data import Prepared, onehot
+from mltk.xgb.data import Prepared, check_columns, onehot
 from mltk.xgb.explain import group_profile, threshold_metrics
 from mltk.xgb.results import Analysis
 from mltk.xgb.settings import XgbSettings
@@ -307,12 +307,7 @@ def analyze_distributed(client: Any, ddf: Any, target: str,
 
     s = XgbSettings.of(settings)
     t_start = time.perf_counter()
-    if target not in ddf.columns:
-        raise InputError(f"target column {target!r} not found (columns: "
-                         f"{', '.join(map(str, list(ddf.columns)[:20]))})")
-    missing = [c for c in id_cols if c not in ddf.columns]
-    if missing:
-        raise InputError(f"id column(s) not found: {', '.join(missing)}")
+    check_columns(ddf.columns, target, id_cols)
     parts = dask.compute(*[dask.delayed(summarize_part)(p, target) for p in ddf.to_delayed()])
     schema = build_schema(parts, target, id_cols, positive)
     meta = model_part(ddf._meta, schema, target, id_cols, s)
@@ -335,29 +330,70 @@ def analyze_distributed(client: Any, ddf: Any, target: str,
     share = min(1.0, s.explain_rows / max(1, sum(n_test.values())))
     explain_rows = test.map_partitions(stratified_part, {0: share, 1: share}, s.seed + 1,
                                        meta=test._meta).compute()
-    explained, importance, extras = importances(stages, model, booster, explain_rows, s)
+
+    def cluster(report: dict[str, Any], explained: Any) -> None:
+        report["cluster"] = {**describe(client), "partitions": int(ddf.npartitions),
+                             "worker_peak_rss_bytes": client.run(peak_rss),
+                             "rows_read": int(sum(schema.rows)),
+                             "samples": samples(sample, explained), "tuning": tuned_on}
+        if tuned_on["on"] == "cluster":
+            report["data"]["tune_rows"] = tuned_on["fit_rows"]
+
+    return sampled_analysis(
+        SampledFit(target, id_cols, schema, model, sample, n_train, n_test, tuning, trials,
+                   booster, fit_seconds, predictions, metrics, explain_rows),
+        s, stages, lambda: _profile(stages, frame, sample, schema), cluster, t_start)
+
+
+@dataclasses.dataclass
+class SampledFit:
+    """What an analysis whose explanations come from samples (a cluster, external memory)
+    has when its model is trained and its test rows scored."""
+
+    target: str
+    id_cols: Sequence[str]
+    schema: TableSchema
+    model: ModelInputs
+    sample: Any
+    n_train: Mapping[int, int]
+    n_test: Mapping[int, int]
+    tuning: dict[str, Any]
+    trials: list[dict[str, Any]]
+    booster: Any
+    fit_seconds: float
+    predictions: Any
+    metrics: dict[str, Any]
+    explain_rows: Any
+
+
+def sampled_analysis(fit: SampledFit, s: XgbSettings, stages: Stages,
+                     profile: Callable[[], list[dict]],
+                     where: Callable[[dict[str, Any], Any], None], t_start: float) -> Analysis:
+    """The rest of such an analysis, the same wherever it ran: explanations on
+    ``explain_rows``, the group profile (``profile()``), the drift profile and the regression
+    on the sample, the report (``where(report, explained)`` adds where it ran), the model's
+    config and the :class:`Analysis`."""
+    schema, sample = fit.schema, fit.sample
+    explained, importance, extras = importances(stages, fit.model, fit.booster,
+                                                fit.explain_rows, s)
     raw = sample[schema.features]
-    profile = _profile(stages, frame, sample, schema)
+    group = profile()
     data_profile = stages.run("data_profile", DataProfile.from_frame, raw,
                               list(schema.categories))
     regression = _regression(stages, raw, sample[Y].to_numpy(), schema.categories)
-    report = sampled_report(target, model, schema, sample, n_train, n_test, stages, {
-        "profile": profile, "tuning": tuning, "fit_seconds": round(fit_seconds, 2),
-        "metrics": metrics, "importance": importance, "extras": extras,
-        "regression": regression})
-    report["cluster"] = {**describe(client), "partitions": int(ddf.npartitions),
-                         "worker_peak_rss_bytes": client.run(peak_rss),
-                         "rows_read": int(sum(schema.rows)),
-                         "samples": samples(sample, explained), "tuning": tuned_on}
-    if tuned_on["on"] == "cluster":
-        report["data"]["tune_rows"] = tuned_on["fit_rows"]
+    report = sampled_report(fit.target, fit.model, schema, sample, fit.n_train, fit.n_test,
+                            stages, {"profile": group, "tuning": fit.tuning,
+                                     "fit_seconds": round(fit.fit_seconds, 2),
+                                     "metrics": fit.metrics, "importance": importance,
+                                     "extras": extras, "regression": regression})
+    where(report, explained)
     seconds = time.perf_counter() - t_start
     report["seconds"] = round(seconds, 2)
     prep = Prepared(None, None, schema.positive, schema.negative, schema.features,
                     list(schema.categories), schema.categories, schema.dropped)
-    return Analysis(model=booster, report=report, trials=_frame(trials), settings=s,
-                    predictions=predictions,
-                    config=_model_config(s, prep, report, id_cols),
+    return Analysis(model=fit.booster, report=report, trials=_frame(fit.trials), settings=s,
+                    predictions=fit.predictions,
+                    config=_model_config(s, prep, report, fit.id_cols),
                     shap_values=extras["shap_values"], explained=explained,
                     compute_seconds=seconds, data_profile=data_profile)
 

@@ -28,21 +28,20 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mltk.drift.profile import DataProfile
 from mltk.errors import InputError
-from mltk.xgb.analysis import _model_config, _regression, _tune_rows
-from mltk.xgb.data import Prepared
+from mltk.xgb.analysis import _tune_rows
+from mltk.xgb.data import check_columns
 from mltk.xgb.distributed import (
     ROW,
     TEST,
     ModelInputs,
+    SampledFit,
     Y,
     build_schema,
     exact_moments,
-    importances,
     model_part,
     moments_part,
-    sampled_report,
+    sampled_analysis,
     samples,
     search,
     stratified_part,
@@ -151,12 +150,7 @@ def analyze_external(data: str | os.PathLike, target: str,
         raise InputError(f"{data}: --external-memory reads Parquet (row groups); convert the "
                          "CSV first")
     columns = check_schemas(files)
-    if target not in columns:
-        raise InputError(f"target column {target!r} not found (columns: "
-                         f"{', '.join(list(columns)[:20])})")
-    missing = [c for c in id_cols if c not in columns]
-    if missing:
-        raise InputError(f"id column(s) not found: {', '.join(missing)}")
+    check_columns(columns, target, id_cols)
     batches = Batches(files, s.batch_mb)
     # id columns are not summarised: text ids would keep a set of every id
     schema = build_schema([summarize_part(pdf.drop(columns=list(id_cols)), target)
@@ -180,37 +174,28 @@ def analyze_external(data: str | os.PathLike, target: str,
     predictions, p_test = _test_predictions(batches, typed, model, booster, id_cols, n_test)
     metrics = threshold_metrics(predictions["y_true"].to_numpy(), p_test, s.threshold_steps)
     predictions["predicted"] = (p_test >= metrics["best_threshold"]).astype("int8")
-    explained, importance, extras = importances(stages, model, booster, explain_rows, s)
-    raw = sample[schema.features]
-    profile = stages.run("profile", group_profile, raw, sample[Y].to_numpy(),
-                         schema.categories) or []
-    for row in profile:
-        exact_moments(row, moments)
-    profile.sort(key=lambda r: -abs(r["smd"]))
-    data_profile = stages.run("data_profile", DataProfile.from_frame, raw,
-                              list(schema.categories))
-    regression = _regression(stages, raw, sample[Y].to_numpy(), schema.categories)
-    report = sampled_report(target, model, schema, sample, n_train, n_test, stages, {
-        "profile": profile, "tuning": tuning, "fit_seconds": round(fit_seconds, 2),
-        "metrics": metrics, "importance": importance, "extras": extras,
-        "regression": regression})
-    report["external_memory"] = {"files": len(files), "row_groups": _row_groups(files),
-                                 "batches": len(schema.rows), "batch_rows": batches.rows,
-                                 "batch_mb": s.batch_mb,
-                                 "row_bytes": round(batches.row_bytes, 1),
-                                 "rows_read": int(sum(schema.rows)),
-                                 "seconds_per_round": round(per_round, 4),
-                                 "samples": samples(sample, explained)}
-    seconds = time.perf_counter() - t_start
-    report["seconds"] = round(seconds, 2)
-    prep = Prepared(None, None, schema.positive, schema.negative, schema.features,
-                    list(schema.categories), schema.categories, schema.dropped)
-    import pandas as pd
 
-    return Analysis(model=booster, report=report, trials=pd.DataFrame(trials), settings=s,
-                    predictions=predictions, config=_model_config(s, prep, report, id_cols),
-                    shap_values=extras["shap_values"], explained=explained,
-                    compute_seconds=seconds, data_profile=data_profile)
+    def profile() -> list[dict]:
+        rows = stages.run("profile", group_profile, sample[schema.features],
+                          sample[Y].to_numpy(), schema.categories) or []
+        for row in rows:
+            exact_moments(row, moments)
+        rows.sort(key=lambda r: -abs(r["smd"]))
+        return rows
+
+    def external(report: dict[str, Any], explained: Any) -> None:
+        report["external_memory"] = {"files": len(files), "row_groups": _row_groups(files),
+                                     "batches": len(schema.rows), "batch_rows": batches.rows,
+                                     "batch_mb": s.batch_mb,
+                                     "row_bytes": round(batches.row_bytes, 1),
+                                     "rows_read": int(sum(schema.rows)),
+                                     "seconds_per_round": round(per_round, 4),
+                                     "samples": samples(sample, explained)}
+
+    return sampled_analysis(
+        SampledFit(target, id_cols, schema, model, sample, n_train, n_test, tuning, trials,
+                   booster, fit_seconds, predictions, metrics, explain_rows),
+        s, stages, profile, external, t_start)
 
 
 def _row_groups(files: Sequence[Path]) -> int:
