@@ -477,3 +477,25 @@ def test_each_partition_one_hot_encodes_with_the_whole_tables_levels():
     X = model.of(typed)
     assert list(X.columns) == model.features
     assert X["k=p"].tolist() == [1.0] * 7 + [0.0] and X["k=r"].sum() == 0
+
+
+def test_dart_trains_on_a_plain_matrix_and_gbtree_on_a_quantile_one(cluster):
+    """DART predicts its training rows with every tree each round: on bins only (a quantile
+    matrix) that is much slower, so DART gets a ``DaskDMatrix``; gbtree a
+    ``DaskQuantileDMatrix`` made with the tuned ``max_bin``."""
+    import dask.dataframe as dd
+    import xgboost.dask as dxgb
+
+    from mltk.xgb.cluster import training_matrix
+
+    X = dd.from_pandas(pd.DataFrame({"a": [float(i % 7) for i in range(400)]}), npartitions=2)
+    y = dd.from_pandas(pd.Series([i % 2 for i in range(400)]), npartitions=2)
+    dart = training_matrix(cluster.client, X, y, {"booster": "dart", "max_bin": 64}, True)
+    assert type(dart) is dxgb.DaskDMatrix
+    gbtree = training_matrix(cluster.client, X, y, {"booster": "gbtree", "max_bin": 64}, True)
+    assert isinstance(gbtree, dxgb.DaskQuantileDMatrix) and gbtree.max_bin == 64
+    valid = training_matrix(cluster.client, X, y, {"booster": "gbtree", "max_bin": 64}, True,
+                            ref=gbtree)
+    assert isinstance(valid, dxgb.DaskQuantileDMatrix)
+    booster = dxgb.train(cluster.client, {"booster": "dart", "max_depth": 2}, dart, 3)["booster"]
+    assert booster.num_boosted_rounds() == 3

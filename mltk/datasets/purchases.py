@@ -59,17 +59,19 @@ def generate(n: int, seed: int = 0, minority: float = 0.18):
     return df
 
 
-def generate_wide(rows: int, extra: int, chunk: int = 100_000) -> Iterator[Any]:
-    """The table in DataFrames of ``chunk`` rows (chunk i seeded i, user ids running on), each
-    with ``extra`` float64 noise columns ``extra_000...``: a wide table of any size, made a
-    piece at a time (external-memory tests and benchmarks)."""
+def generate_wide(rows: int, extra: int, chunk: int = 100_000, first_seed: int = 0
+                  ) -> Iterator[Any]:
+    """The table in DataFrames of ``chunk`` rows (chunk i seeded ``first_seed`` + i, user ids
+    running on), each with ``extra`` float64 noise columns ``extra_000...``: a wide table of
+    any size, made a piece at a time (external-memory tests and benchmarks); another
+    ``first_seed`` gives fresh rows of the same distribution."""
     import numpy as np
     import pandas as pd
 
     for i, start in enumerate(range(0, rows, chunk)):
-        df = generate(min(chunk, rows - start), seed=i)
+        df = generate(min(chunk, rows - start), seed=first_seed + i)
         df["user_id"] += start
-        noise = np.random.default_rng(i).standard_normal((len(df), extra))
+        noise = np.random.default_rng(first_seed + i).standard_normal((len(df), extra))
         yield pd.concat([df, pd.DataFrame(noise, columns=[f"extra_{j:03d}" for j in
                                                           range(extra)])], axis=1)
 

@@ -158,3 +158,20 @@ def _collective_failure(exc: BaseException) -> bool:
     text = str(exc)
     return type(exc).__name__ == "XGBoostError" and any(
         word in text for word in ("collective", "allreduce", "allgather", "Socket", "socket"))
+
+
+def training_matrix(client: Any, X: Any, y: Any, params: dict[str, Any], native: bool,
+                    ref: Any = None) -> Any:
+    """The workers' training (or validation: ``ref``, the training matrix) matrix for
+    ``params``. gbtree gets a ``DaskQuantileDMatrix`` (bins only, the least memory; made with
+    the tuned ``max_bin``); DART a ``DaskDMatrix``: DART predicts the training rows with every
+    tree each round, and on a quantile matrix that prediction reads bins back into values
+    (1M rows, 40 rounds, one process: 36.7 s against 22.2 s on a ``DMatrix``)."""
+    import xgboost.dask as dxgb
+
+    if params.get("booster") == "dart":
+        return dxgb.DaskDMatrix(client, X, y, enable_categorical=native)
+    extra: dict[str, Any] = {} if params.get("max_bin") is None else {
+        "max_bin": int(params["max_bin"])}
+    return dxgb.DaskQuantileDMatrix(client, X, y, enable_categorical=native, ref=ref, **extra)
+

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from mltk.xgb.cluster import watch_workers
+from mltk.xgb.cluster import training_matrix, watch_workers
 
 log = logging.getLogger(__name__)
 VALID = "__mltk_valid"
@@ -67,27 +67,25 @@ class ClusterTrials:
         return {"on": "cluster", "fit_rows": self.rows["fit"],
                 "validation_rows": self.rows["validation"], "trials": self.trials}
 
-    def _data(self, max_bin: Any) -> tuple[Any, Any]:
-        """(fit, validation) matrices for a ``max_bin`` (the sketch is made for it)."""
-        import xgboost.dask as dxgb
-
-        if max_bin not in self._matrices:
-            extra: dict[str, Any] = {} if max_bin is None else {"max_bin": int(max_bin)}
-            native = self.model.native
-            dfit = dxgb.DaskQuantileDMatrix(self.client, self.model.of_dask(self.fit_rows),
-                                            self.fit_rows[self.y_col],
-                                            enable_categorical=native, **extra)
-            dvalid = dxgb.DaskQuantileDMatrix(self.client, self.model.of_dask(self.valid_rows),
-                                              self.valid_rows[self.y_col], ref=dfit,
-                                              enable_categorical=native, **extra)
-            self._matrices[max_bin] = (dfit, dvalid)
-        return self._matrices[max_bin]
+    def _data(self, params: Mapping[str, Any]) -> tuple[Any, Any]:
+        """(fit, validation) matrices for ``params``' booster and ``max_bin`` (a quantile
+        sketch is made for it); made once for each."""
+        key = (params.get("booster"), params.get("max_bin"))
+        if key not in self._matrices:
+            native, model = self.model.native, self.model
+            dfit = training_matrix(self.client, model.of_dask(self.fit_rows),
+                                   self.fit_rows[self.y_col], dict(params), native)
+            dvalid = training_matrix(self.client, model.of_dask(self.valid_rows),
+                                     self.valid_rows[self.y_col], dict(params), native,
+                                     ref=dfit)
+            self._matrices[key] = (dfit, dvalid)
+        return self._matrices[key]
 
     def __call__(self, params: Mapping[str, Any]) -> list[list[float]]:
         import xgboost.dask as dxgb
 
         params = {k: v for k, v in params.items() if k != "nthread"}  # the workers' threads
-        dfit, dvalid = self._data(params.get("max_bin"))
+        dfit, dvalid = self._data(params)
 
         def train() -> Any:
             return dxgb.train(self.client, params, dfit, num_boost_round=self.max_rounds,

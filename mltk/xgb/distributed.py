@@ -10,8 +10,9 @@ Stages, each run by the workers on their partitions unless said otherwise:
    on a stratified sample of the training rows pulled to this process (``tune_rows``); or,
    with ``tune_on: cluster``, every trial trained by the workers on the training partitions
    and validated on a split drawn per partition (:mod:`mltk.xgb.cluster_tuning`);
-4. the refit on every training row with ``xgboost.dask`` (a ``DaskQuantileDMatrix``,
-   categorical columns native), the workers training together; a worker lost meanwhile stops
+4. the refit on every training row with ``xgboost.dask`` (a ``DaskQuantileDMatrix``, for
+   DART a ``DaskDMatrix``: :func:`mltk.xgb.cluster.training_matrix`; categorical columns
+   native), the workers training together; a worker lost meanwhile stops
    the run (:func:`mltk.xgb.cluster.watch_workers`);
 5. test predictions with ``xgboost.dask.predict``; the test rows' (y, probability) gathered for
    the metrics, the MCC sweep and test_predictions.csv;
@@ -37,7 +38,7 @@ from mltk.drift.profile import DataProfile
 from mltk.errors import InputError
 from mltk.xgb import explain
 from mltk.xgb.analysis import _check_group_sizes, _model_config, _plain, _regression, _tune_rows
-from mltk.xgb.cluster import describe, watch_workers
+from mltk.xgb.cluster import describe, training_matrix, watch_workers
 from mltk.xgb.data import Prepared, check_columns, onehot
 from mltk.xgb.explain import group_profile, threshold_metrics
 from mltk.xgb.results import Analysis
@@ -520,8 +521,7 @@ def _refit(client: Any, model: ModelInputs, train: Any, tuning: Mapping[str, Any
     params = {k: v for k, v in tuning["params"].items() if k != "nthread"}
 
     def fit() -> Any:
-        dtrain = dxgb.DaskQuantileDMatrix(client, model.of_dask(train), train[Y],
-                                          enable_categorical=model.native)
+        dtrain = training_matrix(client, model.of_dask(train), train[Y], params, model.native)
         return dxgb.train(client, params, dtrain, num_boost_round=tuning["rounds"])["booster"]
 
     booster = watch_workers(client, fit, "training")
