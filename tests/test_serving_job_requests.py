@@ -173,3 +173,115 @@ def test_models_are_taken_by_served_name_never_by_path(roots):
         job_requests.parse({"kind": "predict", "args": ["colors"], "out": str(root / "p")},
                            models, [str(root)])
     assert err.value.status == 400
+
+
+# -- links inside a root that lead out of it (mltk.jobs.roots) -------------------------------
+def test_real_paths_decide_whether_a_path_is_under_the_roots(tmp_path):
+    from mltk.jobs.roots import OutsideRoots, check, check_tree, problem
+
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    (root / "a" / "b").mkdir(parents=True)
+    (elsewhere / "dir").mkdir(parents=True)
+    (elsewhere / "secret.png").write_bytes(b"x")
+    (root / "in.png").write_bytes(b"x")
+    (root / "a" / "b" / "file-out.png").symlink_to(elsewhere / "secret.png")
+    (root / "a" / "b" / "dir-out").symlink_to(elsewhere / "dir")
+    (root / "a" / "b" / "file-in.png").symlink_to(root / "in.png")
+    (root / "a" / "dir-in").symlink_to(root / "a" / "b")
+    roots = [str(root)]
+    assert problem(root / "in.png", roots) is None
+    assert problem(root / "a" / "b" / "file-in.png", roots) is None  # a link that stays in
+    assert problem(root / "a" / "dir-in" / "file-in.png", roots) is None
+    link = root / "a" / "b" / "file-out.png"
+    assert problem(link, roots) == (f"{link}: a link to {elsewhere / 'secret.png'}, outside the "
+                                    f"job root {root} (refused)")
+    deep = root / "a" / "b" / "dir-out" / "new" / "x.png"  # a folder link, at any depth
+    assert problem(deep, roots) == (f"{deep}: a link to {elsewhere / 'dir' / 'new' / 'x.png'}, "
+                                    f"outside the job root {root} (refused)")
+    with pytest.raises(OutsideRoots, match=r"dir-out: a link to .*elsewhere/dir, outside"):
+        check(root / "a" / "b" / "dir-out", roots)
+    with pytest.raises(OutsideRoots, match=r"/a/b/(dir|file)-out(\.png)?: a link to"):
+        check_tree(root, roots)
+    (root / "a" / "b" / "dir-out").unlink()
+    (root / "a" / "b" / "file-out.png").unlink()
+    check_tree(root, roots)  # only links that stay inside are left
+
+
+def test_a_file_link_leaving_the_root_is_refused_on_its_own_and_the_rest_runs(
+        client, roots, tmp_path):
+    """A colours job over a folder in the root holding a real image, a link to an image in
+    the root and a link to an image outside it: run as a worker runs it, the outside one gets
+    its error record (the image is never read) and the others their colours."""
+    from mltk.jobs import JobFolder, core
+
+    root, elsewhere = roots
+    (elsewhere / "secret.png").write_bytes(gray_png(16))
+    photos = root / "linked"
+    photos.mkdir()
+    (photos / "a.png").write_bytes(gray_png(16))
+    (photos / "b-inside.png").symlink_to(root / "in" / "0.png")
+    (photos / "c-outside.png").symlink_to(elsewhere / "secret.png")
+    r = client.post("/jobs", json={"kind": "colors", "args": [str(photos)],
+                                   "out": str(root / "linked-job"), "chunk_size": 10})
+    assert r.status_code == 202, r.text
+    assert core.run_chunk(str(root / "linked-job"), 0) == "done"  # as a worker does
+    records = list(core.results(JobFolder(root / "linked-job")))
+    assert [rec["path"] for rec in records] == [
+        str(photos / "a.png"), str(photos / "b-inside.png"), str(photos / "c-outside.png")]
+    assert [rec["error"] for rec in records[:2]] == [None, None]
+    assert records[0]["colors"] and records[1]["colors"]
+    assert records[2]["error"] == (f"{photos / 'c-outside.png'}: a link to "
+                                   f"{elsewhere / 'secret.png'}, outside the job root {root} "
+                                   "(refused)")
+    assert records[2]["colors"] == [] and records[2]["width"] is None
+
+
+def test_folder_links_leaving_the_root_refuse_the_job_before_it_is_planned(client, roots):
+    root, elsewhere = roots
+    (elsewhere / "dogs").mkdir()
+    (elsewhere / "dogs" / "d.png").write_bytes(gray_png(16))
+    src = root / "classes"
+    (src / "cat").mkdir(parents=True)
+    (src / "cat" / "c.png").write_bytes(gray_png(16))
+    (src / "dog").symlink_to(elsewhere / "dogs")  # a class folder that is a link outside
+    r = client.post("/jobs", json={"kind": "tfrecord-build",
+                                   "args": [str(src), str(root / "shards")],
+                                   "out": str(root / "tf-job")})
+    assert r.status_code == 403, r.text
+    assert r.json()["error"] == (f"{src / 'dog' / 'd.png'}: a link to "
+                                 f"{elsewhere / 'dogs' / 'd.png'}, outside the job root {root} "
+                                 "(refused)")
+    assert not (root / "tf-job").exists() and not (root / "shards").exists()
+    # a job folder whose parts/ is a link outside: its parts would be written there
+    (root / "trap-job").mkdir()
+    (root / "trap-job" / "parts").symlink_to(elsewhere, target_is_directory=True)
+    r = client.post("/jobs", json={"kind": "colors", "args": [str(root / "in")],
+                                   "out": str(root / "trap-job")})
+    assert r.status_code == 403, r.text
+    assert r.json()["error"] == (f"{root / 'trap-job' / 'parts'}: a link to {elsewhere}, "
+                                 f"outside the job root {root} (refused)")
+    assert not (root / "trap-job" / "job.json").exists()
+
+
+@pytest.mark.slow
+def test_predict_and_embed_refuse_a_linked_image_on_its_own(digits_run, digits_dir, tmp_path):
+    """The same per-item refusal for the kinds that read images through a model."""
+    from mltk.jobs import JobFolder, core
+
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    (root / "photos").mkdir(parents=True)
+    elsewhere.mkdir()
+    first, second = sorted(p for p in digits_dir.rglob("*.jpg"))[:2]
+    (elsewhere / "secret.jpg").write_bytes(first.read_bytes())
+    (root / "photos" / "a.jpg").write_bytes(second.read_bytes())
+    (root / "photos" / "b.jpg").symlink_to(elsewhere / "secret.jpg")
+    why = (f"{root / 'photos' / 'b.jpg'}: a link to {elsewhere / 'secret.jpg'}, outside the job "
+           f"root {root} (refused)")
+    for kind, options in (("predict", {}), ("embed", {"vectors": str(root / "vectors")})):
+        folder = JobFolder(root / f"{kind}-job")
+        core.create(folder, kind, [str(digits_run), str(root / "photos")], options,
+                    roots=[str(root)])
+        assert core.run_chunk(str(folder.path), 0) == "done"
+        records = list(core.results(folder))
+        assert [r["error"] for r in records] == [None, why], kind
+        assert records[0]["path"] == str(root / "photos" / "a.jpg")

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mltk.errors import InputError
 from mltk.tracking import Tracker, TrackingSettings, content_hash, data_identity, flatten
 from tests.conftest import free_port
 
@@ -84,6 +85,23 @@ def test_model_uris_parse_and_name_the_model_and_mlmodel_is_a_pyfunc_flavour(tmp
 
     flavor = Model.load(str(tmp_path / "MLmodel")).flavors["python_function"]
     assert flavor["loader_module"] == "mltk.tracking.pyfunc" and flavor["data"] == "."
+
+
+def test_a_downloaded_registry_folder_over_the_limits_is_refused(tmp_path):
+    from mltk.storage import StorageSettings
+    from mltk.storage.registry import check_folder
+
+    (tmp_path / "m" / "sub").mkdir(parents=True)
+    for name in ("config.yaml", "sub/a.bin", "sub/b.bin"):
+        (tmp_path / "m" / name).write_bytes(b"x" * 6000)
+    (tmp_path / "m" / "link").symlink_to("/etc")  # counted, never followed
+    check_folder("models:/m/1", tmp_path / "m", StorageSettings(max_files=4))
+    with pytest.raises(InputError, match=r"^models:/m/1: more than 3 files \(storage "
+                       r"`max_files`\)$"):
+        check_folder("models:/m/1", tmp_path / "m", StorageSettings(max_files=3))
+    with pytest.raises(InputError, match=r"^models:/m/1: 0.0\d+ MB, over the limit of 0.01 MB "
+                       r"\(storage `max_mb`\)$"):
+        check_folder("models:/m/1", tmp_path / "m", StorageSettings(max_mb=0.01))
 
 
 # -- a real MLflow server ----------------------------------------------------------------------
@@ -247,6 +265,58 @@ def test_serve_a_registered_alias_answers_like_xgb_predict(tracked, mlflow_serve
     missing = mltk_proc("serve", "models:/cancer@nope", "--port", str(free_port()), env=env)
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines()[-1].startswith("Error: models:/cancer@nope: ")
+
+
+@pytest.mark.slow
+def test_serve_refuses_a_registered_version_over_the_storage_limits(
+        tracked, mlflow_server, mltk_proc, monkeypatch, tmp_path):
+    """As an over-size S3 object: one line naming the spec and the setting, exit 1, nothing
+    kept in the cache; the listing alone refuses it (before any download)."""
+    from mlflow.tracking import MlflowClient
+
+    env = {"MLFLOW_TRACKING_URI": mlflow_server,
+           "MLTK_STORAGE_CACHE_DIR": str(tmp_path / "cache")}
+    for limit, words in ((("MLTK_STORAGE_MAX_MB", "0.01"), "over the limit of 0.01 MB "
+                           "(storage `max_mb`)"),
+                         (("MLTK_STORAGE_MAX_FILES", "3"), "more than 3 files (storage "
+                          "`max_files`)")):
+        proc = mltk_proc("serve", "models:/cancer/1", "--port", str(free_port()),
+                         env={**env, limit[0]: limit[1]}, timeout=300)
+        assert proc.returncode == 1, proc.stderr[-3000:]
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("Error: models:/cancer/1: ") and last.endswith(words), last
+        assert [p.name for p in (tmp_path / "cache").iterdir()
+                if not p.name.endswith(".lock")] == []
+    from mltk.storage import StorageSettings
+    from mltk.storage.registry import check_listing
+
+    version = MlflowClient(mlflow_server).get_model_version("cancer", "1")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    with pytest.raises(InputError, match=r"more than 3 files \(storage `max_files`\)"):
+        check_listing("models:/cancer/1", version, StorageSettings(max_files=3))
+    check_listing("models:/cancer/1", version, StorageSettings())  # within the defaults
+
+
+@pytest.mark.slow
+def test_a_live_load_over_the_limits_is_refused_and_the_server_goes_on(
+        tracked, mlflow_server, monkeypatch, tmp_path):
+    pytest.importorskip("fastapi")
+    from mltk.serving.settings import ServeSettings
+    from tests.test_serving_repository import live_client
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("MLTK_STORAGE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MLTK_STORAGE_MAX_MB", "0.01")
+    with live_client(ServeSettings(multi_model=True, token="t")) as c:
+        refused = c.post("/models", json={"model_name": "cancer", "url": "models:/cancer/1"})
+        assert refused.status_code == 400, refused.text
+        assert "models:/cancer/1: " in refused.json()["error"]
+        assert "over the limit of 0.01 MB (storage `max_mb`)" in refused.json()["error"]
+        assert c.get("/ping").status_code == 200
+        assert c.get("/models").json()["models"] == []
+        monkeypatch.delenv("MLTK_STORAGE_MAX_MB")  # the default limits: the same spec loads
+        loaded = c.post("/models", json={"model_name": "cancer", "url": "models:/cancer/1"})
+        assert loaded.status_code == 200, loaded.text
 
 
 @pytest.mark.slow

@@ -90,17 +90,19 @@ def plan_hash(job: Mapping[str, Any]) -> str:
 
 
 def create(folder: JobFolder, kind: str, args: Sequence[str], options: Mapping[str, Any],
-           settings: JobSettings = JobSettings(), broker: str | None = None) -> dict[str, Any]:
+           settings: JobSettings = JobSettings(), broker: str | None = None,
+           roots: Sequence[str] = ()) -> dict[str, Any]:
     """Plan the job into ``folder`` (job.json, items.ndjson); the same job again is a no-op.
 
     A folder that holds another job, or this job cut into other chunks, is an error: job
     folders are never overwritten, and of two submissions racing on one folder only one writes
     job.json (the other uses its plan when it is the same, else fails). The broker URL is
-    stored without its password.
+    stored without its password. With ``roots``, the job is kept to them
+    (:mod:`mltk.jobs.roots`).
     """
     from mltk.jobs.urls import redact
 
-    plan = kinds.plan(kind, args, options)
+    plan = kinds.plan(kind, args, options, roots)
     jid = job_id(plan)
     if folder.exists():
         return _existing(folder, jid, plan, settings, broker)

@@ -143,10 +143,30 @@ def _image_items(paths: Sequence[str], recursive: bool) -> list[list[str]]:
 
 
 # -- planning ---------------------------------------------------------------------------------
-def plan(kind: str, args: Sequence[str], options: Mapping[str, Any]) -> Plan:
-    """The plan of a job of ``kind`` for the command-line arguments and options given."""
+def plan(kind: str, args: Sequence[str], options: Mapping[str, Any],
+         roots: Sequence[str] = ()) -> Plan:
+    """The plan of a job of ``kind`` for the command-line arguments and options given; with
+    ``roots`` (a server's job roots), a job kept to them (:mod:`mltk.jobs.roots`)."""
     options = check_options(kind, options)
-    return _PLANNERS[kind](list(args), dict(options))
+    made = _PLANNERS[kind](list(args), dict(options))
+    if roots:
+        _keep_to_roots(made, roots)
+    return made
+
+
+def _keep_to_roots(made: Plan, roots: Sequence[str]) -> None:
+    """The roots go into the plan (its chunks check their inputs again); what a tfrecord-build
+    reads, and the folders a job writes, are checked now."""
+    from mltk.jobs import roots as job_roots
+
+    real = job_roots.real_roots(roots)
+    made.inputs["roots"] = real
+    if made.kind == "tfrecord-build":
+        for shard in made.items or ():
+            for path, _, _ in shard["items"]:
+                job_roots.check(path, real)
+    if made.kind in ("tfrecord-build", "embed"):
+        job_roots.check_tree(made.inputs["out"], real)
 
 
 def _plan_colors(args: list[str], opts: dict[str, Any]) -> Plan:
@@ -345,7 +365,35 @@ def _cached(key: tuple, make: Callable[[], Any]) -> Any:
 def run(job: Mapping[str, Any], items: list[Any] | None, start: int, stop: int,
         ) -> list[dict[str, Any]]:
     """The output records of items ``start``..``stop`` of ``job``."""
+    roots = job["inputs"].get("roots")
+    if roots and items and job["kind"] in _FILE_ITEMS:
+        return _run_inside(job, items, start, stop, roots)
     return _RUNNERS[job["kind"]](job, items, start, stop)
+
+
+#: Kinds whose items are ``[path, shown]`` of one input file each.
+_FILE_ITEMS = ("colors", "predict", "embed")
+
+
+def _run_inside(job: Mapping[str, Any], items: list[Any], start: int, stop: int,
+                roots: Sequence[str]) -> list[dict[str, Any]]:
+    """Run the chunk with each item whose real path leaves the roots refused on its own: it
+    is given as a path that can never be read (its record is an unreadable file's), then its
+    error says why; the other items run as usual."""
+    from mltk.jobs.roots import problem
+
+    refused = {}
+    checked = []
+    for i, (path, shown) in enumerate(items):
+        why = problem(path, roots)
+        if why:
+            refused[i] = why
+            path = os.path.join(os.devnull, str(i))  # under a device: never a file
+        checked.append([path, shown])
+    records = _RUNNERS[job["kind"]](job, checked, start, stop)
+    for i, why in refused.items():
+        records[i]["error"] = why
+    return records
 
 
 def _run_colors(job: Mapping[str, Any], items: Any, start: int, stop: int) -> list[dict]:

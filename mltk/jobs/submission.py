@@ -29,14 +29,21 @@ class Submission:
 
 
 def submit(folder: JobFolder, kind: str, args: Sequence[str], options: Mapping[str, Any],
-           settings: JobSettings = JobSettings(), broker: str | None = None) -> Submission:
+           settings: JobSettings = JobSettings(), broker: str | None = None,
+           roots: Sequence[str] = ()) -> Submission:
     """Plan (or find) the job in ``folder`` and start what is left of it: with ``broker``,
     register it and enqueue every chunk without a trusted part (failures are cleared, a
     cancelled job resumes); without, leave them for :func:`~mltk.jobs.core.run_local`. The one
-    way a job is submitted, by ``mltk jobs submit`` and by ``POST /jobs``."""
+    way a job is submitted, by ``mltk jobs submit`` and by ``POST /jobs``. With ``roots`` (a
+    server's job roots), the job folder, every link under it included, must be under them and
+    the job is kept to them (:mod:`mltk.jobs.roots`)."""
     if broker:
         queue.check_broker(broker)
-    job = core.create(folder, kind, args, options, settings, broker)
+    if roots:
+        from mltk.jobs.roots import check_tree, real_roots
+
+        check_tree(folder.path, real_roots(roots))
+    job = core.create(folder, kind, args, options, settings, broker, roots)
     resumed = folder.cancelled
     folder.uncancel()
     todo = core.pending_chunks(folder, job)

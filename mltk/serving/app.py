@@ -426,7 +426,8 @@ def _submit_job(settings: ServeSettings, body: Any) -> dict[str, Any]:
     from mltk.serving import job_requests
 
     req = job_requests.parse(body, settings.models, settings.job_roots)
-    return job_requests.submission_doc(job_requests.submit(req, settings.broker))
+    return job_requests.submission_doc(job_requests.submit(req, settings.broker,
+                                                           settings.job_roots))
 
 
 def _job_status(broker: str, job_id: str) -> dict[str, Any]:

@@ -121,14 +121,20 @@ class _Roots:
         return path
 
 
-def submit(req: JobRequest, broker: str) -> Any:
-    """:func:`mltk.jobs.submit` of the request. A config file that cannot be used is named,
-    not quoted: its error would show the file's lines."""
+def submit(req: JobRequest, broker: str, roots: Sequence[str] = ()) -> Any:
+    """:func:`mltk.jobs.submit` of the request, kept to ``roots`` by real path (a link inside
+    a root that leads out of it: 403 naming it and the root; an input file listed from a
+    folder is refused on its own when its chunk runs). A config file that cannot be used is
+    named, not quoted: its error would show the file's lines."""
     from mltk.errors import ConfigError
     from mltk.jobs import JobFolder, submit
+    from mltk.jobs.roots import OutsideRoots
 
     try:
-        return submit(JobFolder(req.out), req.kind, req.args, req.options, req.settings, broker)
+        return submit(JobFolder(req.out), req.kind, req.args, req.options, req.settings, broker,
+                      roots)
+    except OutsideRoots as exc:
+        raise forbidden(str(exc)) from None
     except ConfigError:
         given = [k for k in PATH_OPTIONS if k in req.options]
         if not given:

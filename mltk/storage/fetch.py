@@ -70,8 +70,9 @@ def localize(spec: str | os.PathLike[str], settings: StorageSettings | None = No
 
         version = registry.resolve_version(spec)  # an alias: the version it names now
         key = _key(*registry.cache_identity(version))
-        return str(_cached(key, settings or _settings(), spec,
-                           lambda dest: registry.download(spec, version, dest)))
+        settings = settings or _settings()
+        return str(_cached(key, settings, spec,
+                           lambda dest: registry.download(spec, version, dest, settings)))
     if not is_remote(spec):
         archive = _local_archive(Path(spec))
         if archive is None:

@@ -7,6 +7,11 @@ cache is keyed by the version (and its run and source), so moving an alias to an
 fetches that one the next time, and an unchanged version is never fetched twice. The download
 goes to a hidden folder that gets its final name only once complete (see
 :mod:`mltk.storage.fetch`). MLflow (``pip install 'mltk[mlflow]'``) is imported only here.
+
+The storage limits apply as to an object store's folder: the version's files are listed with
+their sizes first, and more than ``max_files`` files or ``max_mb`` MB in all is refused before
+anything is downloaded (:func:`check_listing`); what was downloaded is counted again before it
+is kept (:func:`check_folder`), in case the listing left sizes out or the artifacts changed.
 """
 
 from __future__ import annotations
@@ -15,9 +20,12 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mltk.errors import InputError
+
+if TYPE_CHECKING:
+    from mltk.storage.settings import StorageSettings
 
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/@]+)|@(?P<alias>[^/@]+))/?$")
 
@@ -86,9 +94,72 @@ def cache_identity(version: Any) -> tuple[str, dict[str, str]]:
             {"run_id": version.run_id or "", "source": version.source or ""})
 
 
-def download(spec: str, version: Any, dest: Path) -> None:
+def _version_uri(version: Any) -> str:
+    return f"models:/{version.name}/{version.version}"
+
+
+def _too_many(spec: str, settings: StorageSettings) -> InputError:
+    return InputError(f"{spec}: more than {settings.max_files:,} files (storage `max_files`)")
+
+
+def _too_large(spec: str, total: int, settings: StorageSettings) -> InputError:
+    return InputError(f"{spec}: {_mb(total)} MB, over the limit of {_mb(settings.max_bytes)} MB "
+                      "(storage `max_mb`)")
+
+
+def _mb(n: int) -> str:
+    mb = n / 2**20
+    return f"{mb:,.0f}" if mb >= 10 else f"{mb:.3g}"
+
+
+def check_listing(spec: str, version: Any, settings: StorageSettings) -> None:
+    """Refuse the version, before it is downloaded, when its artifacts as the registry lists
+    them are more files than ``settings.max_files`` or more bytes than ``settings.max_bytes``
+    (the walk stops once there are too many files)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    try:
+        repo = get_artifact_repository(_version_uri(version))
+        files = total = 0
+        folders: list[str | None] = [None]
+        while folders:
+            for info in repo.list_artifacts(folders.pop()):
+                if info.is_dir:
+                    folders.append(info.path)
+                    continue
+                files += 1
+                total += int(info.file_size or 0)
+                if files > settings.max_files:
+                    raise _too_many(spec, settings)
+        if total > settings.max_bytes:
+            raise _too_large(spec, total, settings)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{spec}: the files of version {version.version} could not be listed "
+                         f"({type(exc).__name__}: {_first_line(str(exc))})") from None
+
+
+def check_folder(spec: str, folder: str | os.PathLike[str], settings: StorageSettings) -> None:
+    """Refuse a downloaded folder of more files or bytes than the limits (links are counted,
+    never followed)."""
+    files = total = 0
+    for top, dirs, names in os.walk(folder):
+        for name in names + [d for d in dirs if os.path.islink(os.path.join(top, d))]:
+            files += 1
+            total += os.lstat(os.path.join(top, name)).st_size
+            if files > settings.max_files:
+                raise _too_many(spec, settings)
+    if total > settings.max_bytes:
+        raise _too_large(spec, total, settings)
+
+
+def download(spec: str, version: Any, dest: Path, settings: StorageSettings | None = None,
+             ) -> None:
     """Download the model version's files into the folder ``dest`` (made here, whole or not
-    at all: the files go to a hidden folder renamed when complete)."""
+    at all: the files go to a hidden folder renamed when complete). With ``settings``, the
+    version is refused before the download when its listing is over the storage limits, and
+    after it when what came is."""
     import mlflow.artifacts
 
     # MLflow draws a progress bar per download, even into a log file; mltk says one line.
@@ -97,12 +168,16 @@ def download(spec: str, version: Any, dest: Path) -> None:
     shutil.rmtree(part, ignore_errors=True)
     part.mkdir(parents=True)
     try:
+        if settings is not None:
+            check_listing(spec, version, settings)
         try:
             local = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{version.name}/{version.version}", dst_path=str(part))
+                artifact_uri=_version_uri(version), dst_path=str(part))
         except Exception as exc:
             raise InputError(f"{spec}: version {version.version} could not be downloaded "
                              f"({type(exc).__name__}: {_first_line(str(exc))})") from None
+        if settings is not None:
+            check_folder(spec, local, settings)
         os.rename(local, dest)
     finally:
         shutil.rmtree(part, ignore_errors=True)
