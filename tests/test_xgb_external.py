@@ -128,3 +128,32 @@ def test_external_memory_reads_parquet_only(tmp_path, cli):
     result = cli("xgb-analyze", tmp_path / "t.parquet", "--target", "nope",
                  "--external-memory", "--out", tmp_path / "o")
     assert result.exit_code == 1 and "target column 'nope' not found" in result.stderr
+
+
+@pytest.mark.slow
+def test_external_memory_holds_out_and_tunes_on_the_one_process_runs_rows(tmp_path):
+    """Batches of 1 MB (row groups of 700 rows joined and split), a row without a target:
+    the same test rows, tuning sample (so the same trials) and explained rows count as the
+    one-process run on the same table and seed."""
+    import mltk.settings
+    from mltk.datasets.purchases import generate
+    from mltk.xgb import analyze
+    from mltk.xgb.external import analyze_external
+
+    df = generate(6000, seed=3)
+    df.loc[17, "group"] = None
+    df["note"] = [f"{i:06d}" + "x" * 600 for i in range(len(df))]  # 1 MB: ~1,600 rows
+    df.to_parquet(tmp_path / "t.parquet", index=False, row_group_size=700)
+    s = mltk.settings.load("xgb", booster="gbtree", max_evals=1, folds=2, max_rounds=20,
+                           tune_rows=2000, explain_rows=300, permutation_repeats=1, seed=4,
+                           batch_mb=1)
+    ext = analyze_external(tmp_path / "t.parquet", "group", s, id_cols=["user_id", "note"])
+    one = analyze(df, "group", s, id_cols=["user_id", "note"])
+    assert ext.report["external_memory"]["batches"] >= 3, ext.report["external_memory"]
+    assert ext.predictions["row"].tolist() == one.predictions["row"].tolist()
+    assert ext.predictions["user_id"].tolist() == one.predictions["user_id"].tolist()
+    for key in ("train_rows", "test_rows", "tune_rows"):
+        assert ext.report["data"][key] == one.report["data"][key], key
+    pd.testing.assert_frame_equal(ext.trials.drop(columns=["seconds"]),
+                                  one.trials.drop(columns=["seconds"]))
+    assert len(ext.explained) == len(one.explained)

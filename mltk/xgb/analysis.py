@@ -1,10 +1,12 @@
 """``xgb-analyze``: the whole two-group analysis in one call, and scoring new rows.
 
 Steps: check the data, profile the groups, hold out a stratified test set, tune XGBoost
-(DART by default) with hyperopt over stratified CV (on a stratified sample for large data),
-refit on all training rows with the tuned parameters and a fixed number of rounds, measure on
-the test set, and explain (importances, SHAP, permutation, regression). :func:`analyze` returns
-an :class:`~mltk.xgb.results.Analysis` in memory; its ``save`` writes every artefact.
+(DART by default) with hyperopt over stratified CV (on a stratified sample for large data; the
+test set, the sample and the explained rows keyed by row position and seed, the same rows as a
+Dask or external-memory run's: :mod:`mltk.xgb.split`), refit on all training rows with the
+tuned parameters and a fixed number of rounds, measure on the test set, and explain
+(importances, SHAP, permutation, regression). :func:`analyze` returns an
+:class:`~mltk.xgb.results.Analysis` in memory; its ``save`` writes every artefact.
 
 The explanations and plots are optional stages: one that fails (a singular Hessian on
 separable data, say) is logged as a warning and listed under ``not_computed`` in the report,
@@ -37,12 +39,14 @@ TUNE_SAMPLE_ABOVE = 200_000
 
 @dataclasses.dataclass
 class _Split:
-    """The model's inputs and the stratified hold-out split (positions ``tr`` and ``te``)."""
+    """The model's inputs and the stratified hold-out split (positions ``tr`` and ``te``,
+    sorted; ``rows``: each input row's position in the table, for the split's keys)."""
 
     X: Any
     native: bool
     tr: Any
     te: Any
+    rows: Any
 
     @property
     def features(self) -> list[str]:
@@ -80,7 +84,7 @@ def analyze(df: Any, target: str, settings: XgbSettings | Mapping[str, Any] | No
     _check_group_sizes(prep.y, s.folds)
     stages = Stages()
     profile = stages.run("profile", group_profile, prep.X, prep.y, _categories(prep)) or []
-    split = _split(prep, s)
+    split = _split(prep, s, _table_rows(df, target))
     data_profile = stages.run("data_profile", DataProfile.from_frame, prep.X.iloc[split.tr],
                               prep.categorical)
     tuning, trials, tune_n = _search(split, prep.y, s, on_trial)
@@ -124,31 +128,40 @@ def _check_group_sizes(y: Any, folds: int) -> None:
                          f"{folds}-fold cross-validation and a test set")
 
 
-def _split(prep: Prepared, s: XgbSettings) -> _Split:
-    """The model's inputs (one-hot encoded unless categorical is native) and the hold-out."""
+def _table_rows(df: Any, target: str) -> Any:
+    """Each kept row's position in the data, counting rows dropped for a missing target."""
     import numpy as np
-    from sklearn.model_selection import train_test_split
+
+    return np.flatnonzero(df[target].notna().to_numpy())
+
+
+def _split(prep: Prepared, s: XgbSettings, rows: Any) -> _Split:
+    """The model's inputs (one-hot encoded unless categorical is native) and the hold-out,
+    keyed by the rows' positions and the seed (:mod:`mltk.xgb.split`)."""
+    import numpy as np
+
+    from mltk.xgb.split import TEST_STREAM, select
 
     native = s.categorical == "native"
     X = prep.X if native else onehot(prep.X, prep.categories)
-    tr, te = train_test_split(np.arange(len(X)), test_size=s.test_size, stratify=prep.y,
-                              random_state=s.seed)
-    return _Split(X, native, tr, te)
+    test = np.zeros(len(X), dtype=bool)
+    test[select(rows, prep.y, s.seed, TEST_STREAM, s.test_size)] = True
+    return _Split(X, native, np.flatnonzero(~test), np.flatnonzero(test), rows)
 
 
 def _tuning_rows(split: _Split, y: Any, s: XgbSettings) -> tuple[Any, Any]:
-    """The training rows tuned on: all, or a stratified sample (see ``tune_rows``)."""
-    import numpy as np
-    from sklearn.model_selection import train_test_split
+    """The training rows tuned on: all, or a stratified sample (see ``tune_rows``) keyed by
+    row position and seed, in table order."""
+    from mltk.xgb.split import TUNE_STREAM, select
 
     X_tr, y_tr = split.X.iloc[split.tr], y[split.tr]
     tune_n = _tune_rows(s.tune_rows, len(split.tr), s.tune_sample)
     if not tune_n:
         return X_tr, y_tr
-    sub, _ = train_test_split(np.arange(len(split.tr)), train_size=tune_n, stratify=y_tr,
-                              random_state=s.seed)
-    log.info(f"tuning on a stratified sample of {tune_n:,} of {len(split.tr):,} training rows")
-    return X_tr.iloc[np.sort(sub)], y_tr[np.sort(sub)]
+    sub = select(split.rows[split.tr], y_tr, s.seed, TUNE_STREAM, tune_n / len(split.tr))
+    log.info(f"tuning on a stratified sample of {len(sub):,} of {len(split.tr):,} training "
+             "rows")
+    return X_tr.iloc[sub], y_tr[sub]
 
 
 def _search(split: _Split, y: Any, s: XgbSettings,
@@ -190,13 +203,15 @@ def _refit(split: _Split, y: Any, tuning: Mapping[str, Any]) -> tuple[Any, float
 
 def _importances(stages: Stages, booster: Any, split: _Split, y: Any, s: XgbSettings
                  ) -> tuple[Any, list[dict], dict[str, Any]]:
-    """(positions in the test set of the rows explained, importance rows with a consensus
-    rank over the measures that could be computed, SHAP and rank-correlation extras)."""
+    """(positions in the test set of the rows explained: a stratified sample of about
+    ``explain_rows`` keyed by row position and seed; importance rows with a consensus rank
+    over the measures that could be computed; SHAP and rank-correlation extras)."""
     import numpy as np
 
-    n_explain = min(len(split.te), s.explain_rows)
-    ex_idx = np.sort(np.random.default_rng(s.seed).choice(len(split.te), n_explain,
-                                                          replace=False))
+    from mltk.xgb.split import EXPLAIN_STREAM, select
+
+    ex_idx = select(split.rows[split.te], y[split.te], s.seed, EXPLAIN_STREAM,
+                    s.explain_rows / max(1, len(split.te)))
     X, y_ex = split.X.iloc[split.te].iloc[ex_idx], y[split.te][ex_idx]
     measures = dict(stages.run("importance", explain.booster_importances, booster,
                                split.features) or {})
@@ -244,10 +259,9 @@ def _predictions(df: Any, target: str, id_cols: Sequence[str], split: _Split, y:
                  p_test: Any, threshold: float) -> Any:
     """The test rows scored (test_predictions.csv): id columns, row (its position in the
     data, counting rows dropped for a missing target), y_true, probability, predicted."""
-    import numpy as np
     import pandas as pd
 
-    rows = np.flatnonzero(df[target].notna().to_numpy())[split.te]
+    rows = split.rows[split.te]
     pred = pd.DataFrame({"row": rows, "y_true": y[split.te], "probability": p_test,
                          "predicted": (p_test >= threshold).astype(int)})
     for col in id_cols:

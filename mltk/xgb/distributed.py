@@ -4,10 +4,14 @@ Stages, each run by the workers on their partitions unless said otherwise:
 
 1. one pass that summarises every partition (rows, target counts, each column's levels or
    range): the target's two groups, useless columns and categorical levels for the whole table;
-2. the features typed as in the one-process run and a stratified hold-out split drawn per
-   partition (seeded by the seed and the partition's number), kept in the workers' memory;
+2. the features typed as in the one-process run, with each row's position in the table, kept
+   in the workers' memory; the stratified hold-out split keyed by row position and seed
+   (:mod:`mltk.xgb.split`: two tiny passes find each class's key threshold, then each
+   partition marks its test rows), the same rows as the one-process run's on any
+   partitioning;
 3. tuning as in the one-process run (hyperopt over stratified CV, :func:`mltk.xgb.tune.tune`)
-   on a stratified sample of the training rows pulled to this process (``tune_rows``); or,
+   on a stratified sample of the training rows, keyed likewise and pulled to this process in
+   table order (``tune_rows``): the one-process run's sample, so the same trials; or,
    with ``tune_on: cluster``, every trial trained by the workers on the training partitions
    and validated on a split drawn per partition (:mod:`mltk.xgb.cluster_tuning`);
 4. the refit on every training row with ``xgboost.dask`` (a ``DaskQuantileDMatrix``, for
@@ -16,10 +20,10 @@ Stages, each run by the workers on their partitions unless said otherwise:
    the run (:func:`mltk.xgb.cluster.watch_workers`);
 5. test predictions with ``xgboost.dask.predict``; the test rows' (y, probability) gathered for
    the metrics, the MCC sweep and test_predictions.csv;
-6. SHAP and permutation importance on a random sample of ``explain_rows`` test rows (as in the
-   one-process run); the group profile's means, SDs and SMDs aggregated partition-wise (its
-   medians, the training rows' drift profile and the regression from the tuning sample, as
-   the report's ``cluster.samples`` says).
+6. SHAP and permutation importance on a stratified sample of about ``explain_rows`` test
+   rows, keyed likewise (the one-process run's rows); the group profile's means, SDs and
+   SMDs aggregated partition-wise (its medians, the training rows' drift profile and the
+   regression from the tuning sample, as the report's ``cluster.samples`` says).
 
 The result is the same :class:`~mltk.xgb.results.Analysis` as :func:`mltk.xgb.analyze`'s, with
 a ``cluster`` section in the report: scheduler, workers, partitions, rows and the samples.
@@ -43,6 +47,7 @@ from mltk.xgb.data import Prepared, check_columns, onehot
 from mltk.xgb.explain import group_profile, threshold_metrics
 from mltk.xgb.results import Analysis
 from mltk.xgb.settings import XgbSettings
+from mltk.xgb.split import EXPLAIN_STREAM, TEST_STREAM, TUNE_STREAM
 from mltk.xgb.stages import Stages
 from mltk.xgb.tune import search as tune_search
 
@@ -171,23 +176,20 @@ def _two_groups(counts: Mapping[Any, int], target: str, positive: Any) -> tuple[
     return matches[0], next(v for v in values if v != matches[0])
 
 
-# -- 2. features and the split, per partition -------------------------------------------------
+# -- 2. features per partition; the split and the samples by key thresholds ------------------
 
 
 def model_part(pdf: Any, schema: TableSchema, target: str, id_cols: Sequence[str],
-               s: XgbSettings, partition_info: dict | None = None) -> Any:
+               partition_info: dict | None = None) -> Any:
     """One partition as the analysis sees it: the features typed as at training time,
-    ``__mltk_y`` (1 = positive), ``__mltk_row`` (the row's position in the
-    table) and ``__mltk_test`` (the stratified hold-out, drawn with the seed and the
-    partition's number), with the id columns."""
-    import numpy as np
+    ``__mltk_y`` (1 = positive) and ``__mltk_row`` (the row's position in the table,
+    counting rows dropped for a missing target), with the id columns. The split is marked
+    afterwards (:func:`mark_part`), once the whole table's thresholds are known."""
     import pandas as pd
 
     number = partition_info["number"] if partition_info else 0
-    offset = int(sum(schema.rows[:number]))
-    rows = np.arange(offset, offset + len(pdf))
-    keep = pdf[target].notna().to_numpy()
-    pdf, rows = pdf[keep], rows[keep]
+    keep, rows, y = labels_part(pdf, schema, target, number)
+    pdf = pdf[keep]
     X = pd.DataFrame(index=pdf.index)
     for col in schema.features:
         v = pdf[col]
@@ -196,41 +198,95 @@ def model_part(pdf: Any, schema: TableSchema, target: str, id_cols: Sequence[str
                                     categories=schema.categories[col])
         else:
             X[col] = pd.to_numeric(v, errors="coerce").astype(float)
-    y = (pdf[target].astype(object).map(str) == str(schema.positive)).to_numpy().astype(
-        np.int64)
-    test = np.zeros(len(y), dtype=bool)
-    rng = np.random.default_rng([s.seed, number])
-    for cls in (0, 1):
-        idx = np.flatnonzero(y == cls)
-        test[rng.choice(idx, int(round(len(idx) * s.test_size)), replace=False)] = True
     for col in id_cols:
         X[col] = pdf[col].to_numpy()
-    X[Y], X[TEST], X[ROW] = y, test, rows
+    X[Y], X[ROW] = y, rows
     return X
 
 
-def stratified_part(pdf: Any, shares: Mapping[int, float], seed: int,
-                    partition_info: dict | None = None) -> Any:
-    """A stratified random sample of one partition: ``shares[c]`` of the rows of class c."""
+def labels_part(pdf: Any, schema: TableSchema, target: str, number: int
+                ) -> tuple[Any, Any, Any]:
+    """(which rows of partition ``number`` have a target, their positions in the table,
+    their class: 1 = positive); only the target column is read."""
     import numpy as np
 
-    number = partition_info["number"] if partition_info else 0
-    rng = np.random.default_rng([seed, number, 1])
-    y = pdf[Y].to_numpy()
-    chosen = []
-    for cls, share in shares.items():
-        idx = np.flatnonzero(y == cls)
-        chosen.append(rng.choice(idx, int(round(len(idx) * min(1.0, share))), replace=False))
-    return pdf.iloc[np.sort(np.concatenate(chosen))]
+    offset = int(sum(schema.rows[:number]))
+    keep = pdf[target].notna().to_numpy()
+    rows = np.arange(offset, offset + len(pdf))[keep]
+    y = (pdf[target][keep].astype(object).map(str) == str(schema.positive)).to_numpy()
+    return keep, rows, y.astype(np.int64)
 
 
-def _sample(frame: Any, counts: Mapping[int, int], wanted: int, seed: int) -> Any:
-    """About ``wanted`` rows of ``frame`` (stratified by class), gathered here; all rows when
-    ``wanted`` is None."""
+def mark_part(pdf: Any, column: str, seed: int, stream: int,
+              thresholds: Mapping[int, int]) -> Any:
+    """One typed partition with ``column`` true for its rows taken by ``thresholds``."""
+    from mltk.xgb.split import member
+
+    return pdf.assign(**{column: member(pdf[ROW].to_numpy(), pdf[Y].to_numpy(), seed, stream,
+                                        thresholds)})
+
+
+def select_part(pdf: Any, seed: int, stream: int, thresholds: Mapping[int, int]) -> Any:
+    """The rows of one typed partition that ``thresholds`` take."""
+    from mltk.xgb.split import member
+
+    return pdf[member(pdf[ROW].to_numpy(), pdf[Y].to_numpy(), seed, stream, thresholds)]
+
+
+def histogram_part(pdf: Any, seed: int, stream: int) -> Any:
+    """Pass 1 of a threshold on one partition (:func:`mltk.xgb.split.key_histogram`)."""
+    from mltk.xgb.split import key_histogram
+
+    return key_histogram(pdf[ROW].to_numpy(), pdf[Y].to_numpy(), seed, stream)
+
+
+def bin_keys_part(pdf: Any, seed: int, stream: int, located: Mapping[int, Any]) -> Any:
+    """Pass 2 of a threshold on one partition (:func:`mltk.xgb.split.keys_in_bin`)."""
+    from mltk.xgb.split import keys_in_bin
+
+    return keys_in_bin(pdf[ROW].to_numpy(), pdf[Y].to_numpy(), seed, stream, located)
+
+
+def _add(*arrays: Any) -> Any:
+    return sum(arrays[1:], arrays[0])
+
+
+def frame_thresholds(frame: Any, seed: int, stream: int, share: float
+                     ) -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
+    """(thresholds, rows per class, rows taken per class) of a stratified selection of
+    ``share`` of the rows of ``frame`` (typed partitions), in two passes whose results are
+    a histogram (summed on the workers) and a few keys: the rows stay where they are."""
+    import dask
+
+    from mltk.xgb.split import CLASSES, counts_of, exact_thresholds, locate
+
+    parts = frame.to_delayed()
+    sums = [dask.delayed(histogram_part)(p, seed, stream) for p in parts]
+    while len(sums) > 1:
+        sums = [dask.delayed(_add)(*sums[i:i + 8]) for i in range(0, len(sums), 8)]
+    histogram = sums[0].compute()
+    located = locate(histogram, share)
+    taken = {c: located[c][2] for c in CLASSES}
+    found = []
+    if any(b >= 0 for b, _, _ in located.values()):
+        found = dask.compute(*[dask.delayed(bin_keys_part)(p, seed, stream, located)
+                               for p in parts])
+    return exact_thresholds(located, found), counts_of(histogram), taken
+
+
+def _sample(frame: Any, counts: Mapping[int, int], wanted: int | None, seed: int,
+            stream: int) -> Any:
+    """About ``wanted`` rows of ``frame`` (stratified by class, keyed by row position and
+    seed: :mod:`mltk.xgb.split`), gathered here in table order; all rows when ``wanted`` is
+    None."""
     total = sum(counts.values())
-    share = 1.0 if not wanted or wanted >= total else wanted / total
-    shares = {cls: share for cls in counts}
-    return frame.map_partitions(stratified_part, shares, seed, meta=frame._meta).compute()
+    if not wanted or wanted >= total:
+        rows = frame.compute()
+    else:
+        thresholds = frame_thresholds(frame, seed, stream, wanted / total)[0]
+        rows = frame.map_partitions(select_part, seed, stream, thresholds,
+                                    meta=frame._meta).compute()
+    return rows.sort_values(ROW, kind="stable")
 
 
 # -- 6. group profile, partition-wise ---------------------------------------------------------
@@ -311,26 +367,25 @@ def analyze_distributed(client: Any, ddf: Any, target: str,
     check_columns(ddf.columns, target, id_cols)
     parts = dask.compute(*[dask.delayed(summarize_part)(p, target) for p in ddf.to_delayed()])
     schema = build_schema(parts, target, id_cols, positive)
-    meta = model_part(ddf._meta, schema, target, id_cols, s)
-    frame = client.persist(ddf.map_partitions(model_part, schema, target, id_cols, s,
-                                              meta=meta))
-    counts = frame.groupby([TEST, Y]).size().compute().to_dict()
-    n_train = {c: int(counts.get((False, c), 0)) for c in (0, 1)}
-    n_test = {c: int(counts.get((True, c), 0)) for c in (0, 1)}
+    meta = model_part(ddf._meta, schema, target, id_cols)
+    typed = client.persist(ddf.map_partitions(model_part, schema, target, id_cols, meta=meta))
+    split, counts, n_test = frame_thresholds(typed, s.seed, TEST_STREAM, s.test_size)
+    n_train = {c: counts[c] - n_test[c] for c in (0, 1)}
     check_counts(n_train, n_test, s.folds)
+    # Not persisted again: the flag is cheap to recompute from the persisted typed rows.
+    frame = typed.map_partitions(mark_part, TEST, s.seed, TEST_STREAM, split,
+                                 meta=mark_part(meta, TEST, s.seed, TEST_STREAM, split))
     model = ModelInputs(schema, s.categorical == "native")
     train, test = frame[~frame[TEST]], frame[frame[TEST]]
     stages = Stages()
     tune_n = _tune_rows(s.tune_rows, sum(n_train.values()), s.tune_sample)
-    sample = _sample(train, n_train, tune_n, s.seed)
+    sample = _sample(train, n_train, tune_n, s.seed, TUNE_STREAM)
     tuning, trials, tuned_on = _tune(client, model, train, sample, n_train, s, on_trial)
     booster, fit_seconds = _refit(client, model, train, tuning)
     predictions, p_test = _test_predictions(client, model, booster, test, id_cols)
     metrics = threshold_metrics(predictions["y_true"].to_numpy(), p_test, s.threshold_steps)
     predictions["predicted"] = (p_test >= metrics["best_threshold"]).astype(int)
-    share = min(1.0, s.explain_rows / max(1, sum(n_test.values())))
-    explain_rows = test.map_partitions(stratified_part, {0: share, 1: share}, s.seed + 1,
-                                       meta=test._meta).compute()
+    explain_rows = _sample(test, n_test, s.explain_rows, s.seed, EXPLAIN_STREAM)
 
     def cluster(report: dict[str, Any], explained: Any) -> None:
         report["cluster"] = {**describe(client), "partitions": int(ddf.npartitions),
@@ -546,8 +601,8 @@ def _test_predictions(client: Any, model: ModelInputs, booster: Any, test: Any,
 
 def importances(stages: Stages, model: ModelInputs, booster: Any, rows: Any, s: XgbSettings
                 ) -> tuple[Any, list[dict], dict[str, Any]]:
-    """Importances as in the one-process run, SHAP and permutation on ``rows`` (a random
-    sample of ``explain_rows`` test rows, gathered here)."""
+    """Importances as in the one-process run, SHAP and permutation on ``rows`` (a stratified
+    sample of about ``explain_rows`` test rows, gathered here)."""
     import numpy as np
 
     X, y_ex = model.of(rows), rows[Y].to_numpy()

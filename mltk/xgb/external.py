@@ -2,14 +2,15 @@
 
 The table is read in batches of ``batch_mb`` MB of pandas (Parquet row groups split or joined:
 see :class:`Batches`), never whole: a first pass summarises each batch (the target's groups,
-levels, ranges: as a Dask partition is summarised, see :mod:`mltk.xgb.distributed`), a second
-types each batch, draws its stratified hold-out (seeded by the seed and the batch's number)
-and keeps the group-profile moments, a stratified tuning sample of the training rows and a
-sample of test rows to explain. The refit streams the training rows of each batch through
-XGBoost's external-memory ``ExtMemQuantileDMatrix`` (a ``DataIter`` whose quantised pages are
-cached on disk under a temporary folder and mapped back, page cache rather than the process's
-memory), its histogram bins cut from the tuning sample; the test rows are scored batch by
-batch.
+levels, ranges: as a Dask partition is summarised, see :mod:`mltk.xgb.distributed`), then
+passes over the target column alone find the thresholds of the stratified hold-out split, the
+tuning sample and the explained rows (keyed by row position and seed, :mod:`mltk.xgb.split`:
+the rows the one-process and the Dask runs choose), and a pass types each batch and keeps the
+group-profile moments, the tuning sample of the training rows and the test rows to explain.
+The refit streams the training rows of each batch through XGBoost's external-memory
+``ExtMemQuantileDMatrix`` (a ``DataIter`` whose quantised pages are cached on disk under a
+temporary folder and mapped back, page cache rather than the process's memory), its
+histogram bins cut from the tuning sample; the test rows are scored batch by batch.
 
 Memory (the budget the README states): a fixed part (Python and the libraries, the tuning and
 explanation samples, XGBoost's working memory), several times ``batch_mb`` for the batch in
@@ -39,17 +40,20 @@ from mltk.xgb.distributed import (
     Y,
     build_schema,
     exact_moments,
+    labels_part,
+    mark_part,
     model_part,
     moments_part,
     sampled_analysis,
     samples,
     search,
-    stratified_part,
+    select_part,
     summarize_part,
 )
 from mltk.xgb.explain import group_profile, threshold_metrics
 from mltk.xgb.results import Analysis
 from mltk.xgb.settings import XgbSettings
+from mltk.xgb.split import EXPLAIN_STREAM, TEST_STREAM, TUNE_STREAM, member, thresholds_over
 from mltk.xgb.stages import Stages
 
 SIZE_ROWS = 10_000  # rows of the first part read to learn a row's size in pandas
@@ -155,17 +159,19 @@ def analyze_external(data: str | os.PathLike, target: str,
     # id columns are not summarised: text ids would keep a set of every id
     schema = build_schema([summarize_part(pdf.drop(columns=list(id_cols)), target)
                            for _, pdf in batches], target, id_cols, positive)
+    batches.columns = [target]
+    split, n_train, n_test = _split_counts(batches, schema, target, s)
+    _check_sizes(n_train, n_test, s.folds)
+    tune_n = _tune_rows(s.tune_rows, sum(n_train.values()), s.tune_sample)
+    chosen = _sample_thresholds(batches, schema, target, split, n_train, n_test, tune_n, s)
     batches.columns = [*schema.features, target, *id_cols]
 
     def typed(k: int, pdf: Any) -> Any:
-        return model_part(pdf, schema, target, id_cols, s, partition_info={"number": k})
+        part = model_part(pdf, schema, target, id_cols, partition_info={"number": k})
+        return mark_part(part, TEST, s.seed, TEST_STREAM, split)
 
     model = ModelInputs(schema, s.categorical == "native")
-    n_train, n_test = _split_counts(schema, s)
-    _check_sizes(n_train, n_test, s.folds)
-    tune_n = _tune_rows(s.tune_rows, sum(n_train.values()), s.tune_sample)
-    sample, explain_rows, moments = _second_pass(batches, typed, schema, n_train, n_test,
-                                                 tune_n, s)
+    sample, explain_rows, moments = _second_pass(batches, typed, schema, chosen, s)
     stages = Stages()
     tuning, trials = search(model, sample, n_train, s, on_trial)
     with tempfile.TemporaryDirectory(prefix="mltk-extmem-") as cache:
@@ -204,16 +210,40 @@ def _row_groups(files: Sequence[Path]) -> int:
     return sum(pq.ParquetFile(f).metadata.num_row_groups for f in files)
 
 
-def _split_counts(schema: Any, s: XgbSettings) -> tuple[dict[int, int], dict[int, int]]:
-    """Training and test rows per class, known from the batches' target counts (the split
-    takes round(n * test_size) of each class of each batch)."""
-    n_train, n_test = {0: 0, 1: 0}, {0: 0, 1: 0}
-    for per_class in schema.class_counts:
-        for cls, n in per_class.items():
-            test = int(round(n * s.test_size))
-            n_test[cls] += test
-            n_train[cls] += n - test
-    return n_train, n_test
+def _labels(batches: Batches, schema: Any, target: str) -> Iterator[tuple[Any, Any]]:
+    """(positions, classes) of each batch's rows with a target (read: the target column)."""
+    for k, pdf in batches:
+        _, rows, y = labels_part(pdf, schema, target, k)
+        yield rows, y
+
+
+def _split_counts(batches: Batches, schema: Any, target: str, s: XgbSettings
+                  ) -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
+    """(the hold-out's thresholds, training and test rows per class): two passes over the
+    target column (:func:`mltk.xgb.split.thresholds_over`)."""
+    split, counts, n_test = thresholds_over(lambda: _labels(batches, schema, target), s.seed,
+                                            TEST_STREAM, s.test_size)
+    return split, {c: counts[c] - n_test[c] for c in (0, 1)}, n_test
+
+
+def _sample_thresholds(batches: Batches, schema: Any, target: str, split: Mapping[int, int],
+                       n_train: Mapping[int, int], n_test: Mapping[int, int],
+                       tune_n: int | None, s: XgbSettings) -> dict[str, Any]:
+    """The thresholds of the tuning sample (training rows) and of the explained rows (test
+    rows), each two more passes over the target column."""
+    def rows_of(test: bool) -> Callable[[], Iterator[tuple[Any, Any]]]:
+        def read() -> Iterator[tuple[Any, Any]]:
+            for rows, y in _labels(batches, schema, target):
+                taken = member(rows, y, s.seed, TEST_STREAM, split) == test
+                yield rows[taken], y[taken]
+        return read
+
+    train_total, test_total = sum(n_train.values()), sum(n_test.values())
+    tune_share = 1.0 if not tune_n else min(1.0, tune_n / train_total)
+    explain_share = min(1.0, s.explain_rows / max(1, test_total))
+    return {"tune": thresholds_over(rows_of(False), s.seed, TUNE_STREAM, tune_share)[0],
+            "explain": thresholds_over(rows_of(True), s.seed, EXPLAIN_STREAM,
+                                       explain_share)[0]}
 
 
 def _check_sizes(n_train: Mapping[int, int], n_test: Mapping[int, int], folds: int) -> None:
@@ -225,24 +255,19 @@ def _check_sizes(n_train: Mapping[int, int], n_test: Mapping[int, int], folds: i
 
 
 def _second_pass(batches: Batches, typed: Callable[[int, Any], Any], schema: Any,
-                 n_train: Mapping[int, int], n_test: Mapping[int, int], tune_n: int | None,
-                 s: XgbSettings) -> tuple[Any, Any, Any]:
-    """(the stratified tuning sample of training rows, the test rows to explain, the group
-    profile's moments), one row group at a time."""
+                 chosen: Mapping[str, Mapping[int, int]], s: XgbSettings
+                 ) -> tuple[Any, Any, Any]:
+    """(the stratified tuning sample of training rows, the test rows to explain, both in
+    table order, the group profile's moments), one batch at a time."""
     import pandas as pd
 
-    train_total, test_total = sum(n_train.values()), sum(n_test.values())
-    tune_share = 1.0 if not tune_n else min(1.0, tune_n / train_total)
-    explain_share = min(1.0, s.explain_rows / max(1, test_total))
     samples, explain, moments = [], [], None
     for k, pdf in batches:
         part = typed(k, pdf)
         del pdf
-        info = {"number": k}
-        samples.append(stratified_part(part[~part[TEST]], {0: tune_share, 1: tune_share},
-                                       s.seed, partition_info=info))
-        explain.append(stratified_part(part[part[TEST]], {0: explain_share, 1: explain_share},
-                                       s.seed + 1, partition_info=info))
+        samples.append(select_part(part[~part[TEST]], s.seed, TUNE_STREAM, chosen["tune"]))
+        explain.append(select_part(part[part[TEST]], s.seed, EXPLAIN_STREAM,
+                                   chosen["explain"]))
         m = moments_part(part, schema.features, schema.categories)
         moments = m if moments is None else moments + m
     return (pd.concat(samples, ignore_index=True), pd.concat(explain, ignore_index=True),

@@ -134,7 +134,8 @@ class XgbSettings(Settings):
                            "dart (as in the original analysis) | gbtree")
     device: str = setting("cpu", choice("cpu", "cuda"), "cpu | cuda")
     test_size: float = setting(0.2, number(0.0, 1.0, low_open=True, high_open=True),
-                               "stratified hold-out share")
+                               "stratified hold-out share (rows chosen by position and "
+                               "seed: the same wherever it runs)")
     folds: int = setting(5, integer(2), "stratified CV folds for tuning")
     max_evals: int = setting(20, integer(1), "hyperopt TPE trials")
     timeout: float | None = setting(None, optional(number(0.0, low_open=True)),
@@ -160,7 +161,7 @@ class XgbSettings(Settings):
     threshold_steps: int = setting(199, integer(1),
                                    "MCC sweep: thresholds between 0.005 and 0.995")
     explain_rows: int = setting(20000, integer(1), "test rows used for SHAP and permutation "
-                                "importance (sampled)")
+                                "importance (a stratified sample)")
     permutation_repeats: int = setting(5, integer(1), "shuffles per feature for permutation "
                                        "importance")
     seed: int = setting(0, integer(0, 2**32 - 1), "random seed: the same seed gives the same "
