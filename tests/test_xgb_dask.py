@@ -215,8 +215,9 @@ def rank_lines(cluster: Cluster) -> list[int]:
 @pytest.mark.slow
 def test_tuning_trials_train_on_the_cluster_when_asked(cluster, data, tmp_path, mltk_proc):
     """--tune-on cluster: each of the two trials is an xgboost.dask training that both
-    workers join (then the refit: three collectives each), on a validation split drawn per
-    partition; the report says so."""
+    workers join (then the refit: three collectives each), validated on 1/folds of the
+    whole table's training rows of each class, keyed by row like the hold-out (not a share
+    of each partition); the report says so."""
     before = rank_lines(cluster)
     result = mltk_proc("xgb-analyze", data / "parts", "--target", "group", "--id-cols",
                        "user_id", "--config", data / "fast.yaml", "--max-evals", "2",
@@ -229,7 +230,12 @@ def test_tuning_trials_train_on_the_cluster_when_asked(cluster, data, tmp_path, 
     assert tuned["on"] == "cluster" and tuned["trials"] == 2 == report["tuning"]["trials"]
     train = report["data"]["train_rows"]
     assert tuned["fit_rows"] + tuned["validation_rows"] == train
-    assert abs(tuned["validation_rows"] - train / FAST["folds"]) <= PARTS * 2  # 1/folds a part
+    from mltk.xgb.split import quotas
+
+    groups = pd.read_csv(data / "users.csv")["group"].eq("one_time").value_counts()
+    held = pd.read_csv(tmp_path / "out" / "test_predictions.csv")["y_true"].value_counts()
+    n_train = {c: int(groups[bool(c)] - held.get(c, 0)) for c in (0, 1)}
+    assert tuned["validation_rows"] == sum(quotas(n_train, 1 / FAST["folds"]).values())
     assert report["data"]["tune_rows"] == tuned["fit_rows"]
     trials = pd.read_csv(tmp_path / "out" / "trials.csv")
     assert len(trials) == 2 and (trials["cv_auc_mean"] > 0.8).all()

@@ -1,13 +1,13 @@
 """``xgb-analyze --dask ... --tune-on cluster``: every tuning trial trained by the workers.
 
-By default a cluster run tunes on a stratified sample pulled to the mltk process
-(``tune_on: sample``, as in the one-process run). With ``tune_on: cluster`` each hyperopt trial
-is an ``xgboost.dask`` training on the cluster's training partitions, evaluated each round on a
-validation split drawn per partition (stratified, ``1/folds`` of each partition's training rows
-of each class, seeded by the seed and the partition's number), early stopping on it choosing
-the rounds. The search is :func:`mltk.xgb.tune.search_with`, the one the CV of a sample goes
-through; :class:`ClusterTrials` is only how a trial is scored. The refit then trains on every
-training row, validation rows included.
+By default a cluster run tunes on a stratified sample pulled to the mltk process (``tune_on:
+sample``, as in the one-process run). With ``tune_on: cluster`` each hyperopt trial is an
+``xgboost.dask`` training on the cluster's training partitions, evaluated each round on a
+validation split (stratified, ``1/folds`` of the training rows of each class, keyed by row
+position and seed like the hold-out: :mod:`mltk.xgb.split`, the same on any partitioning),
+early stopping on it choosing the rounds. The search is :func:`mltk.xgb.tune.search_with`, the
+one the CV of a sample goes through; :class:`ClusterTrials` is only how a trial is scored. The
+refit then trains on every training row, validation rows included.
 """
 
 from __future__ import annotations
@@ -24,41 +24,21 @@ VALID = "__mltk_valid"
 TUNE_ON = ("sample", "cluster")
 
 
-def mark_validation(pdf: Any, share: float, seed: int, y_col: str,
-                    partition_info: dict | None = None) -> Any:
-    """One partition with ``__mltk_valid``: ``share`` of the rows of each class, drawn with
-    the seed and the partition's number."""
-    import numpy as np
-
-    number = partition_info["number"] if partition_info else 0
-    rng = np.random.default_rng([seed, number, 2])
-    y = pdf[y_col].to_numpy()
-    valid = np.zeros(len(pdf), dtype=bool)
-    for cls in (0, 1):
-        idx = np.flatnonzero(y == cls)
-        valid[rng.choice(idx, int(round(len(idx) * share)), replace=False)] = True
-    return pdf.assign(**{VALID: valid})
-
-
 class ClusterTrials:
     """A :data:`mltk.xgb.tune.Evaluate` whose trials the workers train together.
 
-    ``model`` is the run's :class:`~mltk.xgb.distributed.ModelInputs`, ``train`` the
-    persisted training rows (a dask DataFrame with the ``y_col`` labels). Each call trains
-    on the fit rows and returns the validation AUC of every round (one curve).
+    ``model`` is the run's :class:`~mltk.xgb.distributed.ModelInputs`, ``marked`` the
+    training rows (a dask DataFrame with the ``y_col`` labels) with the validation rows
+    flagged in ``VALID``, and ``rows`` how many rows fit and validate. Each call trains on
+    the fit rows and returns the validation AUC of every round (one curve).
     """
 
-    def __init__(self, client: Any, model: Any, train: Any, y_col: str, *, folds: int,
-                 seed: int, max_rounds: int, early_stopping: int) -> None:
+    def __init__(self, client: Any, model: Any, marked: Any, y_col: str,
+                 rows: Mapping[str, int], *, max_rounds: int, early_stopping: int) -> None:
         self.client, self.model, self.y_col = client, model, y_col
         self.max_rounds, self.early_stopping = max_rounds, early_stopping
-        # Not persisted again: the flag is redrawn from the persisted training rows where
-        # they are, the same on every call (seeded), which costs little beside a training.
-        meta = mark_validation(train._meta, 0.0, seed, y_col)
-        marked = train.map_partitions(mark_validation, 1.0 / folds, seed, y_col, meta=meta)
         self.fit_rows, self.valid_rows = marked[~marked[VALID]], marked[marked[VALID]]
-        counts = marked[VALID].value_counts().compute().to_dict()
-        self.rows = {"fit": int(counts.get(False, 0)), "validation": int(counts.get(True, 0))}
+        self.rows = {"fit": int(rows["fit"]), "validation": int(rows["validation"])}
         self.trials = 0
         self._matrices: dict[Any, tuple[Any, Any]] = {}
 

@@ -13,7 +13,7 @@ Stages, each run by the workers on their partitions unless said otherwise:
    on a stratified sample of the training rows, keyed likewise and pulled to this process in
    table order (``tune_rows``): the one-process run's sample, so the same trials; or,
    with ``tune_on: cluster``, every trial trained by the workers on the training partitions
-   and validated on a split drawn per partition (:mod:`mltk.xgb.cluster_tuning`);
+   and validated on a split keyed likewise (:mod:`mltk.xgb.cluster_tuning`);
 4. the refit on every training row with ``xgboost.dask`` (a ``DaskQuantileDMatrix``, for
    DART a ``DaskDMatrix``: :func:`mltk.xgb.cluster.training_matrix`; categorical columns
    native), the workers training together; a worker lost meanwhile stops
@@ -47,7 +47,7 @@ from mltk.xgb.data import Prepared, check_columns, onehot
 from mltk.xgb.explain import group_profile, threshold_metrics
 from mltk.xgb.results import Analysis
 from mltk.xgb.settings import XgbSettings
-from mltk.xgb.split import EXPLAIN_STREAM, TEST_STREAM, TUNE_STREAM
+from mltk.xgb.split import EXPLAIN_STREAM, TEST_STREAM, TUNE_STREAM, VALID_STREAM
 from mltk.xgb.stages import Stages
 from mltk.xgb.tune import search as tune_search
 
@@ -553,11 +553,17 @@ def _tune(client: Any, model: ModelInputs, train: Any, sample: Any,
                  else f"tuning on all {total:,} training rows (pulled to this process)")
         tuning, trials = search(model, sample, n_train, s, on_trial)
         return tuning, trials, {"on": "sample", "rows": len(sample)}
-    from mltk.xgb.cluster_tuning import ClusterTrials
+    from mltk.xgb.cluster_tuning import VALID, ClusterTrials
     from mltk.xgb.tune import search_with
 
-    evaluate = ClusterTrials(client, model, train, Y, folds=s.folds, seed=s.seed,
-                             max_rounds=s.rounds_cap(), early_stopping=s.early_stopping)
+    # Not persisted again: the flag is recomputed from the persisted rows where they are.
+    valid, counts, taken = frame_thresholds(train, s.seed, VALID_STREAM, 1.0 / s.folds)
+    marked = train.map_partitions(mark_part, VALID, s.seed, VALID_STREAM, valid,
+                                  meta=mark_part(train._meta, VALID, s.seed, VALID_STREAM,
+                                                 valid))
+    rows = {"fit": sum(counts.values()) - sum(taken.values()), "validation": sum(taken.values())}
+    evaluate = ClusterTrials(client, model, marked, Y, rows, max_rounds=s.rounds_cap(),
+                             early_stopping=s.early_stopping)
     log.info(f"tuning on the cluster: each trial trained by the workers on "
              f"{evaluate.rows['fit']:,} training rows, validated on "
              f"{evaluate.rows['validation']:,}")

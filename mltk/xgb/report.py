@@ -42,7 +42,7 @@ def _cluster_md(r: dict[str, Any]) -> list[str]:
     s = c["samples"]
     t = c.get("tuning") or {"on": "sample"}
     tuned = (f"every tuning trial was trained by the workers on {t['fit_rows']:,} training "
-             f"rows and validated on {t['validation_rows']:,} (drawn per partition); "
+             f"rows and validated on {t['validation_rows']:,} (keyed by row and seed); "
              if t["on"] == "cluster" else
              f"tuning used a stratified sample of {s['tuning']:,} training rows (in the "
              "mltk process); ")

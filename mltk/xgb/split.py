@@ -23,8 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-#: The streams: one selection each, drawn independently of the others.
-TEST_STREAM, TUNE_STREAM, EXPLAIN_STREAM = 1, 2, 3
+#: The streams: one selection each, drawn independently of the others (VALID_STREAM: the
+#: validation rows of trials tuned on a cluster).
+TEST_STREAM, TUNE_STREAM, EXPLAIN_STREAM, VALID_STREAM = 1, 2, 3, 4
 BIN_BITS = 16
 BINS = 1 << BIN_BITS
 CLASSES = (0, 1)
