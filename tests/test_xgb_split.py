@@ -35,7 +35,7 @@ def test_keys_are_a_bijection_of_the_row_and_differ_by_seed_and_stream():
               sp.row_keys(rows[:1000], 0, sp.EXPLAIN_STREAM)]
     for other in others:
         assert (other != keys[:1000]).mean() > 0.99
-    # The top 16 bits spread evenly: every bin of the histogram is used.
+    # The top 12 bits spread evenly: every bin of the histogram is used.
     hist = sp.key_histogram(rows, np.zeros(len(rows), dtype=np.int64), 0, sp.TEST_STREAM)
     assert hist.shape == (2, sp.BINS) and hist[0].min() > 0 and hist[1].sum() == 0
 

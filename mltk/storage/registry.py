@@ -114,8 +114,8 @@ def _mb(n: int) -> str:
 
 def check_listing(spec: str, version: Any, settings: StorageSettings) -> None:
     """Refuse the version, before it is downloaded, when its artifacts as the registry lists
-    them are more files than ``settings.max_files`` or more bytes than ``settings.max_bytes``
-    (the walk stops once there are too many files)."""
+    them are more entries (files and folders) than ``settings.max_files`` or more bytes than
+    ``settings.max_bytes`` (the walk stops once there are too many entries)."""
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     try:
@@ -124,13 +124,14 @@ def check_listing(spec: str, version: Any, settings: StorageSettings) -> None:
         folders: list[str | None] = [None]
         while folders:
             for info in repo.list_artifacts(folders.pop()):
+                files += 1  # folders count too: each costs a listing call
+                if files > settings.max_files:
+                    raise _too_many(spec, settings)
                 if info.is_dir:
                     folders.append(info.path)
                     continue
-                files += 1
+                # A store that lists no size: counted after the download (check_folder).
                 total += int(info.file_size or 0)
-                if files > settings.max_files:
-                    raise _too_many(spec, settings)
         if total > settings.max_bytes:
             raise _too_large(spec, total, settings)
     except InputError:
@@ -154,11 +155,10 @@ def check_folder(spec: str, folder: str | os.PathLike[str], settings: StorageSet
         raise _too_large(spec, total, settings)
 
 
-def download(spec: str, version: Any, dest: Path, settings: StorageSettings | None = None,
-             ) -> None:
+def download(spec: str, version: Any, dest: Path, settings: StorageSettings) -> None:
     """Download the model version's files into the folder ``dest`` (made here, whole or not
-    at all: the files go to a hidden folder renamed when complete). With ``settings``, the
-    version is refused before the download when its listing is over the storage limits, and
+    at all: the files go to a hidden folder renamed when complete). The version is refused
+    before the download when its listing is over the storage limits of ``settings``, and
     after it when what came is."""
     import mlflow.artifacts
 
@@ -168,16 +168,14 @@ def download(spec: str, version: Any, dest: Path, settings: StorageSettings | No
     shutil.rmtree(part, ignore_errors=True)
     part.mkdir(parents=True)
     try:
-        if settings is not None:
-            check_listing(spec, version, settings)
+        check_listing(spec, version, settings)
         try:
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=_version_uri(version), dst_path=str(part))
         except Exception as exc:
             raise InputError(f"{spec}: version {version.version} could not be downloaded "
                              f"({type(exc).__name__}: {_first_line(str(exc))})") from None
-        if settings is not None:
-            check_folder(spec, local, settings)
+        check_folder(spec, local, settings)
         os.rename(local, dest)
     finally:
         shutil.rmtree(part, ignore_errors=True)

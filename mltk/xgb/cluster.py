@@ -174,4 +174,3 @@ def training_matrix(client: Any, X: Any, y: Any, params: dict[str, Any], native:
     extra: dict[str, Any] = {} if params.get("max_bin") is None else {
         "max_bin": int(params["max_bin"])}
     return dxgb.DaskQuantileDMatrix(client, X, y, enable_categorical=native, ref=ref, **extra)
-

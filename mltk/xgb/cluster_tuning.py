@@ -50,7 +50,8 @@ class ClusterTrials:
     def _data(self, params: Mapping[str, Any]) -> tuple[Any, Any]:
         """(fit, validation) matrices for ``params``' booster and ``max_bin`` (a quantile
         sketch is made for it); made once for each."""
-        key = (params.get("booster"), params.get("max_bin"))
+        dart = params.get("booster") == "dart"  # a DaskDMatrix: no bins of its own
+        key = ("dart", None) if dart else (params.get("booster"), params.get("max_bin"))
         if key not in self._matrices:
             native, model = self.model.native, self.model
             dfit = training_matrix(self.client, model.of_dask(self.fit_rows),

@@ -209,11 +209,16 @@ def labels_part(pdf: Any, schema: TableSchema, target: str, number: int
     """(which rows of partition ``number`` have a target, their positions in the table,
     their class: 1 = positive); only the target column is read."""
     import numpy as np
+    import pandas as pd
 
     offset = int(sum(schema.rows[:number]))
     keep = pdf[target].notna().to_numpy()
     rows = np.arange(offset, offset + len(pdf))[keep]
-    y = (pdf[target][keep].astype(object).map(str) == str(schema.positive)).to_numpy()
+    t = pdf[target][keep]
+    # The positive group's values as the target's text says them, found among the distinct
+    # values (str of each row would cost a Python call a row, on every pass over the table).
+    positive = [v for v in pd.unique(t.astype(object)) if str(v) == str(schema.positive)]
+    y = t.astype(object).isin(positive).to_numpy()
     return keep, rows, y.astype(np.int64)
 
 

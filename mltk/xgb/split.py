@@ -12,10 +12,10 @@ each class is known.
 In memory that threshold is a partition of the keys (:func:`thresholds_in_memory`). Over
 batches of (rows, y) it takes two passes of tiny results, never the rows themselves
 (:func:`thresholds_over`, or the steps one by one where the batches are a cluster's
-partitions): pass 1 (:func:`key_histogram`) counts each class's keys by their top 16 bits;
+partitions): pass 1 (:func:`key_histogram`) counts each class's keys by their top 12 bits;
 summed, the counts name the bin that holds the k_c-th key and its rank in that bin
 (:func:`locate`); pass 2 (:func:`keys_in_bin`) returns the keys of each class in its bin
-(about n_c / 65,536 of them), sorted here for the exact threshold (:func:`exact_thresholds`).
+(about n_c / 4,096 of them), sorted here for the exact threshold (:func:`exact_thresholds`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 #: The streams: one selection each, drawn independently of the others (VALID_STREAM: the
 #: validation rows of trials tuned on a cluster).
 TEST_STREAM, TUNE_STREAM, EXPLAIN_STREAM, VALID_STREAM = 1, 2, 3, 4
-BIN_BITS = 16
+BIN_BITS = 12  # 4,096 bins: a 64 KB histogram a partition
 BINS = 1 << BIN_BITS
 CLASSES = (0, 1)
 ALL = (1 << 64) - 1  # the threshold that takes every row of a class
@@ -109,8 +109,8 @@ def select(rows: Any, y: Any, seed: int, stream: int, share: float) -> Any:
 
 
 def key_histogram(rows: Any, y: Any, seed: int, stream: int) -> Any:
-    """Pass 1 on one batch: each class's keys counted by their top 16 bits, an int64 array
-    of shape (2, 65,536); batches' histograms add up."""
+    """Pass 1 on one batch: each class's keys counted by their top 12 bits, an int64 array
+    of shape (2, 4,096); batches' histograms add up."""
     import numpy as np
 
     y = np.asarray(y).astype(np.int64)
