@@ -193,14 +193,16 @@ def test_real_paths_decide_whether_a_path_is_under_the_roots(tmp_path):
     assert problem(root / "a" / "b" / "file-in.png", roots) is None  # a link that stays in
     assert problem(root / "a" / "dir-in" / "file-in.png", roots) is None
     link = root / "a" / "b" / "file-out.png"
-    assert problem(link, roots) == (f"{link}: a link to {elsewhere / 'secret.png'}, outside the "
-                                    f"job root {root} (refused)")
+    assert problem(link, roots) == (f"{link}: leads outside the job roots (taken under "
+                                    f"{root}; refused)")  # where it leads is not said
     deep = root / "a" / "b" / "dir-out" / "new" / "x.png"  # a folder link, at any depth
-    assert problem(deep, roots) == (f"{deep}: a link to {elsewhere / 'dir' / 'new' / 'x.png'}, "
-                                    f"outside the job root {root} (refused)")
-    with pytest.raises(OutsideRoots, match=r"dir-out: a link to .*elsewhere/dir, outside"):
+    assert problem(deep, roots) == (f"{deep}: leads outside the job roots (taken under "
+                                    f"{root}; refused)")
+    assert problem(elsewhere / "dir", roots) == (f"{elsewhere / 'dir'}: not under the job "
+                                                 f"roots {root} (refused)")
+    with pytest.raises(OutsideRoots, match=r"dir-out: leads outside the job roots"):
         check(root / "a" / "b" / "dir-out", roots)
-    with pytest.raises(OutsideRoots, match=r"/a/b/(dir|file)-out(\.png)?: a link to"):
+    with pytest.raises(OutsideRoots, match=r"/a/b/(dir|file)-out(\.png)?: leads outside"):
         check_tree(root, roots)
     (root / "a" / "b" / "dir-out").unlink()
     (root / "a" / "b" / "file-out.png").unlink()
@@ -224,15 +226,15 @@ def test_a_file_link_leaving_the_root_is_refused_on_its_own_and_the_rest_runs(
     r = client.post("/jobs", json={"kind": "colors", "args": [str(photos)],
                                    "out": str(root / "linked-job"), "chunk_size": 10})
     assert r.status_code == 202, r.text
-    assert core.run_chunk(str(root / "linked-job"), 0) == "done"  # as a worker does
+    # as a worker with the server's roots does
+    assert core.run_chunk(str(root / "linked-job"), 0, roots=[str(root)]) == "done"
     records = list(core.results(JobFolder(root / "linked-job")))
     assert [rec["path"] for rec in records] == [
         str(photos / "a.png"), str(photos / "b-inside.png"), str(photos / "c-outside.png")]
     assert [rec["error"] for rec in records[:2]] == [None, None]
     assert records[0]["colors"] and records[1]["colors"]
-    assert records[2]["error"] == (f"{photos / 'c-outside.png'}: a link to "
-                                   f"{elsewhere / 'secret.png'}, outside the job root {root} "
-                                   "(refused)")
+    assert records[2]["error"] == (f"{photos / 'c-outside.png'}: leads outside the job roots "
+                                   f"(taken under {root}; refused)")
     assert records[2]["colors"] == [] and records[2]["width"] is None
 
 
@@ -248,9 +250,8 @@ def test_folder_links_leaving_the_root_refuse_the_job_before_it_is_planned(clien
                                    "args": [str(src), str(root / "shards")],
                                    "out": str(root / "tf-job")})
     assert r.status_code == 403, r.text
-    assert r.json()["error"] == (f"{src / 'dog' / 'd.png'}: a link to "
-                                 f"{elsewhere / 'dogs' / 'd.png'}, outside the job root {root} "
-                                 "(refused)")
+    assert r.json()["error"] == (f"{src / 'dog' / 'd.png'}: leads outside the job roots "
+                                 f"(taken under {root}; refused)")
     assert not (root / "tf-job").exists() and not (root / "shards").exists()
     # a job folder whose parts/ is a link outside: its parts would be written there
     (root / "trap-job").mkdir()
@@ -258,8 +259,8 @@ def test_folder_links_leaving_the_root_refuse_the_job_before_it_is_planned(clien
     r = client.post("/jobs", json={"kind": "colors", "args": [str(root / "in")],
                                    "out": str(root / "trap-job")})
     assert r.status_code == 403, r.text
-    assert r.json()["error"] == (f"{root / 'trap-job' / 'parts'}: a link to {elsewhere}, "
-                                 f"outside the job root {root} (refused)")
+    assert r.json()["error"] == (f"{root / 'trap-job' / 'parts'}: leads outside the job roots "
+                                 f"(taken under {root}; refused)")
     assert not (root / "trap-job" / "job.json").exists()
 
 
@@ -275,13 +276,32 @@ def test_predict_and_embed_refuse_a_linked_image_on_its_own(digits_run, digits_d
     (elsewhere / "secret.jpg").write_bytes(first.read_bytes())
     (root / "photos" / "a.jpg").write_bytes(second.read_bytes())
     (root / "photos" / "b.jpg").symlink_to(elsewhere / "secret.jpg")
-    why = (f"{root / 'photos' / 'b.jpg'}: a link to {elsewhere / 'secret.jpg'}, outside the job "
-           f"root {root} (refused)")
+    why = (f"{root / 'photos' / 'b.jpg'}: leads outside the job roots (taken under {root}; "
+           "refused)")
     for kind, options in (("predict", {}), ("embed", {"vectors": str(root / "vectors")})):
         folder = JobFolder(root / f"{kind}-job")
         core.create(folder, kind, [str(digits_run), str(root / "photos")], options,
                     roots=[str(root)])
-        assert core.run_chunk(str(folder.path), 0) == "done"
+        assert core.run_chunk(str(folder.path), 0, roots=[str(root)]) == "done"
         records = list(core.results(folder))
         assert [r["error"] for r in records] == [None, why], kind
         assert records[0]["path"] == str(root / "photos" / "a.jpg")
+
+
+def test_a_request_path_is_checked_and_given_to_the_job_by_its_real_path(roots):
+    """What was checked is what the job uses: a link inside the root is replaced by its real
+    path (a link swapped in afterwards is not followed); one leading outside is 403 naming the
+    field, the path and the root, never where it leads."""
+    root, elsewhere = roots
+    (root / "alias").symlink_to(root / "in", target_is_directory=True)
+    (root / "away").symlink_to(elsewhere, target_is_directory=True)
+    req = job_requests.parse({"kind": "colors", "args": [str(root / "alias")],
+                              "out": str(root / "alias" / "job")}, ("colors",), [str(root)])
+    assert req.args == [str(root / "in")] and req.out == str(root / "in" / "job")
+    with pytest.raises(CodecError) as err:
+        job_requests.parse({"kind": "colors", "args": [str(root / "away")],
+                            "out": str(root / "job")}, ("colors",), [str(root)])
+    assert err.value.status == 403
+    assert str(err.value) == (f"args[0]: {str(root / 'away')!r} leads outside the job roots "
+                              f"(taken under {root})")
+    assert str(elsewhere) not in str(err.value)

@@ -341,21 +341,32 @@ def worker(
                                              help="Worker processes (1).")] = 1,
     queues: Annotated[str, typer.Option("--queues", "-Q", help="Queues to consume.")
                       ] = "mltk",
+    job_roots: Annotated[str | None, typer.Option(
+        "--job-roots", envvar="MLTK_JOB_ROOTS", metavar="DIR[,DIR]",
+        help="Keep every chunk to these folders, by real path (links resolved): inputs read "
+             "and folders written must lie under them, whatever job.json says. Give the "
+             "server's job_roots to workers of jobs taken over HTTP.")] = None,
 ) -> None:
     """A Celery worker for mltk jobs: models are loaded once per worker process and kept.
     SIGTERM: finish the running chunk, then exit.
 
     Example: MLTK_BROKER_URL=redis://redis:6379/0 mltk worker --concurrency 2
     """
+    from mltk._settings import SettingError
     from mltk.jobs import queue
+    from mltk.jobs.roots import parse_roots
 
     url = queue.broker_url(broker)
     if not url:
         raise typer.BadParameter("give --broker URL (or MLTK_BROKER_URL)", param_hint="--broker")
+    try:
+        roots = parse_roots("--job-roots", job_roots or "")
+    except SettingError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--job-roots") from None
     queue.check_broker(url)
     output = get_output(ctx)
     output.info(f"mltk worker on {queue.redact(url)}, queues {queues}, concurrency "
-                f"{concurrency}")
+                f"{concurrency}" + (f", job roots {', '.join(roots)}" if roots else ""))
     queue.run_worker(url, concurrency, queues,
                      "DEBUG" if output.verbosity > 0 else "INFO" if output.verbosity == 0
-                     else "WARNING")
+                     else "WARNING", roots)

@@ -178,13 +178,20 @@ def _existing(folder: JobFolder, jid: str, plan: kinds.Plan, settings: JobSettin
 
 
 # -- one chunk --------------------------------------------------------------------------------
-def run_chunk(job_dir: str, index: int, attempt: int = 1, final: bool = True) -> str:
-    """Run chunk ``index`` of the job in ``job_dir``: ``done``, ``skipped`` or ``failed``.
+def run_chunk(job_dir: str, index: int, attempt: int = 1, final: bool = True,
+              roots: Sequence[str] = ()) -> str:
+    """Run chunk ``index`` of the job in ``job_dir``: ``done``, ``skipped``, ``failed`` or
+    ``refused``.
 
     Bad input (InputError) fails the chunk for good at once; any other error is raised for the
-    caller to retry, after recording the failure when ``final`` (the last attempt).
+    caller to retry, after recording the failure when ``final`` (the last attempt). With
+    ``roots`` (the worker's own job roots; job.json is never asked), what the chunk reads and
+    writes is kept to them (:mod:`mltk.jobs.roots`): a job folder with a link at its top that
+    leads outside is ``refused`` and nothing is written into it.
     """
     folder = JobFolder(job_dir)
+    if roots and not _folder_kept(folder, roots, index):
+        return "refused"
     job = folder.load()
     if folder.cancelled or folder.is_done(index):
         return "skipped"
@@ -196,9 +203,11 @@ def run_chunk(job_dir: str, index: int, attempt: int = 1, final: bool = True) ->
         with time_limit(float(job.get("chunk_seconds") or DEFAULT_CHUNK_SECONDS)):
             listed = job.get("listed", (folder.path / "items.ndjson").exists())
             items = folder.items(start, stop) if listed else None  # missing: retried
-            records = kinds.run(job, items, start, stop)
+            records = kinds.run(job, items, start, stop, roots)
         if folder.is_done(index):  # another worker finished it meanwhile: same bytes anyway
             return "skipped"
+        if roots and not _folder_kept(folder, roots, index):  # a link made while the chunk ran
+            return "refused"
         folder.write_part(index, records, time.perf_counter() - t0)
     except (InputError, ChunkTimeLimit) as exc:
         folder.mark_failed(index, str(exc), attempt)
@@ -210,8 +219,28 @@ def run_chunk(job_dir: str, index: int, attempt: int = 1, final: bool = True) ->
     finally:
         beat.stop()
         folder.drop_lease(index)
-    _finalize_quietly(folder, job)
+    _finalize_quietly(folder, job, roots)
     return "done"
+
+
+def _folder_kept(folder: JobFolder, roots: Sequence[str], index: int) -> bool:
+    """False (logged) when the job folder, or an entry at its top (parts/, leases/...), leads
+    outside ``roots``: the chunk is marked failed only where failed/ itself is safe (so that
+    ``wait`` ends), and nothing else is written."""
+    from mltk.jobs.roots import OutsideRoots, check, check_entries, real_roots
+
+    real = real_roots(roots)
+    try:
+        check_entries(folder.path, real)
+    except OutsideRoots as exc:
+        log.error(f"chunk {index} refused, nothing written: {exc}")
+        try:
+            check(folder.path / "failed", real)
+        except OutsideRoots:
+            return False
+        folder.mark_failed(index, str(exc), 1)
+        return False
+    return True
 
 
 def time_limit_message(seconds: float) -> str:
@@ -274,25 +303,28 @@ class _Heartbeat:
         self._thread.join()
 
 
-def finalize(folder: JobFolder) -> Any:
+def finalize(folder: JobFolder, roots: Sequence[str] = ()) -> Any:
     """The kind's last step once every chunk is done (see :func:`kinds.finalize`); None while
-    chunks remain or when the kind has none. Safe to call any number of times, anywhere."""
+    chunks remain or when the kind has none. Safe to call any number of times, anywhere. With
+    ``roots``, the folder it writes is kept to them."""
     job = folder.load()
     n = len(job["chunks"])
     if not kinds.has_final_step(job["kind"]) or not all(folder.is_done(i) for i in range(n)):
         return None
     finished = [(folder.stats(i) or {}).get("finished") for i in range(n)]
     last = max((t for t in finished if t), default=time.time())
-    return kinds.finalize(job, list(folder.records(n)), max(0.0, last - float(job["created"])))
+    return kinds.finalize(job, list(folder.records(n)), max(0.0, last - float(job["created"])),
+                          roots)
 
 
-def _finalize_quietly(folder: JobFolder, job: Mapping[str, Any]) -> None:
+def _finalize_quietly(folder: JobFolder, job: Mapping[str, Any],
+                      roots: Sequence[str] = ()) -> None:
     """After a chunk: finish the job if it was the last one. A failure here is not the chunk's
     (its part is written); ``wait`` and ``results`` finish the job again."""
     if not kinds.has_final_step(job["kind"]):
         return
     try:
-        finalize(folder)
+        finalize(folder, roots)
     except Exception as exc:
         log.warning(f"{folder.path}: could not finish the job yet ({exc})")
 
@@ -302,10 +334,10 @@ def _finalize_quietly(folder: JobFolder, job: Mapping[str, Any]) -> None:
 TRANSIENT = (OSError, ConnectionError, TimeoutError)
 
 
-def _local_chunk(job_dir: str, index: int, attempts: int) -> str:
+def _local_chunk(job_dir: str, index: int, attempts: int, roots: Sequence[str] = ()) -> str:
     for attempt in range(1, attempts + 1):
         try:
-            return run_chunk(job_dir, index, attempt, final=False)
+            return run_chunk(job_dir, index, attempt, final=False, roots=roots)
         except TRANSIENT as exc:
             if attempt == attempts:
                 mark_failed(job_dir, index, exc, attempt)
@@ -324,8 +356,10 @@ def mark_failed(job_dir: str, index: int, exc: BaseException | str, attempt: int
 
 
 def run_local(folder: JobFolder, jobs: int = 1,
-              on_chunk: Callable[[int, str], None] | None = None) -> None:
-    """Run every chunk without a part in a local process pool (no broker needed)."""
+              on_chunk: Callable[[int, str], None] | None = None,
+              roots: Sequence[str] = ()) -> None:
+    """Run every chunk without a part in a local process pool (no broker needed); with
+    ``roots``, each chunk is kept to them (:func:`run_chunk`)."""
     from concurrent.futures import ProcessPoolExecutor
 
     from mltk._parallel import process_context
@@ -336,18 +370,18 @@ def run_local(folder: JobFolder, jobs: int = 1,
     attempts = int(job.get("max_attempts") or 1)
     if jobs <= 1 or len(todo) <= 1:
         for i in todo:
-            status = _local_chunk(str(folder.path), i, attempts)
+            status = _local_chunk(str(folder.path), i, attempts, roots)
             if on_chunk:
                 on_chunk(i, status)
     else:
         with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=process_context()) as pool:
-            futures = {pool.submit(_local_chunk, str(folder.path), i, attempts): i
+            futures = {pool.submit(_local_chunk, str(folder.path), i, attempts, roots): i
                        for i in todo}
             for fut in futures:
                 status = fut.result()
                 if on_chunk:
                     on_chunk(futures[fut], status)
-    finalize(folder)
+    finalize(folder, roots)
 
 
 # -- status -----------------------------------------------------------------------------------

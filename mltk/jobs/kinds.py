@@ -155,12 +155,14 @@ def plan(kind: str, args: Sequence[str], options: Mapping[str, Any],
 
 
 def _keep_to_roots(made: Plan, roots: Sequence[str]) -> None:
-    """The roots go into the plan (its chunks check their inputs again); what a tfrecord-build
-    reads, and the folders a job writes, are checked now."""
+    """What a tfrecord-build reads, and the folders a job writes, are checked now (the roots
+    stay out of the plan: a worker checks again against its own roots, see :func:`run`)."""
     from mltk.jobs import roots as job_roots
 
     real = job_roots.real_roots(roots)
-    made.inputs["roots"] = real
+    for key in ("data", "queries"):
+        if key in made.inputs:
+            job_roots.check(made.inputs[key], real)
     if made.kind == "tfrecord-build":
         for shard in made.items or ():
             for path, _, _ in shard["items"]:
@@ -363,12 +365,52 @@ def _cached(key: tuple, make: Callable[[], Any]) -> Any:
 
 
 def run(job: Mapping[str, Any], items: list[Any] | None, start: int, stop: int,
-        ) -> list[dict[str, Any]]:
-    """The output records of items ``start``..``stop`` of ``job``."""
-    roots = job["inputs"].get("roots")
-    if roots and items and job["kind"] in _FILE_ITEMS:
-        return _run_inside(job, items, start, stop, roots)
-    return _RUNNERS[job["kind"]](job, items, start, stop)
+        roots: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The output records of items ``start``..``stop`` of ``job``; with ``roots`` (the
+    worker's own, never job.json's), every file it reads and folder it writes is checked by
+    real path first and used by its real path (:mod:`mltk.jobs.roots`)."""
+    if not roots:
+        return _RUNNERS[job["kind"]](job, items, start, stop)
+    from mltk.jobs.roots import real_roots
+
+    real = real_roots(roots)
+    if job["kind"] in _FILE_ITEMS:
+        return _run_inside(job, items or [], start, stop, real)
+    return _RUNNERS[job["kind"]](_kept(job, real), _kept_items(job, items, real), start, stop)
+
+
+def _kept(job: Mapping[str, Any], roots: Sequence[str]) -> dict[str, Any]:
+    """``job`` with the files and folders it reads and writes checked against ``roots``, their
+    real paths under ``real`` (what the runners open: a link swapped in after the check is not
+    followed; one swapped in between the check and the open still is)."""
+    from mltk.jobs import roots as job_roots
+
+    real = {}
+    for key in ("data", "queries"):
+        if key in job["inputs"]:
+            real[key] = job_roots.resolved(job["inputs"][key], roots)
+    if "out" in job["inputs"]:
+        job_roots.check_tree(job["inputs"]["out"], roots)
+        real["out"] = os.path.realpath(job["inputs"]["out"])
+    return {**job, "real": real}
+
+
+def _kept_items(job: Mapping[str, Any], items: list[Any] | None,
+                roots: Sequence[str]) -> list[Any] | None:
+    """A tfrecord-build shard whose files are all under ``roots``, read by their real paths
+    (shown by their given names); one file outside fails the chunk."""
+    from mltk.jobs.roots import resolved
+
+    if job["kind"] != "tfrecord-build" or not items:
+        return items
+    return [{**shard, "items": [[resolved(path, roots), label, shown]
+                                for path, label, shown in shard["items"]]}
+            for shard in items]
+
+
+def _source(job: Mapping[str, Any], key: str) -> str:
+    """The path to open for input ``key``: its checked real path when roots apply."""
+    return job.get("real", {}).get(key) or job["inputs"][key]
 
 
 #: Kinds whose items are ``[path, shown]`` of one input file each.
@@ -379,7 +421,9 @@ def _run_inside(job: Mapping[str, Any], items: list[Any], start: int, stop: int,
                 roots: Sequence[str]) -> list[dict[str, Any]]:
     """Run the chunk with each item whose real path leaves the roots refused on its own: it
     is given as a path that can never be read (its record is an unreadable file's), then its
-    error says why; the other items run as usual."""
+    error says why; the other items are read by their real paths (a link swapped in after the
+    check is not followed; one swapped in between the check and the open still is). The
+    vectors folder of an embed job is checked when it is written (:func:`finalize`)."""
     from mltk.jobs.roots import problem
 
     refused = {}
@@ -389,7 +433,7 @@ def _run_inside(job: Mapping[str, Any], items: list[Any], start: int, stop: int,
         if why:
             refused[i] = why
             path = os.path.join(os.devnull, str(i))  # under a device: never a file
-        checked.append([path, shown])
+        checked.append([os.path.realpath(path) if not why else path, shown])
     records = _RUNNERS[job["kind"]](job, checked, start, stop)
     for i, why in refused.items():
         records[i]["error"] = why
@@ -421,10 +465,10 @@ def _run_predict(job: Mapping[str, Any], items: Any, start: int, stop: int) -> l
     s = job["settings"]
     p = _cached(("predict", job["model"]["digest"], s["top_k"]),
                 lambda: ImageClassifier.open(job["inputs"]["run_dir"], top_k=s["top_k"]))
-    shown = {path: name for path, name in items}
     out = []
-    for rec in p.predict_paths([Path(path) for path, _ in items], s["batch_size"], threads=2):
-        rec["path"] = shown[rec["path"]]
+    for (_, name), rec in zip(items, p.predict_paths([Path(path) for path, _ in items],
+                                                     s["batch_size"], threads=2), strict=True):
+        rec["path"] = name  # by position: two items may share a real path
         out.append(rec)
     return out
 
@@ -437,7 +481,7 @@ def _run_xgb(job: Mapping[str, Any], items: Any, start: int, stop: int) -> list[
     p = _cached(("xgb", job["model"]["digest"]),
                 lambda: TwoGroupPredictor.open(job["inputs"]["model_dir"]))
     p.unknown_categories = job["settings"]["unknown_categories"]
-    df = pd.read_csv(job["inputs"]["data"], skiprows=range(1, start + 1), nrows=stop - start)
+    df = pd.read_csv(_source(job, "data"), skiprows=range(1, start + 1), nrows=stop - start)
     rows = df.to_dict("records")
     out = []
     for i, (row, outcome) in enumerate(zip(rows, p.predict(rows), strict=True)):
@@ -455,7 +499,7 @@ def _run_recommend(job: Mapping[str, Any], items: Any, start: int, stop: int) ->
 
     p = _cached(("recommend", job["model"]["digest"]),
                 lambda: RecommenderPredictor.open(job["inputs"]["model_dir"]))
-    with _open(job["inputs"]["queries"]) as fh:
+    with _open(_source(job, "queries")) as fh:
         rows = list(islice(read_queries(fh, job["inputs"]["queries"]), start, stop))
     out = []
     for i, rec in enumerate(p.query_records(rows, job["settings"]["k"])):
@@ -476,7 +520,7 @@ def _run_tfrecord(job: Mapping[str, Any], items: Any, start: int, stop: int) -> 
     from mltk.tfrecords.building import ShardTask, write_shard
 
     (shard,) = items
-    out = Path(job["inputs"]["out"])
+    out = Path(_source(job, "out"))
     _claim_tfrecord_out(out, job)
     cv2.setNumThreads(1)  # as tfrecord build's workers: one process per shard, no oversubscription
     task = ShardTask(shard["split"], shard["index"], shard["count"], shard["name"],
@@ -484,7 +528,8 @@ def _run_tfrecord(job: Mapping[str, Any], items: Any, start: int, stop: int) -> 
     stats = write_shard(task, os.fspath(out), job["inputs"]["classes"],
                         _options_from(job["settings"]), keep_stats=False)
     shown = {path: name for path, _, name in shard["items"]}
-    stats["skipped"] = [{**s, "path": shown[s["path"]]} for s in stats["skipped"]]
+    stats["skipped"] = [{**s, "path": shown.get(s["path"], s["path"])}
+                        for s in stats["skipped"]]
     return [stats]
 
 
@@ -546,9 +591,15 @@ def has_final_step(kind: str) -> bool:
     return kind in _FINALIZERS
 
 
-def finalize(job: Mapping[str, Any], records: list[dict[str, Any]], seconds: float) -> Any:
+def finalize(job: Mapping[str, Any], records: list[dict[str, Any]], seconds: float,
+             roots: Sequence[str] = ()) -> Any:
     """The kind's last step once every chunk is done (idempotent); ``records`` are the job's
-    records in input order, ``seconds`` its time from submission to its last chunk."""
+    records in input order, ``seconds`` its time from submission to its last chunk. With
+    ``roots``, the folder it writes is checked first (and written by its real path)."""
+    if roots:
+        from mltk.jobs.roots import real_roots
+
+        job = _kept(job, real_roots(roots))
     return _FINALIZERS[job["kind"]](job, records, seconds)
 
 
@@ -559,7 +610,7 @@ def _finish_tfrecord(job: Mapping[str, Any], records: list[dict[str, Any]],
     from mltk._atomic import write_json, write_text
     from mltk.tfrecords.building import manifest_for
 
-    out = Path(job["inputs"]["out"])
+    out = Path(_source(job, "out"))
     classes = job["inputs"]["classes"]
     manifest = manifest_for(records, classes, _options_from(job["settings"]), seconds)
     labels = "".join(f"{c}\n" for c in classes)
@@ -611,7 +662,7 @@ def _finish_embed(job: Mapping[str, Any], records: list[dict[str, Any]],
 
     from mltk.similar.embed import from_rows
 
-    out = Path(job["inputs"]["out"])
+    out = Path(_source(job, "out"))
     s = job["settings"]
     good = [r for r in records if r.get("error") is None]
     errors = [{"path": r["path"], "error": r["error"]} for r in records if r.get("error")]
@@ -621,7 +672,7 @@ def _finish_embed(job: Mapping[str, Any], records: list[dict[str, Any]],
     result = from_rows(x, [r["path"] for r in good], errors, model=model,
                        identity=job["model"]["identity"], dim=s["dim"], whiten=s["whiten"],
                        seed=s["seed"], seconds=seconds)
-    summary = {"out": os.fspath(out), **result.summary()}
+    summary = {"out": job["inputs"]["out"], **result.summary()}
     found = _yaml_or_empty(out / "config.yaml")
     if found.get("job") == job["id"] and found.get("count") == len(result):
         return summary

@@ -87,7 +87,8 @@ def _register(app: Any) -> None:
     def run_chunk(self: Any, job_dir: str, index: int) -> str:
         attempt = self.request.retries + 1
         try:
-            outcome = core.run_chunk(job_dir, index, attempt, final=False)
+            outcome = core.run_chunk(job_dir, index, attempt, final=False,
+                                     roots=worker_roots(app))
         except SoftTimeLimitExceeded:
             limit = (self.request.timelimit or (None, None))[1]
             core.mark_failed(job_dir, index, core.time_limit_message(
@@ -103,6 +104,17 @@ def _register(app: Any) -> None:
             return "failed"
         _requeue_stale(app, job_dir)
         return outcome
+
+
+def worker_roots(app: Any) -> tuple[str, ...]:
+    """The job roots this worker keeps every chunk to: its own (``mltk worker --job-roots``,
+    else env MLTK_JOB_ROOTS), never a job's."""
+    from mltk.jobs.roots import ROOTS_ENV, parse_roots
+
+    given = app.conf.get("mltk_job_roots")
+    if given is None:
+        given = parse_roots(ROOTS_ENV, os.environ.get(ROOTS_ENV, ""))
+    return tuple(given)
 
 
 def _requeue_stale(app: Any, job_dir: str) -> None:
@@ -209,9 +221,12 @@ def check_broker(broker: str) -> None:
                         f"({hide_password(str(exc), broker)})") from None
 
 
-def run_worker(broker: str, concurrency: int, queues: str, loglevel: str = "INFO") -> None:
-    """Run a Celery worker in this process until it is stopped (SIGTERM: warm shutdown)."""
+def run_worker(broker: str, concurrency: int, queues: str, loglevel: str = "INFO",
+               roots: Iterable[str] = ()) -> None:
+    """Run a Celery worker in this process until it is stopped (SIGTERM: warm shutdown); with
+    ``roots``, every chunk it runs is kept to them (:mod:`mltk.jobs.roots`)."""
     app = app_for(broker)
+    app.conf.mltk_job_roots = tuple(roots) or None  # None: env MLTK_JOB_ROOTS, read per chunk
     app.worker_main(["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}",
                      "-Q", queues, "--pool=prefork", "-O", "fair",
                      "-n", f"mltk-{os.getpid()}@%h",

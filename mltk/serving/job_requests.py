@@ -101,7 +101,9 @@ def _served_model(kind: str, name: str | None, models: Sequence[str]) -> str:
 
 
 class _Roots:
-    """Paths of a request: absolute, and under one of the configured roots once resolved."""
+    """Paths of a request: absolute, and under one of the configured roots once resolved; the
+    job is given their real paths (a link swapped in after this check is not followed; one
+    swapped in before the job is planned is caught there, and again when its chunks run)."""
 
     def __init__(self, roots: Sequence[str]) -> None:
         self.roots = [os.path.realpath(r) for r in roots]
@@ -114,11 +116,15 @@ class _Roots:
                             "(the folders jobs may read and write under) to allow some")
         if not os.path.isabs(path):
             raise bad(f"{field} must be an absolute path, got {path!r}")
-        real = os.path.realpath(path)
-        if not any(real == r or real.startswith(r.rstrip(os.sep) + os.sep)
-                   for r in self.roots):
+        from mltk.jobs.roots import problem, taken_under
+
+        if problem(path, self.roots):  # logs where a link leads; the client is not told
+            named = taken_under(path, self.roots)
+            if named:
+                raise forbidden(f"{field}: {path!r} leads outside the job roots (taken under "
+                                f"{', '.join(named)})")
             raise forbidden(f"{field}: {path!r} is not under the server's job_roots")
-        return path
+        return os.path.realpath(path)
 
 
 def submit(req: JobRequest, broker: str, roots: Sequence[str] = ()) -> Any:

@@ -12,7 +12,6 @@ from mltk._settings import (
     SettingError,
     Settings,
     boolean,
-    fail,
     integer,
     number,
     optional,
@@ -36,14 +35,11 @@ def _models(key: str, value: Any) -> tuple[str, ...]:
 
 
 def _roots(key: str, value: Any) -> tuple[str, ...]:
-    """Folders (one, or a list): absolute paths, as a job request's paths are."""
-    if isinstance(value, (str, os.PathLike)):
-        value = [value]
-    roots = sequence(text())(key, [os.fspath(v) for v in value or ()])
-    for i, root in enumerate(roots):
-        if not os.path.isabs(root):
-            raise fail(f"{key}[{i}]", "an absolute folder", root)
-    return roots
+    """Folders (text DIR[,DIR], or a list): absolute paths, as a job request's paths are (the
+    parsing of ``mltk worker --job-roots`` too)."""
+    from mltk.jobs.roots import parse_roots
+
+    return parse_roots(key, value)
 
 
 @dataclasses.dataclass(frozen=True)
