@@ -155,20 +155,15 @@ def plan(kind: str, args: Sequence[str], options: Mapping[str, Any],
 
 
 def _keep_to_roots(made: Plan, roots: Sequence[str]) -> None:
-    """What a tfrecord-build reads, and the folders a job writes, are checked now (the roots
-    stay out of the plan: a worker checks again against its own roots, see :func:`run`)."""
-    from mltk.jobs import roots as job_roots
+    """What the job reads, and the folders it writes, are checked now, as its chunks check
+    them when they run (:func:`_kept`, :func:`_kept_items`); the roots stay out of the plan:
+    a worker checks again against its own roots, see :func:`run`."""
+    from mltk.jobs.roots import real_roots
 
-    real = job_roots.real_roots(roots)
-    for key in ("data", "queries"):
-        if key in made.inputs:
-            job_roots.check(made.inputs[key], real)
-    if made.kind == "tfrecord-build":
-        for shard in made.items or ():
-            for path, _, _ in shard["items"]:
-                job_roots.check(path, real)
-    if made.kind in ("tfrecord-build", "embed"):
-        job_roots.check_tree(made.inputs["out"], real)
+    real = real_roots(roots)
+    job = {"kind": made.kind, "inputs": made.inputs}
+    _kept(job, real)
+    _kept_items(job, made.items, real)
 
 
 def _plan_colors(args: list[str], opts: dict[str, Any]) -> Plan:
