@@ -184,9 +184,8 @@ def _unpack_to(archive: Path, dest: Path, settings: StorageSettings) -> None:
 def _archive_fetcher(spec: str, fs: Any, path: str, info: Mapping[str, Any],
                      settings: StorageSettings) -> Any:
     size = info.get("size")
-    if size is not None and size > settings.max_bytes:
-        raise InputError(f"{spec}: {size / 2**20:,.0f} MB, over the limit of "
-                         f"{settings.max_bytes / 2**20:,.0f} MB (storage `max_mb`)")
+    if size is not None:
+        settings.check_bytes(spec, size)
 
     def fetch(dest: Path) -> None:
         name = PurePosixPath(path).name if is_archive(path) else "model.tar.gz"
@@ -212,12 +211,8 @@ def _folder_fetcher(spec: str, fs: Any, path: str, settings: StorageSettings) ->
     files = {name: info for name, info in found.items() if info.get("type") != "directory"}
     if not files:
         raise InputError(f"{spec}: an empty folder (no model files)")
-    if len(files) > settings.max_files:
-        raise InputError(f"{spec}: more than {settings.max_files:,} files (storage `max_files`)")
-    total = sum(int(i.get("size") or 0) for i in files.values())
-    if total > settings.max_bytes:
-        raise InputError(f"{spec}: {total / 2**20:,.0f} MB, over the limit of "
-                         f"{settings.max_bytes / 2**20:,.0f} MB (storage `max_mb`)")
+    settings.check_files(spec, len(files))
+    settings.check_bytes(spec, sum(int(i.get("size") or 0) for i in files.values()))
     root = path.rstrip("/")
 
     def fetch(dest: Path) -> None:

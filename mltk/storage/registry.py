@@ -98,20 +98,6 @@ def _version_uri(version: Any) -> str:
     return f"models:/{version.name}/{version.version}"
 
 
-def _too_many(spec: str, settings: StorageSettings) -> InputError:
-    return InputError(f"{spec}: more than {settings.max_files:,} files (storage `max_files`)")
-
-
-def _too_large(spec: str, total: int, settings: StorageSettings) -> InputError:
-    return InputError(f"{spec}: {_mb(total)} MB, over the limit of {_mb(settings.max_bytes)} MB "
-                      "(storage `max_mb`)")
-
-
-def _mb(n: int) -> str:
-    mb = n / 2**20
-    return f"{mb:,.0f}" if mb >= 10 else f"{mb:.3g}"
-
-
 def check_listing(spec: str, version: Any, settings: StorageSettings) -> None:
     """Refuse the version, before it is downloaded, when its artifacts as the registry lists
     them are more entries (files and folders) than ``settings.max_files`` or more bytes than
@@ -125,15 +111,13 @@ def check_listing(spec: str, version: Any, settings: StorageSettings) -> None:
         while folders:
             for info in repo.list_artifacts(folders.pop()):
                 files += 1  # folders count too: each costs a listing call
-                if files > settings.max_files:
-                    raise _too_many(spec, settings)
+                settings.check_files(spec, files)
                 if info.is_dir:
                     folders.append(info.path)
                     continue
                 # A store that lists no size: counted after the download (check_folder).
                 total += int(info.file_size or 0)
-        if total > settings.max_bytes:
-            raise _too_large(spec, total, settings)
+        settings.check_bytes(spec, total)
     except InputError:
         raise
     except Exception as exc:
@@ -149,10 +133,8 @@ def check_folder(spec: str, folder: str | os.PathLike[str], settings: StorageSet
         for name in names + [d for d in dirs if os.path.islink(os.path.join(top, d))]:
             files += 1
             total += os.lstat(os.path.join(top, name)).st_size
-            if files > settings.max_files:
-                raise _too_many(spec, settings)
-    if total > settings.max_bytes:
-        raise _too_large(spec, total, settings)
+            settings.check_files(spec, files)
+    settings.check_bytes(spec, total)
 
 
 def download(spec: str, version: Any, dest: Path, settings: StorageSettings) -> None:

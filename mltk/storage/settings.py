@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from mltk._settings import Settings, integer, number, optional, setting, text
+from mltk.errors import InputError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,9 +28,25 @@ class StorageSettings(Settings):
     def max_bytes(self) -> int:
         return int(self.max_mb * 1024 * 1024)
 
+    def check_files(self, what: str, files: int) -> None:
+        """An error naming ``what`` (a model's URL or URI) when ``files`` is over the limit."""
+        if files > self.max_files:
+            raise InputError(f"{what}: more than {self.max_files:,} files (storage `max_files`)")
+
+    def check_bytes(self, what: str, size: int) -> None:
+        """An error naming ``what`` when ``size`` bytes is over the limit."""
+        if size > self.max_bytes:
+            raise InputError(f"{what}: {_mb(size)} MB, over the limit of {_mb(self.max_bytes)} "
+                             "MB (storage `max_mb`)")
+
     @property
     def cache(self) -> Path:
         if self.cache_dir:
             return Path(self.cache_dir).expanduser()
         base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
         return Path(base) / "mltk" / "models"
+
+
+def _mb(n: int) -> str:
+    mb = n / 2**20
+    return f"{mb:,.0f}" if mb >= 10 else f"{mb:.3g}"
