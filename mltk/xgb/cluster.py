@@ -16,7 +16,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from mltk.errors import InputError, MltkError
@@ -160,7 +160,7 @@ def _collective_failure(exc: BaseException) -> bool:
         word in text for word in ("collective", "allreduce", "allgather", "Socket", "socket"))
 
 
-def training_matrix(client: Any, X: Any, y: Any, params: dict[str, Any], native: bool,
+def training_matrix(client: Any, X: Any, y: Any, params: Mapping[str, Any], native: bool,
                     ref: Any = None) -> Any:
     """The workers' training (or validation: ``ref``, the training matrix) matrix for
     ``params``. gbtree gets a ``DaskQuantileDMatrix`` (bins only, the least memory; made with

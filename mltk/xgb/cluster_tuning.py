@@ -55,9 +55,9 @@ class ClusterTrials:
         if key not in self._matrices:
             native, model = self.model.native, self.model
             dfit = training_matrix(self.client, model.of_dask(self.fit_rows),
-                                   self.fit_rows[self.y_col], dict(params), native)
+                                   self.fit_rows[self.y_col], params, native)
             dvalid = training_matrix(self.client, model.of_dask(self.valid_rows),
-                                     self.valid_rows[self.y_col], dict(params), native,
+                                     self.valid_rows[self.y_col], params, native,
                                      ref=dfit)
             self._matrices[key] = (dfit, dvalid)
         return self._matrices[key]

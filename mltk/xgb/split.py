@@ -74,7 +74,27 @@ def thresholds_in_memory(rows: Any, y: Any, seed: int, stream: int, share: float
     """Each class's threshold, all its rows' keys in hand."""
     import numpy as np
 
+    return _thresholds(row_keys(rows, seed, stream), np.asarray(y), share)
+
+
+def member(rows: Any, y: Any, seed: int, stream: int, thresholds: Thresholds) -> Any:
+    """Whether each row is taken (a bool array): its key at most its class's threshold."""
+    import numpy as np
+
+    return _taken(row_keys(rows, seed, stream), np.asarray(y), thresholds)
+
+
+def select(rows: Any, y: Any, seed: int, stream: int, share: float) -> Any:
+    """The positions (sorted) in ``rows`` of the rows taken, all of them in memory."""
+    import numpy as np
+
     keys, y = row_keys(rows, seed, stream), np.asarray(y)
+    return np.flatnonzero(_taken(keys, y, _thresholds(keys, y, share)))
+
+
+def _thresholds(keys: Any, y: Any, share: float) -> dict[int, int]:
+    import numpy as np
+
     out = {}
     for c in CLASSES:
         k = keys[y == c]
@@ -84,25 +104,15 @@ def thresholds_in_memory(rows: Any, y: Any, seed: int, stream: int, share: float
     return out
 
 
-def member(rows: Any, y: Any, seed: int, stream: int, thresholds: Thresholds) -> Any:
-    """Whether each row is taken (a bool array): its key at most its class's threshold."""
+def _taken(keys: Any, y: Any, thresholds: Thresholds) -> Any:
     import numpy as np
 
-    keys, y = row_keys(rows, seed, stream), np.asarray(y)
     taken = np.zeros(len(keys), dtype=bool)
     for c, t in thresholds.items():
         if t != NONE:
             at = y == c
             taken[at] = keys[at] <= np.uint64(t)
     return taken
-
-
-def select(rows: Any, y: Any, seed: int, stream: int, share: float) -> Any:
-    """The positions (sorted) in ``rows`` of the rows taken, all of them in memory."""
-    import numpy as np
-
-    t = thresholds_in_memory(rows, y, seed, stream, share)
-    return np.flatnonzero(member(rows, y, seed, stream, t))
 
 
 # -- over batches: two passes of tiny results -------------------------------------------------
