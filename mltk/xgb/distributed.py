@@ -538,10 +538,15 @@ def search(model: ModelInputs, sample: Any, n_train: Mapping[int, int], s: XgbSe
             on_trial: Callable[[dict[str, Any]], None] | None
             ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Tuning on the sample, as the one-process run tunes (same space, folds and seed)."""
-    spw = s.scale_pos_weight
-    spw = spw if spw is not None else float(n_train[0] / max(1, n_train[1]))
+    spw = pos_weight(s, n_train)
     return tune_search(model.of(sample).reset_index(drop=True), sample[Y].to_numpy(), s, spw,
                        model.native, on_trial)
+
+
+def pos_weight(s: XgbSettings, n_train: Mapping[int, int]) -> float:
+    """``scale_pos_weight``: the setting, else negatives / positives of the training rows."""
+    spw = s.scale_pos_weight
+    return spw if spw is not None else float(n_train[0] / max(1, n_train[1]))
 
 
 def _tune(client: Any, model: ModelInputs, train: Any, sample: Any,
@@ -572,9 +577,7 @@ def _tune(client: Any, model: ModelInputs, train: Any, sample: Any,
     log.info(f"tuning on the cluster: each trial trained by the workers on "
              f"{evaluate.rows['fit']:,} training rows, validated on "
              f"{evaluate.rows['validation']:,}")
-    spw = s.scale_pos_weight
-    spw = spw if spw is not None else float(n_train[0] / max(1, n_train[1]))
-    tuning, trials = search_with(evaluate, s, spw, on_trial)
+    tuning, trials = search_with(evaluate, s, pos_weight(s, n_train), on_trial)
     return tuning, trials, evaluate.describe()
 
 
